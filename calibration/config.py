@@ -1,0 +1,41 @@
+"""Calibration config: image pixel ↔ floor metre point pairs for one camera."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Point = tuple[float, float]
+
+
+class CalibrationConfig(BaseModel):
+    """Four or more pairs: where a floor mark is in the image (px) and on the floor (m).
+
+    Either inline (``image_points_px`` + ``floor_points_m``) or in a small YAML ``file`` with
+    the same two keys, relative to the store config.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    image_points_px: list[Point] | None = None
+    floor_points_m: list[Point] | None = None
+    file: str | None = None
+    max_reprojection_error_m: float = Field(default=0.25, gt=0.0, le=5.0)
+    reference_size_px: tuple[int, int] | None = Field(
+        default=None, description="(width, height) of the frames the image points were clicked on"
+    )
+
+    @model_validator(mode="after")
+    def _pairs(self) -> CalibrationConfig:
+        if self.file is None:
+            if self.image_points_px is None or self.floor_points_m is None:
+                raise ValueError("give either 'file' or both 'image_points_px' and 'floor_points_m'")
+            if len(self.image_points_px) < 4:
+                raise ValueError(f"need at least 4 point pairs, found {len(self.image_points_px)}")
+            if len(self.image_points_px) != len(self.floor_points_m):
+                raise ValueError(
+                    f"image_points_px has {len(self.image_points_px)} points but floor_points_m has "
+                    f"{len(self.floor_points_m)}: they must pair up"
+                )
+        elif self.image_points_px is not None or self.floor_points_m is not None:
+            raise ValueError("give either 'file' or inline points, not both")
+        return self

@@ -1,0 +1,57 @@
+"""``storesense`` command line. Each subcommand lives next to the code it drives and registers
+itself through a ``register(subparsers)`` function, so the CLI stays a thin index."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+# module paths that expose register(subparsers); order = order in --help
+COMMAND_MODULES = [
+    "edge.commands",  # validate-config, run, analyze, bench, demo
+    "calibration.cli",  # calibrate
+    "mqtt_bridge.display",  # display
+    "edge.ops_cli",  # heatmap, report
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="storesense",
+        description="Edge computer vision for stores: queues, waits, dwell, staff response. "
+        "Only aggregated metrics leave the box.",
+    )
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"], help="json: one object per line")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from edge.config import ConfigError
+    from edge.errors import UserFacingError
+    from edge.logs import setup_logging
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.log_level, args.log_format)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        for line in exc.problems:
+            print(f"config error: {line}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except UserFacingError as exc:
+        logging.getLogger("storesense").error("%s", exc)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,129 @@
+"""Start a private Eclipse Mosquitto on loopback: for tests and for ``storesense demo``.
+
+Ports are ephemeral (the kernel picks a free one), never fixed, so parallel test runs and a
+broker already running on 1883 cannot collide.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from edge.errors import UserFacingError
+
+
+def free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def mosquitto_binary() -> str:
+    for candidate in (shutil.which("mosquitto"), "/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise UserFacingError(
+        "Eclipse Mosquitto is not installed: run `apt-get install -y mosquitto` (scripts/setup.sh does)"
+    )
+
+
+def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s} s")
+
+
+@dataclass
+class MosquittoProcess:
+    """A running broker. ``port`` is the MQTT/TCP listener, ``ws_port`` the WebSocket one (if any)."""
+
+    port: int
+    ws_port: int | None
+    workdir: Path
+    extra_config: str = ""
+    proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+
+    @property
+    def log_path(self) -> Path:
+        return self.workdir / "mosquitto.log"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    def write_config(self) -> None:
+        lines = [
+            f"listener {self.port} 127.0.0.1",
+            "protocol mqtt",
+        ]
+        if self.ws_port is not None:
+            lines += [f"listener {self.ws_port} 127.0.0.1", "protocol websockets"]
+        if "allow_anonymous" not in self.extra_config and "per_listener_settings" not in self.extra_config:
+            lines.append("allow_anonymous true")
+        lines += [
+            f"persistence_location {self.workdir}/",
+            "persistence false",
+            f"log_dest file {self.log_path}",
+            "log_type error",
+            "log_type warning",
+            "log_type notice",
+            "log_type information",
+            "connection_messages true",
+        ]
+        # extra settings go after the listeners so listener-scoped options apply to them
+        self.config_path.write_text("\n".join(lines) + "\n" + self.extra_config + "\n")
+
+    def start(self, timeout_s: float = 10.0) -> MosquittoProcess:
+        self.write_config()
+        self.proc = subprocess.Popen(
+            [mosquitto_binary(), "-c", str(self.config_path)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        try:
+            wait_for_port("127.0.0.1", self.port, timeout_s)
+        except TimeoutError:
+            self.stop()
+            log = self.log_path.read_text() if self.log_path.exists() else ""
+            err = self.proc.stderr.read().decode() if self.proc and self.proc.stderr else ""
+            raise RuntimeError(f"mosquitto did not start on port {self.port}:\n{err}\n{log}") from None
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def restart(self) -> None:
+        """Stop and start again on the same ports (for outage tests)."""
+        self.stop()
+        self.start()
+
+    def __enter__(self) -> MosquittoProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_mosquitto(
+    *, websockets: bool = False, extra_config: str = "", workdir: Path | None = None
+) -> MosquittoProcess:
+    """Start mosquitto with a TCP listener (and optionally WebSockets) on free loopback ports."""
+    wd = workdir or Path(tempfile.mkdtemp(prefix="storesense-mosquitto-"))
+    wd.mkdir(parents=True, exist_ok=True)
+    ws = free_port() if websockets else None
+    return MosquittoProcess(port=free_port(), ws_port=ws, workdir=wd, extra_config=extra_config).start()

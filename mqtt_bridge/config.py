@@ -1,0 +1,61 @@
+"""Config of the MQTT link, the checkout display and the on-box history."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from mqtt_bridge.topics import DEFAULT_PREFIX
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TlsConfig(Strict):
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    insecure_skip_verify: bool = False
+
+
+class MqttConfig(Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    prefix: str = DEFAULT_PREFIX
+    device_id: str = Field(default="edge-1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    keepalive_s: int = Field(default=10, ge=2, le=3600)
+    protocol: Literal["5", "3.1.1"] = "5"
+    username: str | None = None
+    # secrets never inline: name an environment variable or a file
+    password_env: str | None = None
+    password_file: str | None = None
+    tls: TlsConfig | None = None
+    outbox_path: str = "storesense-outbox.db"
+    outbox_max_messages: int = Field(default=100_000, ge=10)
+    state_expiry_s: int = Field(default=120, ge=1, le=86400, description="MQTT 5 message expiry for live state")
+    reconnect_max_backoff_s: float = Field(default=30.0, gt=0.0, le=600.0)
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> MqttConfig:
+        if self.password_env and self.password_file:
+            raise ValueError("give password_env or password_file, not both")
+        return self
+
+
+class DisplayConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    languages: list[Literal["zh", "en"]] = Field(default_factory=lambda: ["zh", "en"], min_length=1)
+    stale_after_s: float = Field(default=10.0, gt=0.0, le=600.0)
+    title: str = "Checkout"
+    setup_password_env: str | None = Field(default=None, description="enables /setup with this password")
+
+
+class HistoryConfig(Strict):
+    enabled: bool = True
+    path: str = "storesense-history.db"
+    retention_days: float = Field(default=90.0, gt=0.0, le=3650.0)
+    max_size_mb: float = Field(default=1024.0, gt=0.0)

@@ -1,0 +1,166 @@
+"""Config models owned by the analytics: zones, staff identification, alert rules, heatmaps.
+
+They live here, next to the code that reads them, and are assembled into the store config by
+:mod:`edge.config`. Every model forbids unknown keys so that a typo is an error with a line
+number instead of a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Point = tuple[float, float]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+ZoneKind = Literal["queue", "service", "dwell", "entrance", "staff_only"]
+
+
+class ZoneConfig(Strict):
+    """A polygon on the floor or in the image, and the rules that apply inside it."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    kind: ZoneKind
+    label: str | None = Field(default=None, description="Name shown on screens and reports")
+    polygon: list[Point] = Field(min_length=3)
+    units: Literal["norm", "m"] = Field(
+        default="norm", description="norm: image coordinates 0..1; m: floor metres (needs calibration)"
+    )
+    # queue zones: which lane they are and where the till is
+    lane: str | None = Field(default=None, description="Lane id of a queue/service zone (default: zone id)")
+    service_zone: str | None = Field(default=None, description="queue: id of the service zone at its till")
+    # membership hysteresis
+    enter_after_s: float = Field(default=1.0, ge=0.0, le=60.0)
+    leave_after_s: float = Field(default=2.0, ge=0.0, le=120.0)
+    # dwell: a visit longer than this is a stop (product attention)
+    stop_after_s: float = Field(default=20.0, gt=0.0, le=3600.0)
+    # staff response: entrance greeting and dwell-zone approach
+    greet_radius_m: float = Field(default=1.5, gt=0.0, le=20.0)
+    response_sla_s: float | None = Field(
+        default=None, gt=0.0, le=3600.0, description="entrance: default 10 s; dwell: default 30 s"
+    )
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon_ok(cls, v: list[Point]) -> list[Point]:
+        from shapely.geometry import Polygon
+
+        poly = Polygon(v)
+        if not poly.is_valid or poly.area <= 0:
+            raise ValueError("polygon must be a simple, non-self-intersecting shape with a non-zero area")
+        return v
+
+    @model_validator(mode="after")
+    def _units_ok(self) -> ZoneConfig:
+        if self.units == "norm":
+            for x, y in self.polygon:
+                if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                    raise ValueError(
+                        f"polygon point ({x}, {y}) is outside 0..1; with units: norm, points are fractions "
+                        "of the image width/height (use units: m for floor metres)"
+                    )
+        if self.service_zone is not None and self.kind != "queue":
+            raise ValueError("service_zone is only allowed on zones of kind 'queue'")
+        return self
+
+    @property
+    def lane_id(self) -> str:
+        return self.lane or self.id
+
+    @property
+    def sla_s(self) -> float:
+        if self.response_sla_s is not None:
+            return self.response_sla_s
+        return 10.0 if self.kind == "entrance" else 30.0
+
+
+class HsvRange(Strict):
+    lower: tuple[int, int, int]
+    upper: tuple[int, int, int]
+
+    @model_validator(mode="after")
+    def _ranges(self) -> HsvRange:
+        for lo, hi, top, name in zip(self.lower, self.upper, (179, 255, 255), "HSV", strict=True):
+            if not (0 <= lo <= top and 0 <= hi <= top):
+                raise ValueError(f"{name} must be within 0..{top} (OpenCV HSV scale)")
+            if lo > hi:
+                raise ValueError(f"{name}: lower {lo} is above upper {hi}")
+        return self
+
+
+class UniformConfig(Strict):
+    """Staff wear a uniform: a share of the torso pixels falls into one of these HSV ranges."""
+
+    hsv_ranges: list[HsvRange] = Field(min_length=1)
+    min_pixel_fraction: float = Field(default=0.2, gt=0.0, le=1.0)
+    min_votes: int = Field(default=5, ge=1, le=1000, description="frames observed before deciding")
+    staff_vote_fraction: float = Field(default=0.6, gt=0.0, le=1.0)
+
+
+class StaffOnlyConfig(Strict):
+    """Tracks that spend this long in a staff_only zone are staff."""
+
+    min_time_s: float = Field(default=2.0, ge=0.0, le=600.0)
+
+
+class OnnxClassifierConfig(Strict):
+    path: str
+    staff_class: int = Field(default=1, ge=0)
+    input_size_px: tuple[int, int] = (128, 256)
+    min_votes: int = Field(default=5, ge=1)
+    staff_vote_fraction: float = Field(default=0.6, gt=0.0, le=1.0)
+
+
+class StaffConfig(Strict):
+    methods: list[Literal["uniform", "staff_only_zone", "onnx"]] = Field(default_factory=list)
+    uniform: UniformConfig | None = None
+    staff_only_zone: StaffOnlyConfig = Field(default_factory=StaffOnlyConfig)
+    onnx: OnnxClassifierConfig | None = None
+
+    @model_validator(mode="after")
+    def _method_settings(self) -> StaffConfig:
+        if "uniform" in self.methods and self.uniform is None:
+            raise ValueError("method 'uniform' needs a 'uniform:' section with hsv_ranges")
+        if "onnx" in self.methods and self.onnx is None:
+            raise ValueError("method 'onnx' needs an 'onnx:' section with the classifier path")
+        return self
+
+
+class AlertRule(Strict):
+    """E.g. predicted wait > 300 s for 60 s on any lane → "open another lane"."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    lane: str = Field(default="*", description="lane id, or * for every lane")
+    metric: Literal["predicted_wait_s", "queue_length", "open_lanes_busy"]
+    above: float
+    for_s: float = Field(default=0.0, ge=0.0, le=3600.0)
+    action: str = Field(default="open_lane", description="machine-readable action for staff apps")
+    message: str = Field(default="Open another lane")
+    hours: tuple[int, int] | None = Field(
+        default=None, description="active only between these local hours [start, end), e.g. peak hours"
+    )
+
+
+class HeatmapConfig(Strict):
+    cell_m: float = Field(default=0.25, gt=0.0, le=5.0)
+    cell_norm: float = Field(default=0.02, gt=0.0, le=0.5)
+    min_tracks_per_cell: int = Field(default=1, ge=1, description="privacy: hide cells fewer tracks visited")
+
+
+class QueueModelConfig(Strict):
+    service_rate_halflife_s: float = Field(default=300.0, gt=0.0, le=7200.0)
+    stale_after_s: float = Field(default=10.0, gt=0.0, le=600.0)
+    smoothing_s: float = Field(default=3.0, ge=0.0, le=120.0)
+    default_service_time_s: float = Field(default=60.0, gt=0.0, le=3600.0)
+
+
+class AnalyticsConfig(Strict):
+    state_interval_s: float = Field(default=1.0, gt=0.0, le=60.0)
+    queue: QueueModelConfig = Field(default_factory=QueueModelConfig)
+    heatmap: HeatmapConfig = Field(default_factory=HeatmapConfig)
+    alerts: list[AlertRule] = Field(default_factory=list)
