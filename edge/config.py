@@ -132,6 +132,11 @@ class StoreConfig(Strict):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     display: DisplayConfig = Field(default_factory=DisplayConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
+    data_dir: str = Field(
+        default="storesense-data",
+        description="local folder (relative to this file) for the outbox, history, heatmaps and reference "
+        "frames; none of it leaves the box except through MQTT metrics",
+    )
     # where the file came from; set by load_config, not by the user
     source_path: Path | None = Field(default=None, exclude=True)
 
@@ -148,6 +153,12 @@ class StoreConfig(Strict):
             if c.id == camera_id:
                 return c
         raise KeyError(f"no camera {camera_id!r} in the config; cameras: {[c.id for c in self.cameras]}")
+
+    def data_path(self, *parts: str) -> Path:
+        """A path inside ``data_dir`` (created on demand)."""
+        base = self.resolve_path(self.data_dir)
+        base.mkdir(parents=True, exist_ok=True)
+        return base.joinpath(*parts)
 
     def resolve_path(self, value: str) -> Path:
         """A path from the config, relative to the config file's directory."""

@@ -33,7 +33,7 @@ class MqttConfig(Strict):
     password_env: str | None = None
     password_file: str | None = None
     tls: TlsConfig | None = None
-    outbox_path: str = "storesense-outbox.db"
+    outbox_path: str = Field(default="outbox.db", description="relative to the store data_dir")
     outbox_max_messages: int = Field(default=100_000, ge=10)
     state_expiry_s: int = Field(default=120, ge=1, le=86400, description="MQTT 5 message expiry for live state")
     reconnect_max_backoff_s: float = Field(default=30.0, gt=0.0, le=600.0)
@@ -56,6 +56,6 @@ class DisplayConfig(Strict):
 
 class HistoryConfig(Strict):
     enabled: bool = True
-    path: str = "storesense-history.db"
+    path: str = Field(default="history.db", description="relative to the store data_dir")
     retention_days: float = Field(default=90.0, gt=0.0, le=3650.0)
     max_size_mb: float = Field(default=1024.0, gt=0.0)

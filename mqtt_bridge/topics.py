@@ -53,6 +53,10 @@ class Topics:
     def camera_status(self, camera: str) -> str:
         return f"{self.base}/camera/{topic_id(camera)}/status"
 
+    def camera_heatmap(self, camera: str) -> str:
+        """Hourly person-seconds grid of one camera (aggregated, privacy-suppressed)."""
+        return f"{self.base}/camera/{topic_id(camera)}/heatmap"
+
     def event(self, event_type: str) -> str:
         return f"{self.base}/events/{topic_id(event_type)}"
 
