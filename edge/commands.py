@@ -3,19 +3,326 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import datetime as dt
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO, Any
 
-from edge.config import load_config
+from edge.config import StoreConfig, load_config, parse_config
+from edge.contract import Frame, Tracks
+from edge.errors import UserFacingError
+from edge.resources import videos_dir
+from edge.sinks import FanoutSink, JsonlSink, MemorySink, Sink
+from mqtt_bridge.topics import Topics
+
+log = logging.getLogger("storesense")
+
+DEMO_CONFIG = Path(__file__).parent / "demo" / "store.yaml"
+
+
+# ---------------------------------------------------------------------------------------------
+# validate-config
 
 
 def cmd_validate_config(args: argparse.Namespace) -> int:
     cfg = load_config(args.config)
     zones = sum(len(c.zones) for c in cfg.cameras)
     print(f"{args.config}: OK — store {cfg.store.id}, {len(cfg.cameras)} camera(s), {zones} zone(s)")
+    for cam in cfg.cameras:
+        if cam.calibration is None and any(z.kind in ("entrance", "dwell") for z in cam.zones):
+            print(
+                f"  note: camera {cam.id} has no calibration: zones work in image coordinates, but greeting/"
+                "approach distances (greet_radius_m) are approximate until you add one (storesense calibrate)"
+            )
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# analyze
+
+
+class MotWriter:
+    """MOTChallenge rows ``frame,id,x,y,w,h,conf,-1,-1,-1``: frames from 1, pixels of the input video."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh: IO[str] = self.path.open("w", encoding="utf-8")
+        self.rows = 0
+        self.ids: set[int] = set()
+
+    def write(self, tracks: Tracks) -> None:
+        for t in tracks:
+            x1, y1, x2, y2 = t.xyxy
+            self._fh.write(
+                f"{tracks.frame_index + 1},{t.track_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},"
+                f"{t.confidence:.4f},-1,-1,-1\n"
+            )
+            self.rows += 1
+            self.ids.add(t.track_id)
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+def default_store_config(source: str) -> StoreConfig:
+    """A one-camera store with no zones: enough to detect, track and accumulate a heatmap."""
+    text = (
+        "version: 1\nstore: {id: offline}\ncameras:\n"
+        f"  - id: cam-1\n    source: {source!r}\n    fps: 10\nmqtt: {{enabled: false}}\n"
+    )
+    return parse_config(text, "<default config>")
+
+
+def parse_start(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        when = dt.datetime.fromisoformat(value)
+    except ValueError:
+        raise UserFacingError(f"--start {value!r}: expected an ISO date/time such as 2026-11-23T09:00:00") from None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return when.timestamp()
+
+
+class Progress:
+    """A progress bar on stderr (tqdm) when attached to a terminal or asked for."""
+
+    def __init__(self, total: int, desc: str, enabled: bool) -> None:
+        self.bar: Any = None
+        if enabled:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total or None, desc=desc, unit="frame", file=sys.stderr, mininterval=0.5)
+        self._last = -1
+
+    def update_to(self, frame_index: int) -> None:
+        if self.bar is not None and frame_index > self._last:
+            self.bar.update(frame_index - max(self._last, -1))
+            self._last = frame_index
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from edge.runtime import Runtime, build_analytics, build_detector, build_tracker, open_worker
+
+    video = Path(args.video)
+    if not video.exists():
+        raise UserFacingError(f"video not found: {video}")
+    cfg = load_config(args.config) if args.config else default_store_config(str(video.resolve()))
+    camera = cfg.camera(args.camera) if args.camera else cfg.cameras[0]
+    if args.analysis_fps is not None:
+        camera = camera.model_copy(update={"fps": args.analysis_fps})
+    topics = Topics(cfg.store.id, cfg.mqtt.prefix)
+    detector = build_detector(cfg)
+    worker = open_worker(
+        cfg,
+        camera,
+        detector,
+        build_tracker(cfg),
+        fps_override=args.fps,
+        source_override=str(video),
+        start_epoch_s=parse_start(args.start),
+    )
+    sinks: list[Sink] = []
+    events = JsonlSink(args.events) if args.events else None
+    if events is not None:
+        sinks.append(events)
+    mot = MotWriter(args.mot) if args.mot else None
+    assert worker.file is not None
+    progress = Progress(worker.file.frame_count, video.name, enabled=not args.no_progress)
+
+    def on_tracks(tracks: Tracks, frame: Frame) -> None:
+        if mot is not None:
+            mot.write(tracks)
+        progress.update_to(frame.index)
+
+    analytics = build_analytics(cfg, topics) if not args.no_analytics else None
+    runtime = Runtime(cfg, [worker], FanoutSink(sinks) if sinks else MemorySink(), analytics, topics=topics, on_tracks=on_tracks)
+    _install_signal_handlers(runtime.stop)
+    summary = runtime.run()
+    progress.close()
+    if mot is not None:
+        mot.close()
+    if events is not None:
+        events.close()
+    frames = summary.frames_processed.get(camera.id, 0)
+    fps = frames / summary.wall_s if summary.wall_s else 0.0
+    parts = [f"{video.name}: {frames} frames analysed at {camera.fps:g} fps in {summary.wall_s:.1f} s ({fps:.1f} frames/s)"]
+    if mot is not None:
+        parts.append(f"{len(mot.ids)} track ids, {mot.rows} rows -> {mot.path}")
+    if events is not None:
+        parts.append(f"{events.count} messages -> {events.path}")
+    print("; ".join(parts))
+    return 0 if summary.errors.get(camera.id, 0) == 0 else 1
+
+
+# ---------------------------------------------------------------------------------------------
+# run
+
+
+def _install_signal_handlers(stop: Any) -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, _frame: Any) -> None:
+        log.info("received %s: shutting down cleanly", signal.Signals(signum).name)
+        stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def build_live_sinks(cfg: StoreConfig, topics: Topics, runtime_ref: list[Any]) -> tuple[list[Sink], Any]:
+    """MQTT publisher + on-box history, fed from the same message stream."""
+    sinks: list[Sink] = []
+    publisher = None
+    if cfg.mqtt.enabled:
+        from mqtt_bridge.publisher import MqttPublisher
+
+        def on_lane_command(lane_id: str, state: str) -> None:
+            if runtime_ref:
+                runtime_ref[0].submit_lane_command(lane_id, state)
+
+        publisher = MqttPublisher(cfg.mqtt, topics, data_dir=cfg.data_path(), on_lane_command=on_lane_command)
+        sinks.append(publisher)
+    if cfg.history.enabled:
+        from edge.history import HistorySink
+
+        sinks.append(
+            HistorySink(
+                cfg.data_path(cfg.history.path),
+                retention_days=cfg.history.retention_days,
+                max_size_mb=cfg.history.max_size_mb,
+            )
+        )
+    return sinks, publisher
+
+
+def run_store(cfg: StoreConfig, *, realtime: bool = False, loop: bool = False, events_path: str | None = None,
+              stop_event: threading.Event | None = None) -> int:
+    from edge.runtime import Runtime, build_analytics, build_detector, build_tracker, open_worker
+
+    topics = Topics(cfg.store.id, cfg.mqtt.prefix)
+    detector = build_detector(cfg)
+    workers = []
+    for camera in cfg.cameras:
+        if not camera.enabled:
+            continue
+        workers.append(open_worker(cfg, camera, detector, build_tracker(cfg), realtime=realtime, loop=loop))
+    if not workers:
+        raise UserFacingError("no enabled cameras in the config")
+    runtime_ref: list[Any] = []
+    sinks, publisher = build_live_sinks(cfg, topics, runtime_ref)
+    if events_path:
+        sinks.append(JsonlSink(events_path))
+    sink = FanoutSink(sinks)
+    runtime = Runtime(cfg, workers, sink, build_analytics(cfg, topics), topics=topics)
+    runtime_ref.append(runtime)
+    if publisher is not None:
+        publisher.start()
+    _install_signal_handlers(runtime.stop)
+    if stop_event is not None:
+        threading.Thread(target=lambda: (stop_event.wait(), runtime.stop()), daemon=True).start()
+    log.info("running store %s with %d camera(s)", cfg.store.id, len(workers))
+    try:
+        summary = runtime.run()
+    finally:
+        sink.close()
+    log.info("stopped: %s frames, %d messages", summary.frames_processed, summary.messages)
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config)
+    return run_store(cfg, realtime=args.realtime, loop=args.loop, events_path=args.events)
+
+
+# ---------------------------------------------------------------------------------------------
+# demo
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from mqtt_bridge.broker import start_mosquitto
+    from mqtt_bridge.display import DisplayServer
+
+    os.environ.setdefault("STORESENSE_VIDEOS_DIR", str(videos_dir()))
+    cfg = load_config(args.config or DEMO_CONFIG)
+    broker = start_mosquitto(websockets=False)
+    cfg.mqtt.port = broker.port
+    cfg.mqtt.host = "127.0.0.1"
+    log.info("private Mosquitto broker on 127.0.0.1:%d", broker.port)
+    display = DisplayServer(cfg, host=args.host, port=args.port, mqtt_host="127.0.0.1", mqtt_port=broker.port)
+    display.start()
+    print(f"StoreSense demo: open {display.url} (checkout display). Ctrl-C to stop.", flush=True)
+    stop = threading.Event()
+    if args.duration_s:
+        threading.Timer(args.duration_s, stop.set).start()
+    try:
+        return run_store(cfg, realtime=not args.fast, loop=not args.once, stop_event=stop)
+    finally:
+        stop.set()
+        display.stop()
+        broker.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# bench
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from edge.bench import run_bench
+
+    return run_bench(args)
 
 
 def register(sub: Any) -> None:
     p = sub.add_parser("validate-config", help="check a store config and report problems with line numbers")
     p.add_argument("config")
     p.set_defaults(func=cmd_validate_config)
+
+    p = sub.add_parser("run", help="run every camera of the store and publish metrics")
+    p.add_argument("--config", required=True)
+    p.add_argument("--realtime", action="store_true", help="pace file sources at their frame rate")
+    p.add_argument("--loop", action="store_true", help="restart file sources at their end")
+    p.add_argument("--events", help="also write every message to this JSONL file")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("analyze", help="run the pipeline over a recording; write MOT tracks and events")
+    p.add_argument("video")
+    p.add_argument("--config", help="store config (default: one camera, no zones, no MQTT)")
+    p.add_argument("--camera", help="camera id in the config whose zones/calibration apply (default: first)")
+    p.add_argument("--fps", type=float, help="the video's real frame rate, if its container is wrong")
+    p.add_argument("--analysis-fps", type=float, help="override the camera's analysis fps")
+    p.add_argument("--start", help="wall-clock time of the first frame (ISO), default now")
+    p.add_argument("--mot", help="write tracks in MOTChallenge format to this file")
+    p.add_argument("--events", help="write messages as JSONL {topic, payload} to this file")
+    p.add_argument("--no-analytics", action="store_true", help="detect and track only")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("bench", help="measure frames/s, per-stage latency and memory")
+    p.add_argument("--video", default=None, help="default: the sample clip in ../shared/videos")
+    p.add_argument("--model", action="append", help="registry name (repeatable); default yolox-nano-416")
+    p.add_argument("--cameras", type=int, action="append", help="open the clip N times at once (repeatable)")
+    p.add_argument("--frames", type=int, default=300, help="frames per camera")
+    p.add_argument("--threads", type=int, default=2)
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("demo", help="private broker + pipeline on the sample clip + checkout display")
+    p.add_argument("--config", help="default: the embedded demo store")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--fast", action="store_true", help="do not pace the clip at real time")
+    p.add_argument("--once", action="store_true", help="stop at the end of the clip instead of looping")
+    p.add_argument("--duration-s", type=float, default=None, help="stop after this many seconds")
+    p.set_defaults(func=cmd_demo)

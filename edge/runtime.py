@@ -1,0 +1,349 @@
+"""Multi-camera runtime: every camera of a store in one service, one shared detector.
+
+Model: a capture thread per live camera (newest frame only), and a single analysis loop that
+visits the cameras round-robin and runs detect → track → analytics on whichever camera has a
+frame due at its own analysis fps. One loop means analytics need no locks and one ONNX
+session gets all the cores. A failure while processing one camera's frame is logged and
+counted against that camera; the others carry on.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import cv2
+
+from edge.config import CameraConfig, StoreConfig
+from edge.contract import Frame, Message, Tracks
+from edge.pipeline import CameraPipeline, Detector, FpsGate, StageTimer
+from edge.sinks import Sink
+from edge.sources import FileSource, LiveSource, SourceError, SourceState
+from mqtt_bridge.topics import Topics
+
+log = logging.getLogger("storesense.runtime")
+
+STATUS_INTERVAL_S = 10.0
+
+
+class Analytics(Protocol):
+    def update(self, tracks: Tracks, image_bgr: Any) -> list[Message]: ...
+
+    def set_lane_state(self, lane_id: str, state: str, timestamp_s: float) -> list[Message]: ...
+
+    def finish(self, timestamp_s: float) -> list[Message]: ...
+
+
+@dataclass
+class CameraWorker:
+    """One camera: its source, its tracker (inside ``pipeline``) and its status."""
+
+    camera: CameraConfig
+    pipeline: CameraPipeline
+    gate: FpsGate
+    file: FileSource | None = None
+    live: LiveSource | None = None
+    realtime: bool = False
+    errors: int = 0
+    finished: bool = False
+    state: SourceState = "starting"
+    reason: str = ""
+    last_timestamp_s: float | None = None
+    reference_saved: bool = False
+    _frames: Iterator[Frame] | None = None
+    _pending: Frame | None = None
+    _pace_anchor: tuple[float, float] | None = None  # (monotonic, first frame timestamp)
+    _status_counts: tuple[float, int] = (0.0, 0)
+
+    def next_frame(self) -> Frame | None:
+        """The next frame to analyse now, or None (nothing due yet, or the source has ended)."""
+        if self.file is not None:
+            return self._next_file_frame()
+        assert self.live is not None
+        frame = self.live.latest()
+        self.state, self.reason = self.live.stats.state, self.live.stats.reason
+        if frame is None or not self.gate.due(frame.timestamp_s):
+            return None
+        return frame
+
+    def _next_file_frame(self) -> Frame | None:
+        assert self.file is not None
+        if self._frames is None:
+            self._frames = self.file.frames()
+            self.state = "running"
+        while self._pending is None:
+            t0 = time.perf_counter()
+            frame = next(self._frames, None)
+            self.pipeline.timer.add("decode", (time.perf_counter() - t0) * 1e3)
+            if frame is None:
+                self.finished = True
+                self.state, self.reason = "ended", "end of file"
+                return None
+            if self.gate.due(frame.timestamp_s):
+                self._pending = frame
+            else:
+                self.file.stats.frames_skipped += 1
+        if self.realtime:
+            now = time.monotonic()
+            if self._pace_anchor is None:
+                self._pace_anchor = (now, self._pending.timestamp_s)
+            anchor_mono, anchor_ts = self._pace_anchor
+            if now < anchor_mono + (self._pending.timestamp_s - anchor_ts):
+                return None
+        frame, self._pending = self._pending, None
+        return frame
+
+    @property
+    def stats(self) -> Any:
+        return self.file.stats if self.file is not None else self.live.stats  # type: ignore[union-attr]
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        if self.live is not None:
+            self.live.close()
+
+
+def open_worker(
+    cfg: StoreConfig,
+    camera: CameraConfig,
+    detector: Detector,
+    tracker: Any,
+    *,
+    realtime: bool = False,
+    loop: bool = False,
+    fps_override: float | None = None,
+    source_override: str | None = None,
+    start_epoch_s: float | None = None,
+) -> CameraWorker:
+    pipeline = CameraPipeline(camera.id, detector, tracker, StageTimer())
+    gate = FpsGate(camera.fps)
+    source = source_override if source_override is not None else camera.source
+    is_live = source_override is None and camera.is_live
+    if is_live:
+        live = LiveSource(camera.id, source, max_backoff_s=camera.reconnect_max_backoff_s).start()
+        return CameraWorker(camera, pipeline, gate, live=live)
+    path = Path(str(source)) if source_override is not None else cfg.resolve_path(str(source))
+    file = FileSource(
+        camera.id,
+        path,
+        fps_override=fps_override if fps_override is not None else camera.source_fps,
+        start_epoch_s=start_epoch_s,
+        loop=loop,
+    )
+    return CameraWorker(camera, pipeline, gate, file=file, realtime=realtime)
+
+
+@dataclass
+class RunSummary:
+    frames_processed: dict[str, int] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    messages: int = 0
+    wall_s: float = 0.0
+    timers: dict[str, StageTimer] = field(default_factory=dict)
+
+
+class Runtime:
+    """Runs the analysis loop until every file ends or ``stop()`` is called (SIGTERM/SIGINT)."""
+
+    def __init__(
+        self,
+        cfg: StoreConfig,
+        workers: Sequence[CameraWorker],
+        sink: Sink,
+        analytics: Analytics | None,
+        *,
+        topics: Topics | None = None,
+        on_tracks: Callable[[Tracks, Frame], None] | None = None,
+        save_reference_frames: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.workers = list(workers)
+        self.sink = sink
+        self.analytics = analytics
+        self.topics = topics or Topics(cfg.store.id, cfg.mqtt.prefix)
+        self.on_tracks = on_tracks
+        self.save_reference_frames = save_reference_frames
+        self._stop = threading.Event()
+        self._commands: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=1000)
+        self._last_status_mono: dict[str, float] = {}
+        self.summary = RunSummary()
+        self.sink_errors = 0
+
+    # -- control, thread-safe ----------------------------------------------------------------
+    def stop(self) -> None:
+        self._stop.set()
+
+    def submit_lane_command(self, lane_id: str, state: str) -> None:
+        """Called from the MQTT thread; applied in the analysis loop (analytics are single-threaded)."""
+        try:
+            self._commands.put_nowait((lane_id, state))
+        except queue.Full:
+            log.warning("lane command queue full; dropped %s=%s", lane_id, state)
+
+    # -- loop --------------------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        t_start = time.monotonic()
+        for w in self.workers:
+            self._emit_status(w, force=True)
+        try:
+            while not self._stop.is_set():
+                self._apply_commands()
+                worked = False
+                for w in self.workers:
+                    if w.finished:
+                        continue
+                    frame = w.next_frame()
+                    if frame is None:
+                        if w.finished:
+                            self._emit_status(w, force=True)
+                        continue
+                    worked = True
+                    self._process(w, frame)
+                for w in self.workers:
+                    self._emit_status(w)
+                if all(w.finished for w in self.workers):
+                    break
+                if not worked:
+                    self._stop.wait(0.005)
+        finally:
+            self._finish()
+            self.summary.wall_s = time.monotonic() - t_start
+        return self.summary
+
+    def _process(self, w: CameraWorker, frame: Frame) -> None:
+        cam = w.camera.id
+        try:
+            tracks = w.pipeline.process(frame)
+            w.last_timestamp_s = frame.timestamp_s
+            if self.save_reference_frames and not w.reference_saved:
+                self._save_reference(w, frame)
+            messages: list[Message] = []
+            if self.analytics is not None:
+                t0 = time.perf_counter()
+                messages = self.analytics.update(tracks, frame.image)
+                w.pipeline.timer.add("analytics", (time.perf_counter() - t0) * 1e3)
+            if self.on_tracks is not None:
+                self.on_tracks(tracks, frame)
+        except Exception as exc:  # one bad frame or camera must not stop the store
+            w.errors += 1
+            w.reason = f"processing error: {type(exc).__name__}: {exc}"
+            log.exception("camera %s: frame %d failed", cam, frame.index, extra={"camera": cam})
+            return
+        self._emit(messages)
+
+    def _emit(self, messages: list[Message]) -> None:
+        if not messages:
+            return
+        try:
+            self.sink.emit(messages)
+            self.summary.messages += len(messages)
+        except Exception:
+            self.sink_errors += 1
+            log.exception("sink failed for %d message(s)", len(messages))
+
+    def _apply_commands(self) -> None:
+        while True:
+            try:
+                lane_id, state = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if self.analytics is None:
+                continue
+            ts = max((w.last_timestamp_s or 0.0 for w in self.workers), default=0.0) or time.time()
+            try:
+                self._emit(self.analytics.set_lane_state(lane_id, state, ts))
+            except Exception as exc:
+                log.warning("lane command %s=%s rejected: %s", lane_id, state, exc)
+
+    def _save_reference(self, w: CameraWorker, frame: Frame) -> None:
+        """First frame of each camera, kept on the box for heatmap backgrounds; never published."""
+        w.reference_saved = True
+        try:
+            path = self.cfg.data_path("reference", f"{w.camera.id}.jpg")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            cv2.imwrite(str(path), frame.image)
+        except Exception as exc:
+            log.warning("camera %s: could not save reference frame: %s", w.camera.id, exc)
+
+    def _emit_status(self, w: CameraWorker, force: bool = False) -> None:
+        now = time.monotonic()
+        last = self._last_status_mono.get(w.camera.id)
+        state = "error" if w.errors and w.state == "running" and w.reason.startswith("processing") else w.state
+        if not force and last is not None and now - last < STATUS_INTERVAL_S:
+            return
+        prev_mono, prev_frames = w._status_counts
+        frames = w.pipeline.frames_processed
+        fps = (frames - prev_frames) / (now - prev_mono) if prev_mono and now > prev_mono else 0.0
+        w._status_counts = (now, frames)
+        self._last_status_mono[w.camera.id] = now
+        st = w.stats
+        payload = {
+            "schema": "storesense.camera_status/1",
+            "store_id": self.cfg.store.id,
+            "camera_id": w.camera.id,
+            "timestamp_s": w.last_timestamp_s if w.last_timestamp_s is not None else time.time(),
+            "state": state,
+            "fps_measured": round(fps, 2),
+            "analysis_fps": w.camera.fps,
+            "frames_total": frames,
+            "frames_dropped": int(st.frames_skipped) if w.live is not None else 0,
+            "frames_corrupt": int(st.frames_corrupt),
+            "reconnects": int(st.reconnects),
+            "errors": w.errors,
+            "reason": w.reason,
+        }
+        self._emit([Message(self.topics.camera_status(w.camera.id), payload, retain=True, qos=1)])
+
+    def _finish(self) -> None:
+        if self.analytics is not None:
+            ts = max((w.last_timestamp_s or 0.0 for w in self.workers), default=0.0) or time.time()
+            try:
+                self._emit(self.analytics.finish(ts))
+            except Exception:
+                log.exception("analytics finish failed")
+        for w in self.workers:
+            if not w.finished:
+                w.state, w.reason = "ended", "stopped"
+            self._emit_status(w, force=True)
+            self.summary.frames_processed[w.camera.id] = w.pipeline.frames_processed
+            self.summary.errors[w.camera.id] = w.errors
+            self.summary.timers[w.camera.id] = w.pipeline.timer
+            w.close()
+
+
+def build_detector(cfg: StoreConfig) -> Detector:
+    from edge.detector import OnnxDetector
+
+    base = cfg.source_path.parent if cfg.source_path else None
+    return OnnxDetector.from_config(cfg.model, base)  # type: ignore[no-any-return]
+
+
+def build_tracker(cfg: StoreConfig) -> Any:
+    from edge.tracker import ByteTracker
+
+    return ByteTracker(cfg.tracker)
+
+
+def build_analytics(cfg: StoreConfig, topics: Topics) -> Analytics:
+    from zones.analytics import StoreAnalytics
+
+    return StoreAnalytics(cfg, topics)  # type: ignore[return-value]
+
+
+__all__ = [
+    "CameraWorker",
+    "Runtime",
+    "RunSummary",
+    "SourceError",
+    "build_analytics",
+    "build_detector",
+    "build_tracker",
+    "open_worker",
+]

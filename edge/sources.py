@@ -1,0 +1,250 @@
+"""Video sources: files (deterministic, every frame in order) and live streams (newest frame only).
+
+Why two kinds: a recording must give the same tracks every time it is analysed, so a file is
+read frame by frame and time comes from ``start + frame_index / fps``; a live camera must
+never fall behind, so a capture thread keeps only the newest frame and the analysis takes
+what is there. A live stream that drops reconnects with exponential backoff on its own
+thread, so one broken camera never blocks the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from edge.contract import Frame
+from edge.errors import UserFacingError
+
+log = logging.getLogger("storesense.sources")
+
+SourceState = Literal["starting", "running", "reconnecting", "ended", "error"]
+
+
+class SourceError(UserFacingError):
+    """A source that cannot be opened at all (wrong path, unsupported file)."""
+
+
+def valid_image(image: object) -> bool:
+    """A decoded frame we can analyse: a non-empty HxWx3 uint8 array (corrupt frames are not)."""
+    return (
+        isinstance(image, np.ndarray)
+        and image.dtype == np.uint8
+        and image.ndim == 3
+        and image.shape[2] == 3
+        and image.shape[0] >= 8
+        and image.shape[1] >= 8
+    )
+
+
+@dataclass
+class SourceStats:
+    frames_read: int = 0
+    frames_corrupt: int = 0
+    frames_skipped: int = 0  # live: overwritten before analysis; file: not due at the analysis fps
+    reconnects: int = 0
+    state: SourceState = "starting"
+    reason: str = ""
+
+
+class FileSource:
+    """Reads a video file in order. ``fps_override`` replaces a wrong container frame rate."""
+
+    def __init__(
+        self,
+        camera_id: str,
+        path: str | Path,
+        *,
+        fps_override: float | None = None,
+        start_epoch_s: float | None = None,
+        loop: bool = False,
+    ) -> None:
+        self.camera_id = camera_id
+        self.path = Path(path)
+        self.loop = loop
+        if not self.path.exists():
+            raise SourceError(f"camera {camera_id}: video file not found: {self.path}")
+        self._cap = cv2.VideoCapture(str(self.path))
+        if not self._cap.isOpened():
+            raise SourceError(f"camera {camera_id}: OpenCV cannot open {self.path} (unsupported or corrupt file)")
+        container_fps = float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        if fps_override is not None:
+            self.fps = float(fps_override)
+        elif 0.5 <= container_fps <= 240.0:
+            self.fps = container_fps
+        else:
+            raise SourceError(
+                f"camera {camera_id}: {self.path} reports frame rate {container_fps!r}, which is not usable; "
+                "give the real rate with --fps (analyze) or source_fps (config)"
+            )
+        self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        self.start_epoch_s = time.time() if start_epoch_s is None else float(start_epoch_s)
+        self.stats = SourceStats(state="running")
+        self._index = 0
+        self._loops = 0
+
+    def frames(self) -> Iterator[Frame]:
+        """Every decodable frame, in order. Corrupt frames are counted and skipped, not fatal."""
+        consecutive_failures = 0
+        while True:
+            ok, image = self._cap.read()
+            if not ok:
+                # OpenCV gives one False at the end; a corrupt packet in the middle is usually skipped
+                # by the decoder. Tolerate a few failed reads before calling it the end.
+                if self.frame_count and self._index < self.frame_count and consecutive_failures < 5:
+                    consecutive_failures += 1
+                    self.stats.frames_corrupt += 1
+                    self._index += 1
+                    continue
+                if self.loop and self._index > 0:
+                    self._loops += 1
+                    self._cap.release()
+                    self._cap = cv2.VideoCapture(str(self.path))
+                    consecutive_failures = 0
+                    continue
+                self.stats.state = "ended"
+                return
+            consecutive_failures = 0
+            index = self._index
+            self._index += 1
+            if not valid_image(image):
+                self.stats.frames_corrupt += 1
+                continue
+            self.stats.frames_read += 1
+            yield Frame(self.camera_id, index, self.start_epoch_s + index / self.fps, image)
+
+    def close(self) -> None:
+        self._cap.release()
+
+
+CaptureFactory = Callable[[], "cv2.VideoCapture"]
+
+
+@dataclass
+class LiveSource:
+    """A live camera (RTSP/HTTP URL or USB index) read on its own thread; keeps the newest frame.
+
+    Timestamps: a wall-clock anchor taken once at start plus ``time.monotonic()`` elapsed, so
+    differences are monotonic durations even if NTP steps the clock.
+    """
+
+    camera_id: str
+    source: str | int
+    max_backoff_s: float = 30.0
+    initial_backoff_s: float = 0.5
+    read_timeout_s: float = 10.0
+    on_state: Callable[[str, SourceState, str], None] | None = None
+    capture_factory: CaptureFactory | None = None
+    stats: SourceStats = field(default_factory=SourceStats)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latest: Frame | None = None
+        self._taken_index = -1
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._anchor_epoch_s = time.time()
+        self._anchor_mono_s = time.monotonic()
+        self._index = 0
+
+    # -- public ------------------------------------------------------------------------------
+    def start(self) -> LiveSource:
+        self._thread = threading.Thread(target=self._run, name=f"capture-{self.camera_id}", daemon=True)
+        self._thread.start()
+        return self
+
+    def latest(self) -> Frame | None:
+        """The newest frame not yet taken, or None. Frames overwritten meanwhile count as skipped."""
+        with self._lock:
+            f = self._latest
+            if f is None or f.index == self._taken_index:
+                return None
+            if self._taken_index >= 0:
+                self.stats.frames_skipped += max(0, f.index - self._taken_index - 1)
+            self._taken_index = f.index
+            return f
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # -- capture thread ----------------------------------------------------------------------
+    def _now_s(self) -> float:
+        return self._anchor_epoch_s + (time.monotonic() - self._anchor_mono_s)
+
+    def _set_state(self, state: SourceState, reason: str = "") -> None:
+        if state == self.stats.state and reason == self.stats.reason:
+            return
+        self.stats.state, self.stats.reason = state, reason
+        level = logging.INFO if state == "running" else logging.WARNING
+        log.log(level, "camera %s: %s %s", self.camera_id, state, reason, extra={"camera": self.camera_id})
+        if self.on_state is not None:
+            try:
+                self.on_state(self.camera_id, state, reason)
+            except Exception:  # a status listener must never kill capture
+                log.exception("camera %s: state listener failed", self.camera_id)
+
+    def _open(self) -> cv2.VideoCapture:
+        if self.capture_factory is not None:
+            return self.capture_factory()
+        cap = cv2.VideoCapture(self.source)
+        # bounded waits so a dead RTSP server cannot hang the thread for minutes
+        for prop, value_ms in (("CAP_PROP_OPEN_TIMEOUT_MSEC", 5000), ("CAP_PROP_READ_TIMEOUT_MSEC", 5000)):
+            if hasattr(cv2, prop):
+                cap.set(getattr(cv2, prop), value_ms)
+        return cap
+
+    def _run(self) -> None:
+        backoff_s = self.initial_backoff_s
+        while not self._stop.is_set():
+            cap = self._open()
+            if not cap.isOpened():
+                cap.release()
+                self._set_state("reconnecting", f"cannot open {self._describe()}; retry in {backoff_s:.1f} s")
+                self.stats.reconnects += 1
+                self._stop.wait(backoff_s)
+                backoff_s = min(backoff_s * 2, self.max_backoff_s)
+                continue
+            self._set_state("running")
+            got_frame = False
+            while not self._stop.is_set():
+                ok, image = cap.read()
+                if not ok:
+                    break
+                if not valid_image(image):
+                    self.stats.frames_corrupt += 1
+                    continue
+                got_frame = True
+                frame = Frame(self.camera_id, self._index, self._now_s(), image)
+                self._index += 1
+                self.stats.frames_read += 1
+                with self._lock:
+                    self._latest = frame
+            cap.release()
+            if self._stop.is_set():
+                break
+            if got_frame:
+                backoff_s = self.initial_backoff_s  # it worked for a while: start backoff afresh
+            self.stats.reconnects += 1
+            self._set_state("reconnecting", f"stream from {self._describe()} dropped; retry in {backoff_s:.1f} s")
+            self._stop.wait(backoff_s)
+            backoff_s = min(backoff_s * 2, self.max_backoff_s)
+        self._set_state("ended", "stopped")
+
+    def _describe(self) -> str:
+        if isinstance(self.source, int):
+            return f"USB camera {self.source}"
+        # never log credentials embedded in an RTSP URL
+        s = str(self.source)
+        if "@" in s and "://" in s:
+            scheme, rest = s.split("://", 1)
+            s = f"{scheme}://***@{rest.split('@', 1)[1]}"
+        return s
