@@ -315,6 +315,7 @@ def register(sub: Any) -> None:
     p.add_argument("--cameras", type=int, action="append", help="open the clip N times at once (repeatable)")
     p.add_argument("--frames", type=int, default=300, help="frames per camera")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--json", help="also write the rows as JSON")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="private broker + pipeline on the sample clip + checkout display")

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Set up a fresh Debian/Ubuntu edge box or dev machine: system packages + the Python package.
+# Idempotent; safe to re-run. Needs root (or sudo) for apt-get.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+APT_PACKAGES=(
+  mosquitto mosquitto-clients   # the MQTT broker (edge and tests) + mosquitto_passwd
+  chromium chromium-driver      # headless browser for display/report tests (never downloaded by a tool)
+  fonts-wqy-zenhei              # CJK glyphs for Chinese labels in the display and reports
+)
+
+need_apt=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg -s "$p" >/dev/null 2>&1 || need_apt+=("$p")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  echo "setup: installing ${need_apt[*]}"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+echo "setup: pip install -e .[dev]"
+$PY -m pip install -q --disable-pip-version-check -e ".[dev]"
+command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+
+# models and sample clips are never downloaded: they come from ../shared (or STORESENSE_SHARED)
+$PY - <<'PY'
+from edge.resources import models_dir, videos_dir
+for what, d in (("models", models_dir()), ("videos", videos_dir())):
+    print(f"setup: {what} from {d}" + ("" if d.is_dir() else "  (MISSING: set STORESENSE_SHARED)"))
+PY
+echo "setup: done. Try: storesense demo"
