@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 Point = tuple[float, float]
 
@@ -27,10 +27,10 @@ class ZoneConfig(Strict):
     id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
     kind: ZoneKind
     label: str | None = Field(default=None, description="Name shown on screens and reports")
-    polygon: list[Point] = Field(min_length=3)
     units: Literal["norm", "m"] = Field(
         default="norm", description="norm: image coordinates 0..1; m: floor metres (needs calibration)"
     )
+    polygon: list[Point] = Field(min_length=3)
     # queue zones: which lane they are and where the till is
     lane: str | None = Field(default=None, description="Lane id of a queue/service zone (default: zone id)")
     service_zone: str | None = Field(default=None, description="queue: id of the service zone at its till")
@@ -47,8 +47,16 @@ class ZoneConfig(Strict):
 
     @field_validator("polygon")
     @classmethod
-    def _polygon_ok(cls, v: list[Point]) -> list[Point]:
+    def _polygon_ok(cls, v: list[Point], info: ValidationInfo) -> list[Point]:
         from shapely.geometry import Polygon
+
+        if info.data.get("units", "norm") == "norm":
+            for x, y in v:
+                if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                    raise ValueError(
+                        f"point ({x}, {y}) is outside 0..1; with units: norm, points are fractions "
+                        "of the image width/height (use units: m for floor metres)"
+                    )
 
         poly = Polygon(v)
         if not poly.is_valid or poly.area <= 0:
@@ -57,13 +65,6 @@ class ZoneConfig(Strict):
 
     @model_validator(mode="after")
     def _units_ok(self) -> ZoneConfig:
-        if self.units == "norm":
-            for x, y in self.polygon:
-                if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
-                    raise ValueError(
-                        f"polygon point ({x}, {y}) is outside 0..1; with units: norm, points are fractions "
-                        "of the image width/height (use units: m for floor metres)"
-                    )
         if self.service_zone is not None and self.kind != "queue":
             raise ValueError("service_zone is only allowed on zones of kind 'queue'")
         return self
