@@ -1,0 +1,222 @@
+"""Sources: files are deterministic and honour an fps override; a live stream that dies mid-stream
+reconnects with backoff and is reported, without disturbing other cameras."""
+
+from __future__ import annotations
+
+import http.server
+import socketserver
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.pipeline import FpsGate
+from edge.sources import FileSource, LiveSource, SourceError
+
+
+class MjpegServer:
+    """A real HTTP MJPEG camera on loopback that drops every connection after ``frames_per_connection``."""
+
+    def __init__(self, jpegs: list[bytes], frames_per_connection: int, frame_interval_s: float = 0.02) -> None:
+        self.jpegs = jpegs
+        self.frames_per_connection = frames_per_connection
+        self.connections = 0
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                server.connections += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    for i in range(server.frames_per_connection):
+                        j = server.jpegs[i % len(server.jpegs)]
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(j))
+                        self.wfile.write(j + b"\r\n")
+                        time.sleep(frame_interval_s)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = int(self.httpd.server_address[1])
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/stream.mjpg"
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def _jpegs(video: Path, n: int = 10) -> list[bytes]:
+    cap = cv2.VideoCapture(str(video))
+    out = []
+    while len(out) < n:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        out.append(cv2.imencode(".jpg", cv2.resize(frame, (320, 180)))[1].tobytes())
+    return out
+
+
+@pytest.fixture
+def dying_camera(videos_path: Path) -> Iterator[MjpegServer]:
+    server = MjpegServer(_jpegs(videos_path / "people-detection.gif"), frames_per_connection=15)
+    yield server
+    server.close()
+
+
+def _wait_for(pred, timeout_s: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def test_live_stream_that_dies_reconnects_and_reports(dying_camera: MjpegServer) -> None:
+    states: list[tuple[str, str]] = []
+    src = LiveSource("door", dying_camera.url, initial_backoff_s=0.1, max_backoff_s=0.4,
+                     on_state=lambda cam, state, reason: states.append((state, reason)))
+    src.start()
+    try:
+        seen: list[int] = []
+
+        def collect() -> bool:
+            f = src.latest()
+            if f is not None:
+                seen.append(f.index)
+            return dying_camera.connections >= 3 and len(seen) > 20
+
+        assert _wait_for(collect), f"connections={dying_camera.connections}, frames={len(seen)}, states={states}"
+    finally:
+        src.close()
+    assert src.stats.reconnects >= 2
+    kinds = [s for s, _ in states]
+    assert "reconnecting" in kinds and kinds.count("running") >= 2, kinds
+    assert any("dropped" in reason for s, reason in states if s == "reconnecting")
+    assert seen == sorted(seen), "frames must come out in capture order"
+    assert kinds[-1] == "ended"
+
+
+def test_live_source_timestamps_are_monotonic(dying_camera: MjpegServer) -> None:
+    src = LiveSource("door", dying_camera.url, initial_backoff_s=0.1).start()
+    stamps = []
+    try:
+        def collect() -> bool:
+            f = src.latest()
+            if f is not None:
+                stamps.append(f.timestamp_s)
+            return len(stamps) >= 20
+
+        assert _wait_for(collect)
+    finally:
+        src.close()
+    assert all(b > a for a, b in zip(stamps, stamps[1:], strict=False))
+    assert abs(stamps[0] - time.time()) < 60  # usable as a time of day too
+
+
+def test_unreachable_camera_backs_off_without_blocking() -> None:
+    states: list[str] = []
+    src = LiveSource("gone", "http://127.0.0.1:9/none.mjpg", initial_backoff_s=0.05, max_backoff_s=0.2,
+                     on_state=lambda cam, state, reason: states.append(state))
+    t0 = time.monotonic()
+    src.start()
+    assert src.latest() is None  # never blocks the analysis loop
+    assert time.monotonic() - t0 < 0.5
+    assert _wait_for(lambda: src.stats.reconnects >= 3, 20)
+    src.close()
+    assert states[0] == "reconnecting"
+
+
+def test_credentials_in_rtsp_url_are_never_logged() -> None:
+    src = LiveSource("c", "rtsp://admin:secret@10.0.0.5/stream")
+    assert "secret" not in src._describe() and "10.0.0.5/stream" in src._describe()
+
+
+def test_file_source_is_deterministic_and_honours_fps_override(table_video: Path) -> None:
+    a = FileSource("cam", table_video, start_epoch_s=1000.0)
+    assert a.fps == pytest.approx(10.0)
+    frames_a = [(f.index, f.timestamp_s) for _, f in zip(range(30), a.frames(), strict=False)]
+    b = FileSource("cam", table_video, start_epoch_s=1000.0, fps_override=25.0)
+    frames_b = [(f.index, f.timestamp_s) for _, f in zip(range(30), b.frames(), strict=False)]
+    assert [i for i, _ in frames_a] == list(range(30))
+    assert frames_a[10][1] == pytest.approx(1001.0)  # start + index / fps
+    assert frames_b[25][1] == pytest.approx(1001.0)  # with --fps 25
+    a.close()
+    b.close()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [(None, "video file not found"), (b"this is not a video" * 100, "cannot open")],
+)
+def test_bad_files_give_clear_errors(tmp_path: Path, content: bytes | None, message: str) -> None:
+    path = tmp_path / "clip.mp4"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(SourceError, match=message):
+        FileSource("cam", path)
+
+
+def test_truncated_file_ends_cleanly(tmp_path: Path, table_video: Path) -> None:
+    """A recording cut off mid-write (power loss) yields the frames before the cut, then ends."""
+    data = table_video.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    # keep the head (moov atom is at the start of this file) and cut the media data short
+    cut.write_bytes(data[: len(data) // 3])
+    src = FileSource("cam", cut, start_epoch_s=0.0)
+    n = sum(1 for _ in src.frames())
+    assert 0 < n < 1394
+    assert src.stats.state == "ended"
+
+
+@pytest.mark.parametrize(
+    ("source_fps", "analysis_fps", "n_frames", "expected"),
+    [
+        (10.0, 5.0, 20, 10),
+        (10.0, 10.0, 20, 20),
+        (10.0, 3.0, 30, 9),
+        (30.0, 5.0, 60, 10),
+        (12.5, 5.0, 25, 10),
+    ],
+)
+def test_fps_gate_takes_frames_at_the_analysis_rate(
+    source_fps: float, analysis_fps: float, n_frames: int, expected: int
+) -> None:
+    gate = FpsGate(analysis_fps)
+    start = 1_700_000_000.0  # epoch-sized numbers: float rounding must not skip frames
+    taken = sum(gate.due(start + i / source_fps) for i in range(n_frames))
+    assert taken == expected
+
+
+def test_fps_gate_does_not_burst_after_a_stall() -> None:
+    gate = FpsGate(5.0)
+    assert gate.due(0.0)
+    assert gate.due(10.0)  # 10 s stall
+    assert not gate.due(10.1)  # no catch-up burst
+    assert gate.due(10.2)
+
+
+def test_valid_image_rejects_corrupt_frames() -> None:
+    from edge.sources import valid_image
+
+    assert valid_image(np.zeros((100, 100, 3), np.uint8))
+    assert not valid_image(None)
+    assert not valid_image(np.zeros((0, 0, 3), np.uint8))
+    assert not valid_image(np.zeros((100, 100), np.uint8))
+    assert not valid_image(np.zeros((100, 100, 3), np.float32))
