@@ -10,6 +10,7 @@ thread, so one broken camera never blocks the others.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -65,8 +66,11 @@ class FileSource:
         fps_override: float | None = None,
         start_epoch_s: float | None = None,
         loop: bool = False,
+        prefetch: int = 4,
     ) -> None:
         self.camera_id = camera_id
+        self.prefetch = prefetch
+        self._stop = threading.Event()
         self.path = Path(path)
         self.loop = loop
         if not self.path.exists():
@@ -91,7 +95,48 @@ class FileSource:
         self._loops = 0
 
     def frames(self) -> Iterator[Frame]:
-        """Every decodable frame, in order. Corrupt frames are counted and skipped, not fatal."""
+        """Every decodable frame, in order. Corrupt frames are counted and skipped, not fatal.
+
+        With ``prefetch`` > 0 a background thread decodes up to that many frames ahead (OpenCV
+        releases the GIL while decoding), so decoding overlaps inference instead of adding to it.
+        Order and content are unchanged: the result is as deterministic as without prefetch.
+        """
+        if self.prefetch <= 0:
+            yield from self._decode()
+            return
+        q: queue.Queue[Frame | None | BaseException] = queue.Queue(maxsize=self.prefetch)
+
+        def produce() -> None:
+            try:
+                for frame in self._decode():
+                    while not self._stop.is_set():
+                        try:
+                            q.put(frame, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if self._stop.is_set():
+                        return
+                q.put(None)
+            except BaseException as exc:  # surfaced to the consumer, not lost in the thread
+                q.put(exc)
+
+        thread = threading.Thread(target=produce, name=f"decode-{self.camera_id}", daemon=True)
+        self._decode_thread = thread
+        thread.start()
+        try:
+            while True:
+                item = q.get()
+                if item is None:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            self._stop.set()
+            thread.join(timeout=2)
+
+    def _decode(self) -> Iterator[Frame]:
         consecutive_failures = 0
         while True:
             ok, image = self._cap.read()
@@ -121,6 +166,10 @@ class FileSource:
             yield Frame(self.camera_id, index, self.start_epoch_s + index / self.fps, image)
 
     def close(self) -> None:
+        self._stop.set()
+        thread = getattr(self, "_decode_thread", None)
+        if thread is not None:
+            thread.join(timeout=5)  # never release the capture under a decoding thread
         self._cap.release()
 
 
