@@ -231,7 +231,11 @@ def run_store(cfg: StoreConfig, *, realtime: bool = False, loop: bool = False, e
         publisher.start()
     _install_signal_handlers(runtime.stop)
     if stop_event is not None:
-        threading.Thread(target=lambda: (stop_event.wait(), runtime.stop()), daemon=True).start()
+        def stop_on_event() -> None:
+            stop_event.wait()
+            runtime.stop()
+
+        threading.Thread(target=stop_on_event, daemon=True).start()
     log.info("running store %s with %d camera(s)", cfg.store.id, len(workers))
     try:
         summary = runtime.run()

@@ -67,6 +67,12 @@ class TrackerConfig(Strict):
     low_match_iou_threshold: float = Field(default=0.5, ge=0.0, lt=1.0, description="min IoU, second stage")
     confirm_after_s: float = Field(default=0.2, ge=0.0, le=10.0, description="tentative until seen this long")
     max_lost_s: float = Field(default=2.0, gt=0.0, le=60.0, description="keep a lost track this long")
+    kalman_accel_std: float = Field(
+        default=1.0, gt=0.0, le=100.0, description="how fast speed may change, box heights/s per sqrt(s)"
+    )
+    kalman_measurement_std: float = Field(
+        default=0.05, gt=0.0, le=1.0, description="detector box jitter, fraction of box height"
+    )
 
     @model_validator(mode="after")
     def _order(self) -> TrackerConfig:
@@ -226,7 +232,7 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
     return s or "(top level)"
 
 
-def _describe_error(err: dict[str, Any]) -> str:
+def _describe_error(err: Any) -> str:
     etype = err["type"]
     found = err.get("input")
     found_s = repr(found) if not isinstance(found, dict | list) else type(found).__name__

@@ -56,7 +56,7 @@ class Frame:
     camera_id: str
     index: int
     timestamp_s: float
-    image: npt.NDArray[np.uint8]
+    image: npt.NDArray[Any]  # HxWx3 uint8 BGR, checked by edge.sources.valid_image
 
     @property
     def width_px(self) -> int:
@@ -162,7 +162,7 @@ class Tracks:
     def foot_norm(self) -> FloatArray:
         """Bottom-centre points in normalised image coordinates (0..1)."""
         w, h = self.frame_size_px
-        return self.foot_px / np.array([w, h], dtype=np.float32)
+        return (self.foot_px / np.array([w, h], dtype=np.float32)).astype(np.float32)
 
     @classmethod
     def empty(

@@ -11,7 +11,7 @@ import time
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,11 +21,13 @@ STAGES = ("decode", "preprocess", "inference", "postprocess", "tracking", "analy
 
 
 class Detector(Protocol):
-    def preprocess(self, image_bgr: np.ndarray) -> tuple[np.ndarray, object]: ...
+    """What the pipeline needs of a detector; three calls so each stage can be timed."""
 
-    def infer(self, tensor: np.ndarray) -> object: ...
+    def preprocess(self, image_bgr: Any) -> tuple[Any, Any]: ...
 
-    def postprocess(self, raw: object, letterbox: object) -> Detections: ...
+    def infer(self, tensor: Any) -> Any: ...
+
+    def postprocess(self, raw: Any, letterbox: Any) -> Detections: ...
 
 
 class Tracker(Protocol):

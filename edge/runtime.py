@@ -322,7 +322,7 @@ def build_detector(cfg: StoreConfig) -> Detector:
     from edge.detector import OnnxDetector
 
     base = cfg.source_path.parent if cfg.source_path else None
-    return OnnxDetector.from_config(cfg.model, base)  # type: ignore[no-any-return]
+    return OnnxDetector.from_config(cfg.model, base)
 
 
 def build_tracker(cfg: StoreConfig) -> Any:
@@ -334,7 +334,7 @@ def build_tracker(cfg: StoreConfig) -> Any:
 def build_analytics(cfg: StoreConfig, topics: Topics) -> Analytics:
     from zones.analytics import StoreAnalytics
 
-    return StoreAnalytics(cfg, topics)  # type: ignore[return-value]
+    return StoreAnalytics(cfg, topics)
 
 
 __all__ = [

@@ -48,7 +48,7 @@ class MqttConfig(Strict):
 class DisplayConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
-    languages: list[Literal["zh", "en"]] = Field(default_factory=lambda: ["zh", "en"], min_length=1)
+    languages: list[Literal["zh", "en"]] = Field(default=["zh", "en"], min_length=1)
     stale_after_s: float = Field(default=10.0, gt=0.0, le=600.0)
     title: str = "Checkout"
     setup_password_env: str | None = Field(default=None, description="enables /setup with this password")
