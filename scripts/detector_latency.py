@@ -1,0 +1,55 @@
+"""Median milliseconds of preprocess / infer / postprocess per registry model on one image.
+
+A figure for MODELS.md-style comparisons and for choosing a model for a box; never asserted in
+tests. Usage: ``python scripts/detector_latency.py [--threads 2] [--runs 30] [--image bus.jpg]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import cv2
+
+from edge.config import ModelConfig
+from edge.detector import OnnxDetector
+from edge.resources import images_dir
+from models.registry import REGISTRY
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--image", default="bus.jpg")
+    ap.add_argument("--models", nargs="*", default=list(REGISTRY))
+    args = ap.parse_args()
+    image = cv2.imread(str(images_dir() / args.image))
+    if image is None:
+        raise SystemExit(f"cannot read {images_dir() / args.image}")
+    print(f"image {args.image} {image.shape[1]}x{image.shape[0]}, threads={args.threads}, median of {args.runs}")
+    print(f"{'model':18s} {'preprocess':>11s} {'infer':>9s} {'postproc':>9s} {'total':>9s}  persons")
+    for name in args.models:
+        det = OnnxDetector.from_config(ModelConfig(name=name, threads=args.threads))
+        pre, inf, post = [], [], []
+        n = 0
+        for i in range(args.runs + 3):
+            t0 = time.perf_counter()
+            tensor, lb = det.preprocess(image)
+            t1 = time.perf_counter()
+            raw = det.infer(tensor)
+            t2 = time.perf_counter()
+            dets = det.postprocess(raw, lb)
+            t3 = time.perf_counter()
+            if i >= 3:  # warm-up excluded
+                pre.append((t1 - t0) * 1e3)
+                inf.append((t2 - t1) * 1e3)
+                post.append((t3 - t2) * 1e3)
+            n = len(dets)
+        m = [statistics.median(v) for v in (pre, inf, post)]
+        print(f"{name:18s} {m[0]:9.2f}ms {m[1]:7.2f}ms {m[2]:7.2f}ms {sum(m):7.2f}ms  {n}")
+
+
+if __name__ == "__main__":
+    main()
