@@ -1,0 +1,422 @@
+"""ByteTrack-family multi-object tracker whose clock is the frame timestamp, not the frame count.
+
+Why our own and not a pip ByteTrack: the packaged ports are unmaintained and count every
+lifetime in frames, so a tracker tuned at 15 fps forgets people three times sooner at 5 fps
+and mis-predicts motion whenever a live source drops frames. Here every duration is in
+seconds and the Kalman filter integrates the real ``dt`` between updates (velocities in px/s,
+process noise grown with ``dt``), so one config behaves the same at 5 fps, 15 fps and with
+irregular frame spacing.
+
+The algorithm is ByteTrack's (Zhang et al., ECCV 2022):
+
+1. predict every track to the new timestamp;
+2. stage 1: confirmed and lost tracks vs *high*-score detections (IoU, Hungarian);
+3. stage 2: confirmed tracks still unmatched vs *low*-score detections, with a stricter IoU:
+   a partly occluded person whose score collapses keeps their id instead of being lost;
+4. stage 3: tentative tracks vs the remaining high-score detections, gated by the Kalman
+   uncertainty rather than IoU (no velocity is known yet); an unmatched tentative track dies
+   at once (a one-frame false positive never becomes a track);
+5. new tentative tracks from high-score detections that nobody claimed (``new_track_threshold``);
+6. lost tracks are kept for ``max_lost_s`` and then evicted; confirmed ones are reported in
+   :attr:`Tracks.ended_ids` exactly once so downstream per-track state can be dropped too.
+
+Track ids are handed out at confirmation, so the ids that reach analytics are dense
+(1, 2, 3, ...), never reused within one tracker (not even after :meth:`ByteTracker.reset`),
+and a tentative track that dies never burns an id.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+
+from edge.config import TrackerConfig
+from edge.contract import Detections, Tracks
+from edge.errors import UserFacingError
+
+F64 = npt.NDArray[np.float64]
+
+# Floating-point slack for comparisons of durations computed from epoch timestamps: at
+# 1.7e9 s a float64 resolves ~0.2 µs, so ``t0 + 3/15 - t0`` can come out as 0.19999988.
+_TIME_EPS_S = 1e-3
+# Cost scale of a forbidden pair in the assignment (see match_by_cost).
+_FORBIDDEN = 1e6
+# 95% quantile of chi-square with 4 degrees of freedom: the gate for tentative tracks.
+_CHI2_95_4DOF = 9.4877
+# Smallest box side the filter may predict: keeps IoU and noise (proportional to size) sane.
+_MIN_SIDE_PX = 1.0
+
+
+class TrackerInputError(UserFacingError, ValueError):
+    """Bad input to the tracker (time going backwards, camera mixed up). A ValueError for
+    callers, a UserFacingError so the CLI prints the message without a traceback."""
+
+
+class TrackState(enum.Enum):
+    TENTATIVE = "tentative"  # seen, not yet for confirm_after_s; invisible downstream
+    CONFIRMED = "confirmed"  # matched in the previous update
+    LOST = "lost"  # confirmed, currently unmatched, kept for max_lost_s
+
+
+# ---------------------------------------------------------------------------------------------
+# Kalman filter
+
+
+class BoxKalman:
+    """Constant-velocity Kalman filter on a box ``(cx, cy, w, h)`` in px, velocities in px/s.
+
+    Process noise is the continuous white-noise-acceleration model: over a gap of ``dt`` the
+    velocity variance grows by ``q*dt`` and the position variance by ``q*dt^3/3``, with
+    ``q = (accel_std * h)^2``. The uncertainty after one 0.2 s step therefore equals the one
+    after three 0.0667 s steps (up to the cross terms), which is what makes 5 and 15 fps
+    behave alike. Noise is proportional to the box height (as in SORT/ByteTrack) so near and
+    far people are treated alike in relative terms.
+    """
+
+    _NDIM = 4
+
+    def __init__(self, accel_std: float, measurement_std: float, initial_velocity_std: float = 1.0) -> None:
+        self.accel_std = float(accel_std)
+        self.measurement_std = float(measurement_std)
+        self.initial_velocity_std = float(initial_velocity_std)
+        self._H = np.hstack([np.eye(self._NDIM), np.zeros((self._NDIM, self._NDIM))])
+
+    def initiate(self, box_cxcywh: F64) -> tuple[F64, F64]:
+        h = max(float(box_cxcywh[3]), _MIN_SIDE_PX)
+        mean = np.concatenate([box_cxcywh.astype(np.float64), np.zeros(self._NDIM)])
+        pos_std = 2.0 * self.measurement_std * h
+        vel_std = self.initial_velocity_std * h  # px/s: a walker covers about one height per second
+        cov = np.diag(np.r_[np.full(self._NDIM, pos_std**2), np.full(self._NDIM, vel_std**2)])
+        return mean, cov
+
+    def predict(self, mean: F64, cov: F64, dt_s: float) -> tuple[F64, F64]:
+        if dt_s <= 0.0:
+            return mean, cov
+        n = self._NDIM
+        F = np.eye(2 * n)
+        F[:n, n:] = np.eye(n) * dt_s
+        h = max(float(mean[3]), _MIN_SIDE_PX)
+        q = (self.accel_std * h) ** 2
+        q_pp, q_pv, q_vv = q * dt_s**3 / 3.0, q * dt_s**2 / 2.0, q * dt_s
+        Q = np.block([[np.eye(n) * q_pp, np.eye(n) * q_pv], [np.eye(n) * q_pv, np.eye(n) * q_vv]])
+        mean = F @ mean
+        mean[2:4] = np.maximum(mean[2:4], _MIN_SIDE_PX)
+        cov = F @ cov @ F.T + Q
+        return mean, cov
+
+    def gating_distance(self, mean: F64, cov: F64, boxes_cxcywh: F64) -> F64:
+        """Squared Mahalanobis distance of (M, 4) measured boxes from the predicted one."""
+        h = max(float(mean[3]), _MIN_SIDE_PX)
+        S = self._H @ cov @ self._H.T + np.eye(self._NDIM) * (self.measurement_std * h) ** 2
+        d = boxes_cxcywh - (self._H @ mean)[None, :]
+        return np.einsum("ij,ij->i", d, np.linalg.solve(S, d.T).T)
+
+    def update(self, mean: F64, cov: F64, box_cxcywh: F64) -> tuple[F64, F64]:
+        h = max(float(box_cxcywh[3]), _MIN_SIDE_PX)
+        R = np.eye(self._NDIM) * (self.measurement_std * h) ** 2
+        H = self._H
+        S = H @ cov @ H.T + R
+        K = np.linalg.solve(S, H @ cov).T  # cov @ H.T @ inv(S); S and cov are symmetric
+        innovation = box_cxcywh - H @ mean
+        mean = mean + K @ innovation
+        cov = cov - K @ S @ K.T
+        cov = (cov + cov.T) / 2.0  # keep it symmetric against round-off over a 24/7 run
+        return mean, cov
+
+
+# ---------------------------------------------------------------------------------------------
+# geometry and assignment
+
+
+def xyxy_to_cxcywh(box: npt.ArrayLike) -> F64:
+    x1, y1, x2, y2 = np.asarray(box, dtype=np.float64)
+    return np.array(
+        [(x1 + x2) / 2.0, (y1 + y2) / 2.0, max(x2 - x1, _MIN_SIDE_PX), max(y2 - y1, _MIN_SIDE_PX)]
+    )
+
+
+def cxcywh_to_xyxy(state: F64) -> F64:
+    cx, cy, w, h = (float(v) for v in state[:4])
+    return np.array([cx - w / 2.0, cy - h / 2.0, cx + w / 2.0, cy + h / 2.0])
+
+
+def iou_matrix(a_xyxy: F64, b_xyxy: F64) -> F64:
+    """Pairwise IoU of (N,4) and (M,4) boxes -> (N,M)."""
+    if a_xyxy.shape[0] == 0 or b_xyxy.shape[0] == 0:
+        return np.zeros((a_xyxy.shape[0], b_xyxy.shape[0]))
+    a = a_xyxy[:, None, :]
+    b = b_xyxy[None, :, :]
+    iw = np.clip(np.minimum(a[..., 2], b[..., 2]) - np.maximum(a[..., 0], b[..., 0]), 0.0, None)
+    ih = np.clip(np.minimum(a[..., 3], b[..., 3]) - np.maximum(a[..., 1], b[..., 1]), 0.0, None)
+    inter = iw * ih
+    area_a = (a[..., 2] - a[..., 0]) * (a[..., 3] - a[..., 1])
+    area_b = (b[..., 2] - b[..., 0]) * (b[..., 3] - b[..., 1])
+    union = area_a + area_b - inter
+    return np.where(union > 0.0, inter / np.maximum(union, 1e-9), 0.0)
+
+
+def match_by_cost(cost: F64, max_cost: float) -> list[tuple[int, int]]:
+    """Hungarian assignment minimising total cost; pairs above ``max_cost`` are never matched."""
+    if cost.size == 0:
+        return []
+    allowed = cost <= max_cost
+    # forbidden pairs cost more than any sum of allowed ones: the solver first maximises the
+    # number of allowed pairs and only then minimises their cost
+    forbidden = _FORBIDDEN * (1.0 + max_cost)
+    rows, cols = linear_sum_assignment(np.where(allowed, cost, forbidden))
+    return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if allowed[r, c]]
+
+
+def match_by_iou(iou: F64, min_iou: float) -> list[tuple[int, int]]:
+    """Hungarian assignment maximising IoU; pairs below ``min_iou`` are never matched."""
+    return match_by_cost(1.0 - iou, 1.0 - min_iou)
+
+
+# ---------------------------------------------------------------------------------------------
+# tracker
+
+
+@dataclass(slots=True)
+class _Track:
+    key: int  # internal, for tentative tracks too
+    track_id: int  # public id, 0 until confirmed
+    state: TrackState
+    mean: F64
+    cov: F64
+    birth_s: float
+    last_seen_s: float
+    det_xyxy: F64  # the box of the detection matched last
+    det_score: float
+
+    def predicted_xyxy(self) -> F64:
+        return cxcywh_to_xyxy(self.mean)
+
+
+class ByteTracker:
+    """One tracker per camera. See the module docstring and docs/tracker.md for the knobs.
+
+    ``update`` returns the confirmed tracks matched in this frame, with the *detection* box
+    (not the Kalman-smoothed one): downstream foot points, zone membership and the MOT export
+    then line up with what the detector saw, and a track never "coasts" into a zone on
+    prediction alone. The filter is used for association only.
+    """
+
+    def __init__(self, cfg: TrackerConfig | None = None) -> None:
+        self.cfg = cfg if cfg is not None else TrackerConfig()
+        self.kalman = BoxKalman(self.cfg.kalman_accel_std, self.cfg.kalman_measurement_std)
+        self._next_id = 1
+        self._next_key = 1
+        self._tracks: list[_Track] = []
+        self._last_timestamp_s: float | None = None
+        self._camera_id: str | None = None
+
+    # -- public state ---------------------------------------------------------------------------
+
+    @property
+    def active_track_count(self) -> int:
+        """All state held: tentative + confirmed + lost. Bounded by the people in view plus
+        those lost less than ``max_lost_s`` ago; a test holds it flat over 10,000 frames."""
+        return len(self._tracks)
+
+    def state_counts(self) -> dict[str, int]:
+        counts = {s.value: 0 for s in TrackState}
+        for t in self._tracks:
+            counts[t.state.value] += 1
+        return counts
+
+    def reset(self) -> None:
+        """Forget every track and the clock (new source, or a jump in time). Ids keep counting
+        up, so an id seen before the reset is never given to someone else after it. Tracks
+        dropped here are not reported in ``ended_ids``: call it when downstream resets too."""
+        self._tracks = []
+        self._last_timestamp_s = None
+        self._camera_id = None
+
+    # -- the one verb ---------------------------------------------------------------------------
+
+    def update(
+        self,
+        detections: Detections,
+        *,
+        camera_id: str,
+        frame_index: int,
+        timestamp_s: float,
+        frame_size_px: tuple[int, int],
+    ) -> Tracks:
+        cfg = self.cfg
+        dt_s = self._advance_clock(camera_id, frame_index, timestamp_s)
+        ended_ids = self._expire_lost(timestamp_s)
+
+        for t in self._tracks:
+            if t.state is TrackState.LOST:
+                # as in ByteTrack: a lost box keeps its size, only its position extrapolates
+                t.mean[6:8] = 0.0
+            t.mean, t.cov = self.kalman.predict(t.mean, t.cov, dt_s)
+
+        boxes = detections.xyxy.astype(np.float64)
+        scores = detections.confidence.astype(np.float64)
+        high_idx = np.flatnonzero(scores >= cfg.high_score_threshold)
+        low_idx = np.flatnonzero((scores >= cfg.low_score_threshold) & (scores < cfg.high_score_threshold))
+
+        matched: list[_Track] = []
+
+        # stage 1: confirmed + lost tracks vs high-score detections
+        pool = [t for t in self._tracks if t.state in (TrackState.CONFIRMED, TrackState.LOST)]
+        pool_left, high_left = self._associate(
+            pool, high_idx, boxes, scores, cfg.match_iou_threshold, timestamp_s, matched
+        )
+
+        # stage 2: tracks that were being followed (not the already-lost ones) vs low-score detections
+        followed = [t for t in pool_left if t.state is TrackState.CONFIRMED]
+        followed_left, _ = self._associate(
+            followed, low_idx, boxes, scores, cfg.low_match_iou_threshold, timestamp_s, matched
+        )
+        for t in followed_left:
+            t.state = TrackState.LOST
+
+        # stage 3: tentative tracks vs the high-score detections nobody claimed. A tentative
+        # track has one or a few observations and no trustworthy velocity, so IoU against its
+        # prediction would drop anyone crossing more than ~1/3 of their width per frame (a brisk
+        # walker at 5 fps). Gate with the filter's own uncertainty instead: it grows with dt.
+        tentative = [t for t in self._tracks if t.state is TrackState.TENTATIVE]
+        tentative_left, high_left = self._associate(
+            tentative, high_left, boxes, scores, None, timestamp_s, matched
+        )
+        dead = {t.key for t in tentative_left}  # a tentative track gets no second chance
+        if dead:
+            self._tracks = [t for t in self._tracks if t.key not in dead]
+
+        # births
+        for j in high_left:
+            if scores[j] >= cfg.new_track_threshold:
+                t = self._new_track(boxes[j], float(scores[j]), timestamp_s)
+                self._tracks.append(t)
+                matched.append(t)
+
+        for t in matched:
+            if (
+                t.state is TrackState.TENTATIVE
+                and timestamp_s - t.birth_s >= cfg.confirm_after_s - _TIME_EPS_S
+            ):
+                t.state = TrackState.CONFIRMED
+                t.track_id = self._next_id
+                self._next_id += 1
+
+        out = sorted((t for t in matched if t.state is TrackState.CONFIRMED), key=lambda t: t.track_id)
+        return Tracks(
+            camera_id,
+            frame_index,
+            timestamp_s,
+            frame_size_px,
+            np.array([t.det_xyxy for t in out], dtype=np.float32).reshape(-1, 4),
+            np.array([t.det_score for t in out], dtype=np.float32),
+            np.array([t.track_id for t in out], dtype=np.int64),
+            ended_ids=tuple(ended_ids),
+        )
+
+    # -- steps ------------------------------------------------------------------------------------
+
+    def _advance_clock(self, camera_id: str, frame_index: int, timestamp_s: float) -> float:
+        if not math.isfinite(timestamp_s):
+            raise TrackerInputError(
+                f"tracker (camera {camera_id}): timestamp_s must be finite, got {timestamp_s!r}"
+            )
+        if self._camera_id is not None and camera_id != self._camera_id:
+            raise TrackerInputError(
+                f"tracker of camera {self._camera_id!r} received a frame of camera {camera_id!r}: "
+                "use one ByteTracker per camera (or reset() it when the source changes)"
+            )
+        last = self._last_timestamp_s
+        if last is not None and timestamp_s < last:
+            raise TrackerInputError(
+                f"tracker (camera {camera_id}): timestamp went backwards at frame {frame_index}: "
+                f"{timestamp_s:.3f} s after {last:.3f} s ({timestamp_s - last:+.3f} s). Frame timestamps "
+                "must not decrease; call reset() if the source restarted its clock"
+            )
+        self._camera_id = camera_id
+        self._last_timestamp_s = timestamp_s
+        return 0.0 if last is None else timestamp_s - last
+
+    def _expire_lost(self, timestamp_s: float) -> list[int]:
+        """Evict lost tracks whose gap already exceeds ``max_lost_s`` *before* matching, so a
+        person back after a longer gap gets a new id whatever the frame spacing."""
+        limit_s = self.cfg.max_lost_s + _TIME_EPS_S
+        keep: list[_Track] = []
+        ended: list[int] = []
+        for t in self._tracks:
+            if t.state is TrackState.LOST and timestamp_s - t.last_seen_s > limit_s:
+                ended.append(t.track_id)
+            else:
+                keep.append(t)
+        self._tracks = keep
+        return sorted(ended)
+
+    def _associate(
+        self,
+        tracks: list[_Track],
+        det_idx: npt.NDArray[np.intp],
+        boxes: F64,
+        scores: F64,
+        min_iou: float | None,
+        timestamp_s: float,
+        matched: list[_Track],
+    ) -> tuple[list[_Track], npt.NDArray[np.intp]]:
+        """Match ``tracks`` to detections ``det_idx`` by IoU (or, with ``min_iou=None``, by
+        Mahalanobis distance inside the 95% gate); update the matched ones. Returns the
+        unmatched tracks and the unmatched detection indices."""
+        if not tracks or det_idx.size == 0:
+            return tracks, det_idx
+        if min_iou is None:
+            meas = np.stack([xyxy_to_cxcywh(b) for b in boxes[det_idx]])
+            dist = np.stack([self.kalman.gating_distance(t.mean, t.cov, meas) for t in tracks])
+            pairs = match_by_cost(dist, _CHI2_95_4DOF)
+        else:
+            predicted = np.stack([t.predicted_xyxy() for t in tracks])
+            pairs = match_by_iou(iou_matrix(predicted, boxes[det_idx]), min_iou)
+        used_t, used_d = set(), set()
+        for ti, di in pairs:
+            t, j = tracks[ti], int(det_idx[di])
+            t.mean, t.cov = self.kalman.update(t.mean, t.cov, xyxy_to_cxcywh(boxes[j]))
+            t.det_xyxy = boxes[j].copy()
+            t.det_score = float(scores[j])
+            t.last_seen_s = timestamp_s
+            if t.state is TrackState.LOST:
+                t.state = TrackState.CONFIRMED
+            matched.append(t)
+            used_t.add(ti)
+            used_d.add(di)
+        left_t = [t for i, t in enumerate(tracks) if i not in used_t]
+        left_d = np.array([d for i, d in enumerate(det_idx) if i not in used_d], dtype=np.intp)
+        return left_t, left_d
+
+    def _new_track(self, box_xyxy: F64, score: float, timestamp_s: float) -> _Track:
+        mean, cov = self.kalman.initiate(xyxy_to_cxcywh(box_xyxy))
+        key = self._next_key
+        self._next_key += 1
+        return _Track(
+            key=key,
+            track_id=0,
+            state=TrackState.TENTATIVE,
+            mean=mean,
+            cov=cov,
+            birth_s=timestamp_s,
+            last_seen_s=timestamp_s,
+            det_xyxy=box_xyxy.copy(),
+            det_score=score,
+        )
+
+
+__all__ = [
+    "BoxKalman",
+    "ByteTracker",
+    "TrackState",
+    "TrackerInputError",
+    "iou_matrix",
+    "match_by_cost",
+    "match_by_iou",
+]
