@@ -1,0 +1,730 @@
+"""StoreAnalytics: tracks in, the numbers store managers act on out.
+
+One instance per store, called from the single analysis thread once per analysed frame of any
+camera (``update``), on a lane command (``set_lane_state``) and at the end of a file
+(``finish``). It owns, per camera, zone membership (hysteresis), staff identification, the
+queue model of every lane whose queue zone that camera sees, dwell statistics, staff-response
+clocks and the heatmap accumulator; store-wide it owns the recommended lane and the alerts.
+
+Output is a list of :class:`edge.contract.Message`: retained live state (lane, zone, store) at
+most every ``analytics.state_interval_s`` per entity, and at once when something a screen must
+show changes (lane open/closed, recommended lane, staleness, alerts); durable events as they
+happen, each with a deterministic ``event_id`` (camera/track/type/time) so a replay after a
+crash de-duplicates. Payloads never carry images or identities: only numbers and the anonymous
+per-camera track ids, which the tracker never reuses and this class forgets when a track ends.
+See docs/messages.md for every field.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from edge.config import CameraConfig, StoreConfig
+from edge.contract import Message, Tracks
+from edge.errors import UserFacingError
+from mqtt_bridge.topics import Topics
+from zones.config import ZoneConfig
+from zones.dwell import ZoneStats
+from zones.geometry import FALLBACK_WIDTHS_PER_M, ZoneSet, image_widths
+from zones.membership import Hysteresis, Transition, ZoneMembership
+from zones.queues import AlertChange, AlertEngine, LaneCommand, LaneQueue
+from zones.response import ResponseOutcome, ResponseTracker
+
+log = logging.getLogger("storesense.analytics")
+
+SCHEMA_VERSION = 1
+# A customer counts as *entering* (and is owed a greeting) only if their track started at most
+# this long before they stepped into the entrance zone; someone who has been in the store for
+# minutes and crosses the entrance zone is leaving.
+ENTRANCE_MAX_TRACK_AGE_S = 10.0
+# Safety net for a tracker that never reports a track as ended: forget it after this long unseen.
+TRACK_FORGET_S = 120.0
+# Heatmap time step cap: after a stall the next frame must not paint seconds nobody observed.
+HEATMAP_MAX_DT_S = 1.0
+
+
+class UnknownLaneError(UserFacingError, ValueError):
+    """A lane command names a lane that is not in the config."""
+
+
+def _schema(name: str) -> str:
+    return f"storesense.{name}/{SCHEMA_VERSION}"
+
+
+def _ms(t: float) -> int:
+    return int(round(t * 1000.0))
+
+
+def _r3(t: float | None) -> float | None:
+    return None if t is None else round(float(t), 3)
+
+
+@dataclass
+class _Camera:
+    """Everything analytics keeps for one camera."""
+
+    cfg: CameraConfig
+    zones: dict[str, ZoneConfig]
+    zone_set: ZoneSet
+    membership: ZoneMembership
+    calibration: Any | None
+    staff: Any
+    heatmap: Any | None
+    lanes: list[LaneQueue]
+    stats: dict[str, ZoneStats]
+    responses: dict[str, ResponseTracker]
+    distance_method: str
+    last_ts: float | None = None
+    frames: int = 0
+    calibration_by_size: dict[tuple[int, int], Any] = field(default_factory=dict)
+    # per-track state; every dict is evicted when the track ends
+    first_seen_s: dict[int, float] = field(default_factory=dict)
+    last_seen_s: dict[int, float] = field(default_factory=dict)
+    staff_only_s: dict[int, float] = field(default_factory=dict)
+    greeting_started: set[int] = field(default_factory=set)
+    stopped: dict[str, set[int]] = field(default_factory=dict)  # dwell zone → tracks whose visit is a stop
+
+    def per_track_sizes(self) -> dict[str, int]:
+        sizes = {
+            "first_seen": len(self.first_seen_s),
+            "last_seen": len(self.last_seen_s),
+            "staff_only": len(self.staff_only_s),
+            "greeting_started": len(self.greeting_started),
+            "stopped": sum(len(s) for s in self.stopped.values()),
+            "membership": self.membership.tracked_count(),
+            "responses": sum(len(r.pending) for r in self.responses.values()),
+            "lane_pending": sum(lane.pending_count() for lane in self.lanes),
+        }
+        return sizes
+
+
+class _FallbackStaff:
+    """Used only when zones.staff is not importable: staff come from staff_only zones alone."""
+
+    def __init__(self) -> None:
+        self._staff: set[int] = set()
+
+    def observe(self, tracks: Tracks, image_bgr: Any) -> None:
+        pass
+
+    def mark_staff(self, track_id: int) -> None:
+        self._staff.add(int(track_id))
+
+    def is_staff(self, track_id: int) -> bool:
+        return int(track_id) in self._staff
+
+    def forget(self, track_ids: Iterable[int]) -> None:
+        for t in track_ids:
+            self._staff.discard(int(t))
+
+
+class StoreAnalytics:
+    """See the module docstring. Not thread-safe by design: one analysis thread calls it."""
+
+    def __init__(self, cfg: StoreConfig, topics: Topics) -> None:
+        self.cfg = cfg
+        self.topics = topics
+        self.store_id = cfg.store.id
+        self.acfg = cfg.analytics
+        self.staff_methods = list(cfg.staff.methods)
+        self.cameras: dict[str, _Camera] = {}
+        self.lanes: dict[str, LaneQueue] = {}
+        self.alerts = AlertEngine(list(self.acfg.alerts), cfg.store.timezone)
+        self._last_emit_s: dict[str, float] = {}
+        self._last_sig: dict[str, Any] = {}
+        self._recommended: str | None = None
+        self._finished = False
+        for cam in cfg.cameras:
+            if cam.enabled:
+                self.cameras[cam.id] = self._build_camera(cam)
+        for rule in self.acfg.alerts:
+            if rule.lane != "*" and rule.lane not in self.lanes:
+                raise UserFacingError(
+                    f"alert rule {rule.id!r} names lane {rule.lane!r}, which is not a lane of this store; "
+                    f"lanes: {sorted(self.lanes) or 'none (add queue zones)'}"
+                )
+
+    # -- construction ---------------------------------------------------------------------------
+    def _build_camera(self, cam: CameraConfig) -> _Camera:
+        zones = {z.id: z for z in cam.zones}
+        calibration = None
+        if cam.calibration is not None:
+            from calibration.homography import Calibration
+
+            calibration = Calibration.from_config(cam.calibration, self.cfg.resolve_path)
+        elif any(z.kind in ("entrance", "dwell") for z in cam.zones):
+            log.warning(
+                "camera %s has no calibration: greeting/approach distances use an APPROXIMATE image-based radius "
+                "(greet_radius_m x %.2f image widths per metre); calibrate the camera (storesense calibrate) "
+                "for floor metres",
+                cam.id,
+                FALLBACK_WIDTHS_PER_M,
+                extra={"camera": cam.id},
+            )
+        membership = ZoneMembership({z.id: Hysteresis(z.enter_after_s, z.leave_after_s) for z in cam.zones})
+        lanes: list[LaneQueue] = []
+        staff_detection = bool(self.staff_methods)
+        for z in cam.zones:
+            if z.kind != "queue":
+                continue
+            lane_id = z.lane_id
+            if lane_id in self.lanes:
+                raise UserFacingError(
+                    f"lane {lane_id!r} has more than one queue zone (camera {cam.id}, zone {z.id}); give each "
+                    "queue zone its own 'lane' id"
+                )
+            service = z.service_zone
+            if service is None:  # a service zone of the same lane on this camera
+                service = next((s.id for s in cam.zones if s.kind == "service" and s.lane_id == lane_id), None)
+            lane = LaneQueue(
+                lane_id=lane_id,
+                label=z.label or lane_id,
+                camera_id=cam.id,
+                queue_zone=z.id,
+                service_zone=service,
+                cfg=self.acfg.queue,
+                staff_detection=staff_detection,
+            )
+            lanes.append(lane)
+            self.lanes[lane_id] = lane
+        base_dir = self.cfg.source_path.parent if self.cfg.source_path is not None else None
+        staff = self._make_staff(base_dir)
+        distance_method = "floor_m" if calibration is not None else "image_approx"
+        responses = {}
+        for z in cam.zones:
+            if z.kind in ("entrance", "dwell"):
+                radius = z.greet_radius_m if calibration is not None else z.greet_radius_m * FALLBACK_WIDTHS_PER_M
+                responses[z.id] = ResponseTracker(z.id, z.sla_s, radius)
+        return _Camera(
+            cfg=cam,
+            zones=zones,
+            zone_set=ZoneSet(cam.zones),
+            membership=membership,
+            calibration=calibration,
+            staff=staff,
+            heatmap=self._make_heatmap(cam, calibration),
+            lanes=lanes,
+            stats={z.id: ZoneStats(z.id, z.stop_after_s) for z in cam.zones},
+            responses=responses,
+            distance_method=distance_method,
+            stopped={z.id: set() for z in cam.zones if z.kind == "dwell"},
+        )
+
+    def _make_staff(self, base_dir: Any) -> Any:
+        try:
+            from zones.staff import StaffIdentifier
+        except ImportError:
+            if any(m in self.staff_methods for m in ("uniform", "onnx")):
+                raise
+            return _FallbackStaff()
+        return StaffIdentifier(self.cfg.staff, base_dir)
+
+    def _make_heatmap(self, cam: CameraConfig, calibration: Any | None) -> Any | None:
+        try:
+            from zones.heatmap import HeatmapAccumulator
+        except ImportError:
+            log.warning("zones.heatmap is not available: no heatmaps for camera %s", cam.id)
+            return None
+        return HeatmapAccumulator.for_camera(self.cfg, cam.id, self.topics, floor=calibration is not None)
+
+    # -- public API -----------------------------------------------------------------------------
+    def update(self, tracks: Tracks, image_bgr: npt.NDArray[np.uint8] | None = None) -> list[Message]:
+        cam = self.cameras.get(tracks.camera_id)
+        if cam is None:
+            raise UserFacingError(
+                f"tracks from camera {tracks.camera_id!r}, which is not an enabled camera of the config; "
+                f"cameras: {sorted(self.cameras)}"
+            )
+        ts = float(tracks.timestamp_s)
+        if cam.last_ts is not None and ts < cam.last_ts:
+            log.warning("camera %s: timestamp went back %.3f s; holding the clock", cam.cfg.id, cam.last_ts - ts)
+            ts = cam.last_ts
+        dt_s = 0.0 if cam.last_ts is None else ts - cam.last_ts
+        out: list[Message] = []
+
+        ids = tracks.track_id
+        id_list = [int(i) for i in ids.tolist()]
+        for tid in id_list:
+            cam.first_seen_s.setdefault(tid, ts)
+            cam.last_seen_s[tid] = ts
+        ended = set(tracks.ended_ids) - set(id_list)
+        ended |= {t for t, seen in cam.last_seen_s.items() if ts - seen > TRACK_FORGET_S}
+
+        cam.staff.observe(tracks, image_bgr)
+        foot_px = tracks.foot_px
+        floor = None
+        if cam.calibration is not None:
+            # NaN rows (beyond the horizon) fall outside every zone and never count as near
+            floor = self._calibration_for(cam, tracks.frame_size_px).image_to_floor(foot_px)
+        inside = cam.zone_set.inside(tracks.foot_norm, floor)
+
+        if "staff_only_zone" in self.staff_methods:
+            self._staff_only(cam, id_list, inside, dt_s)
+        staff_flags = {tid: bool(cam.staff.is_staff(tid)) for tid in id_list}
+
+        def is_staff(tid: int) -> bool:
+            flag = staff_flags.get(tid)
+            return bool(cam.staff.is_staff(tid)) if flag is None else flag
+
+        transitions = cam.membership.update(ts, ids, inside, ended)
+        for tr in transitions:
+            out.extend(self._on_transition(cam, tr, is_staff(tr.track_id), ts))
+        out.extend(self._stops(cam, ts, is_staff))
+        out.extend(self._lanes_step(cam, ts, ended, is_staff))
+        out.extend(self._responses_step(cam, ts, id_list, foot_px, floor, tracks.frame_size_px[0], is_staff))
+        self._zone_occupancy(cam, is_staff)
+        out.extend(self._heatmap_step(cam, tracks, floor, dt_s, ts, is_staff))
+        out.extend(self._evict(cam, ended, ts))
+
+        cam.last_ts = ts
+        cam.frames += 1
+        out.extend(self._store_step(ts, cam))
+        return out
+
+    def set_lane_state(self, lane_id: str, state: str, timestamp_s: float) -> list[Message]:
+        lane = self.lanes.get(lane_id)
+        if lane is None:
+            lane = next((ln for ln in self.lanes.values() if ln.lane_id.lower() == str(lane_id).strip().lower()), None)
+        if lane is None:
+            raise UnknownLaneError(
+                f"unknown lane {lane_id!r}; lanes of store {self.store_id}: {sorted(self.lanes) or 'none'}"
+            )
+        if state not in ("open", "closed", "auto"):
+            raise UserFacingError(f"lane {lane.lane_id}: state must be 'open', 'closed' or 'auto'; got {state!r}")
+        command: LaneCommand = state  # type: ignore[assignment]
+        lane.set_command(command)
+        is_open, source = lane.is_open()
+        ts = float(timestamp_s)
+        payload = self._event_base("lane_command", f"lane_command-{lane.lane_id}-{state}-{_ms(ts)}", ts)
+        payload.update({"lane_id": lane.lane_id, "camera_id": lane.camera_id, "state": state, "open": is_open,
+                        "open_source": source})
+        out = [self._event("lane_command", payload)]
+        out.extend(self._store_step(ts, None, force_lanes={lane.lane_id}))
+        return out
+
+    def finish(self, timestamp_s: float) -> list[Message]:
+        """End of the source: close open visits at their last-inside time, flush heatmaps and
+        publish the final state. Customers still waiting for a greeting or for the till have no
+        outcome yet and get no event."""
+        ts = float(timestamp_s)
+        out: list[Message] = []
+        for cam in self.cameras.values():
+            now = max(ts, cam.last_ts or ts)
+            for tr in cam.membership.close_all(now):
+                out.extend(self._on_transition(cam, tr, bool(cam.staff.is_staff(tr.track_id)), now, closed_by="end_of_source"))
+            for lane in cam.lanes:
+                lane.pending.clear()
+            for r in cam.responses.values():
+                r.pending.clear()
+            if cam.heatmap is not None:
+                out.extend(cam.heatmap.flush(now, final=True))
+            ended = set(cam.first_seen_s) | set(cam.last_seen_s)
+            cam.staff.forget(sorted(ended))
+            cam.first_seen_s.clear()
+            cam.last_seen_s.clear()
+            cam.staff_only_s.clear()
+            cam.greeting_started.clear()
+            for s in cam.stopped.values():
+                s.clear()
+            for st in cam.stats.values():
+                st.occupancy = 0
+                st.staff_count = 0
+        self._finished = True
+        out.extend(self._store_step(ts, None, force_all=True))
+        return out
+
+    @staticmethod
+    def _calibration_for(cam: _Camera, frame_size_px: tuple[int, int]) -> Any:
+        size = (int(frame_size_px[0]), int(frame_size_px[1]))
+        cal = cam.calibration_by_size.get(size)
+        if cal is None:
+            cal = cam.calibration.for_frame_size(size)
+            cam.calibration_by_size[size] = cal
+        return cal
+
+    # -- introspection (tests, memory checks) ---------------------------------------------------
+    def per_track_state_sizes(self) -> dict[str, int]:
+        """Sizes of every per-track container, summed over cameras; must stay flat over time."""
+        total: dict[str, int] = {}
+        for cam in self.cameras.values():
+            for k, v in cam.per_track_sizes().items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+    def lane_metrics(self, lane_id: str, now_s: float | None = None) -> dict[str, Any]:
+        lane = self.lanes[lane_id]
+        return lane.metrics(now_s if now_s is not None else (lane.last_frame_s or 0.0))
+
+    # -- per-frame steps ------------------------------------------------------------------------
+    def _staff_only(self, cam: _Camera, ids: list[int], inside: dict[str, np.ndarray], dt_s: float) -> None:
+        zones = [z.id for z in cam.zones.values() if z.kind == "staff_only"]
+        if not zones:
+            return
+        in_any = np.zeros(len(ids), dtype=bool)
+        for zid in zones:
+            in_any |= inside[zid]
+        step = min(dt_s, HEATMAP_MAX_DT_S)
+        need = self.cfg.staff.staff_only_zone.min_time_s
+        for tid, flag in zip(ids, in_any.tolist(), strict=True):
+            if not flag:
+                continue
+            total = cam.staff_only_s.get(tid, 0.0) + step
+            cam.staff_only_s[tid] = total
+            if total >= need - 1e-9 and not cam.staff.is_staff(tid):
+                cam.staff.mark_staff(tid)
+                log.debug("camera %s: track %d marked staff (%.1f s in a staff_only zone)", cam.cfg.id, tid, total)
+
+    def _on_transition(
+        self, cam: _Camera, tr: Transition, staff: bool, ts: float, closed_by: str | None = None
+    ) -> list[Message]:
+        if staff:
+            return []
+        zone = cam.zones[tr.zone_id]
+        stats = cam.stats[zone.id]
+        out: list[Message] = []
+        lane = self._lane_of_zone(cam, zone.id)
+        if tr.kind == "enter":
+            stats.entered(tr.time_s)
+            if zone.kind == "queue" and lane is not None:
+                if lane.service_zone is None or not cam.membership.is_present(lane.service_zone, tr.track_id):
+                    lane.join(tr.track_id, tr.time_s)
+            elif zone.kind == "service" and lane is not None:
+                lane.service_start(tr.time_s)
+                served = lane.served(tr.track_id, tr.time_s)
+                if served is not None:
+                    pj, wait_s = served
+                    out.append(self._queue_wait(cam, lane, tr.track_id, pj.joined_s, tr.time_s, wait_s, "served",
+                                                pj.queue_length_at_join, ts))
+            elif zone.kind == "entrance" and tr.track_id not in cam.greeting_started:
+                age_s = tr.time_s - cam.first_seen_s.get(tr.track_id, tr.time_s)
+                if age_s <= ENTRANCE_MAX_TRACK_AGE_S:
+                    cam.greeting_started.add(tr.track_id)
+                    cam.responses[zone.id].start(tr.track_id, tr.time_s)
+            return out
+        # exit
+        visit = stats.exited(tr.track_id, tr.entered_s, tr.time_s)
+        if zone.kind == "queue" and lane is not None and lane.service_zone is None and closed_by is None:
+            lane.service_start(tr.time_s)
+            served = lane.served(tr.track_id, tr.time_s)
+            if served is not None:
+                pj, wait_s = served
+                out.append(self._queue_wait(cam, lane, tr.track_id, pj.joined_s, tr.time_s, wait_s, "served",
+                                            pj.queue_length_at_join, ts))
+        if zone.kind == "dwell":
+            how = closed_by or ("track_end" if tr.ended else "exit")
+            payload = self._event_base("visit", self._eid(cam, tr.track_id, "visit", zone.id, tr.time_s), ts)
+            payload.update({
+                "zone_id": zone.id, "camera_id": cam.cfg.id, "track_id": tr.track_id,
+                "enter_s": _r3(tr.entered_s), "exit_s": _r3(tr.time_s), "dwell_s": round(visit.dwell_s, 2),
+                "stop": visit.stop, "stop_after_s": zone.stop_after_s, "closed_by": how,
+            })
+            out.append(self._event("visit", payload))
+            cam.stopped[zone.id].discard(tr.track_id)
+            if closed_by is None:
+                o = cam.responses[zone.id].left(tr.track_id, tr.time_s)
+                if o is not None:
+                    out.append(self._response_event(cam, zone, o, ts))
+        return out
+
+    def _stops(self, cam: _Camera, ts: float, is_staff: Any) -> list[Message]:
+        for zid, stopped in cam.stopped.items():
+            zone = cam.zones[zid]
+            for tid in cam.membership.members(zid):
+                if tid in stopped or is_staff(tid):
+                    continue
+                entered = cam.membership.entered_s(zid, tid)
+                if entered is not None and ts - entered >= zone.stop_after_s - 1e-9:
+                    stopped.add(tid)
+                    cam.responses[zid].start(tid, entered + zone.stop_after_s)
+        return []
+
+    def _lanes_step(self, cam: _Camera, ts: float, ended: set[int], is_staff: Any) -> list[Message]:
+        out: list[Message] = []
+        m = cam.membership
+        for lane in cam.lanes:
+            svc = lane.service_zone
+            for tid, pj in list(lane.pending.items()):
+                if is_staff(tid):
+                    lane.abandon(tid)
+                    continue
+                still = m.is_present(lane.queue_zone, tid) or (svc is not None and m.is_present(svc, tid))
+                if tid in ended or not still:
+                    lane.abandon(tid)
+                    left_s = m.last_inside_s(lane.queue_zone, tid) or cam.last_seen_s.get(tid, ts)
+                    out.append(self._queue_wait(cam, lane, tid, pj.joined_s, None, max(0.0, left_s - pj.joined_s),
+                                                "abandoned", pj.queue_length_at_join, ts))
+            queue = [t for t in m.members(lane.queue_zone) if not is_staff(t)
+                     and not (svc is not None and m.is_present(svc, t))]
+            if svc is not None:
+                at_till = [t for t in m.members(svc) if not is_staff(t)]
+                staff_here = any(is_staff(t) for t in m.present(svc))
+            else:  # without a service zone, leaving the queue is the service (see _on_transition)
+                at_till, staff_here = [], False
+            lane.advance(ts, len(queue), bool(at_till), staff_here)
+        return out
+
+    def _responses_step(
+        self,
+        cam: _Camera,
+        ts: float,
+        ids: list[int],
+        foot_px: npt.NDArray[np.float32],
+        floor: npt.NDArray[Any] | None,
+        width_px: int,
+        is_staff: Any,
+    ) -> list[Message]:
+        if not cam.responses:
+            return []
+        pts = floor if floor is not None else image_widths(foot_px, width_px)
+        staff_mask = np.array([is_staff(t) for t in ids], dtype=bool)
+        cust_ids = [t for t, s in zip(ids, staff_mask.tolist(), strict=True) if not s]
+        cust_pts = pts[~staff_mask] if len(ids) else np.zeros((0, 2))
+        staff_pts = pts[staff_mask] if len(ids) else np.zeros((0, 2))
+        out: list[Message] = []
+        for zid, r in cam.responses.items():
+            for tid in [t for t in r.pending if is_staff(t)]:
+                r.cancel(tid)
+            for o in r.update(ts, cust_ids, cust_pts, staff_pts):
+                out.append(self._response_event(cam, cam.zones[zid], o, ts))
+        return out
+
+    def _zone_occupancy(self, cam: _Camera, is_staff: Any) -> None:
+        for zid, st in cam.stats.items():
+            members = cam.membership.members(zid)
+            staff = sum(1 for t in members if is_staff(t))
+            st.staff_count = staff
+            st.occupancy = len(members) - staff
+
+    def _heatmap_step(
+        self, cam: _Camera, tracks: Tracks, floor: np.ndarray | None, dt_s: float, ts: float, is_staff: Any
+    ) -> list[Message]:
+        if cam.heatmap is None:
+            return []
+        if cam.last_ts is None:
+            dt_s = 1.0 / cam.cfg.fps
+        dt_s = min(dt_s, HEATMAP_MAX_DT_S)
+        if len(tracks) and dt_s > 0:
+            pts = np.asarray(floor if floor is not None else tracks.foot_norm, dtype=np.float64)
+            keep = np.array([not is_staff(int(t)) for t in tracks.track_id], dtype=bool)
+            keep &= np.all(np.isfinite(pts), axis=1)
+            if keep.any():
+                cam.heatmap.add(pts[keep], tracks.track_id[keep], dt_s, ts)
+        return list(cam.heatmap.flush(ts))
+
+    def _evict(self, cam: _Camera, ended: set[int], ts: float) -> list[Message]:
+        if not ended:
+            return []
+        out: list[Message] = []
+        for tid in ended:
+            last = cam.last_seen_s.get(tid, ts)
+            for zid, r in cam.responses.items():
+                if tid in r.pending:
+                    if cam.staff.is_staff(tid):
+                        r.cancel(tid)
+                        continue
+                    o = r.left(tid, last)
+                    if o is not None:
+                        out.append(self._response_event(cam, cam.zones[zid], o, ts))
+            for lane in cam.lanes:
+                lane.pending.pop(tid, None)
+            cam.first_seen_s.pop(tid, None)
+            cam.last_seen_s.pop(tid, None)
+            cam.staff_only_s.pop(tid, None)
+            cam.greeting_started.discard(tid)
+            for s in cam.stopped.values():
+                s.discard(tid)
+        cam.staff.forget(sorted(ended))
+        return out
+
+    # -- store-wide -----------------------------------------------------------------------------
+    def _store_now(self) -> float:
+        return max((c.last_ts for c in self.cameras.values() if c.last_ts is not None), default=0.0)
+
+    def _store_step(
+        self,
+        ts: float,
+        cam: _Camera | None,
+        force_lanes: set[str] | None = None,
+        force_all: bool = False,
+    ) -> list[Message]:
+        now = max(self._store_now(), ts)
+        out: list[Message] = []
+        metrics = {lid: lane.metrics(now) for lid, lane in self.lanes.items()}
+        for change in self.alerts.evaluate(now, list(metrics.items())):
+            out.append(self._alert_event(change))
+        recommended = self._recommend(metrics)
+        if recommended != self._recommended:
+            log.info("recommended lane: %s → %s", self._recommended, recommended)
+            self._recommended = recommended
+        interval = self.acfg.state_interval_s
+        for lid, lane in self.lanes.items():
+            m = metrics[lid]
+            m["recommended"] = lid == recommended
+            sig: Any = (m["open"], m["recommended"], m["stale"], m["open_source"])
+            own = cam is not None and lane.camera_id == cam.cfg.id
+            topic = self.topics.lane_state(lid)
+            if force_all or (force_lanes and lid in force_lanes) or self._due(topic, now, sig, interval if own else None):
+                out.append(self._state(topic, self._lane_payload(lane, m, now), now, sig))
+        # zone states of the camera that just delivered a frame
+        cams = [cam] if cam is not None else list(self.cameras.values())
+        for c in cams:
+            for zid, st in c.stats.items():
+                topic = self.topics.zone_state(zid)
+                sig = (st.staff_count > 0,)
+                if force_all or self._due(topic, now, sig, interval):
+                    out.append(self._state(topic, self._zone_payload(c, zid, now), now, sig))
+        active = self.alerts.active()
+        lanes_open = sum(1 for m in metrics.values() if m["open"])
+        topic = self.topics.store_state()
+        sig = (recommended, lanes_open, tuple(a[0] for a in active))
+        if force_all or force_lanes or self._due(topic, now, sig, interval):
+            payload = {
+                "schema": _schema("store_state"),
+                "store_id": self.store_id,
+                "timestamp_s": _r3(now),
+                "recommended_lane": recommended,
+                "lanes_open": lanes_open,
+                "lanes": list(self.lanes),
+                "active_alerts": [a[0] for a in active],
+                "alerts": [
+                    {"alert_id": aid, "rule_id": rule.id, "action": rule.action, "message": rule.message,
+                     "since_s": _r3(since)}
+                    for aid, rule, since in active
+                ],
+            }
+            out.append(self._state(topic, payload, now, sig))
+        return out
+
+    def _due(self, topic: str, now: float, sig: Any, interval: float | None) -> bool:
+        """Publish when the significant signature changed, or the interval passed (own entities)."""
+        if self._last_sig.get(topic, object()) != sig:
+            return True
+        if interval is None:
+            return False
+        last = self._last_emit_s.get(topic)
+        return last is None or now - last >= interval - 1e-9
+
+    def _state(self, topic: str, payload: dict[str, Any], now: float, sig: Any) -> Message:
+        self._last_emit_s[topic] = now
+        self._last_sig[topic] = sig
+        return Message(topic, payload, retain=True, qos=1)
+
+    @staticmethod
+    def _recommend(metrics: dict[str, dict[str, Any]]) -> str | None:
+        """Shortest predicted wait among open lanes; fresh lanes first, config order breaks ties."""
+        best: tuple[int, float, int] | None = None
+        best_id = None
+        for order, (lid, m) in enumerate(metrics.items()):
+            if not m["open"]:
+                continue
+            key = (1 if m["stale"] else 0, float(m["predicted_wait_s"]), order)
+            if best is None or key < best:
+                best, best_id = key, lid
+        return best_id
+
+    # -- payloads -------------------------------------------------------------------------------
+    def _lane_payload(self, lane: LaneQueue, m: dict[str, Any], now: float) -> dict[str, Any]:
+        payload = {
+            "schema": _schema("lane_state"),
+            "store_id": self.store_id,
+            "lane_id": lane.lane_id,
+            "label": lane.label,
+            "camera_id": lane.camera_id,
+            "timestamp_s": _r3(lane.last_frame_s if lane.last_frame_s is not None else now),
+        }
+        payload.update(m)
+        return payload
+
+    def _zone_payload(self, cam: _Camera, zid: str, now: float) -> dict[str, Any]:
+        zone = cam.zones[zid]
+        payload: dict[str, Any] = {
+            "schema": _schema("zone_state"),
+            "store_id": self.store_id,
+            "zone_id": zid,
+            "label": zone.label or zid,
+            "kind": zone.kind,
+            "camera_id": cam.cfg.id,
+            "timestamp_s": _r3(cam.last_ts if cam.last_ts is not None else now),
+        }
+        payload.update(cam.stats[zid].summary(cam.last_ts if cam.last_ts is not None else now))
+        r = cam.responses.get(zid)
+        if r is not None:
+            payload.update(r.summary(cam.last_ts if cam.last_ts is not None else now))
+            payload["distance_method"] = cam.distance_method
+        return payload
+
+    def _event_base(self, event_type: str, event_id: str, ts: float) -> dict[str, Any]:
+        return {
+            "schema": _schema(f"event.{event_type}"),
+            "store_id": self.store_id,
+            "timestamp_s": _r3(ts),
+            "event_id": event_id,
+            "type": event_type,
+        }
+
+    def _event(self, event_type: str, payload: dict[str, Any]) -> Message:
+        return Message(self.topics.event(event_type), payload, retain=False, qos=1)
+
+    @staticmethod
+    def _eid(cam: _Camera, track_id: int, event_type: str, subject: str, t: float) -> str:
+        return f"{cam.cfg.id}-{track_id}-{event_type}-{subject}-{_ms(t)}"
+
+    def _queue_wait(
+        self,
+        cam: _Camera,
+        lane: LaneQueue,
+        track_id: int,
+        joined_s: float,
+        served_s: float | None,
+        wait_s: float,
+        outcome: str,
+        queue_length_at_join: int,
+        ts: float,
+    ) -> Message:
+        payload = self._event_base("queue_wait", self._eid(cam, track_id, "queue_wait", lane.lane_id, joined_s), ts)
+        payload.update({
+            "lane_id": lane.lane_id, "camera_id": cam.cfg.id, "track_id": track_id, "outcome": outcome,
+            "joined_s": _r3(joined_s), "served_s": _r3(served_s), "wait_s": round(wait_s, 2),
+            "queue_length_at_join": int(queue_length_at_join),
+        })
+        return self._event("queue_wait", payload)
+
+    def _response_event(self, cam: _Camera, zone: ZoneConfig, o: ResponseOutcome, ts: float) -> Message:
+        etype = "greeting" if zone.kind == "entrance" else "assist"
+        payload = self._event_base(etype, self._eid(cam, o.track_id, etype, zone.id, o.started_s), ts)
+        payload.update({
+            "zone_id": zone.id, "camera_id": cam.cfg.id, "track_id": o.track_id, "outcome": o.outcome,
+            "started_s": _r3(o.started_s), "latency_s": None if o.latency_s is None else round(o.latency_s, 2),
+            "sla_s": zone.sla_s,
+            "within_sla": o.outcome == "greeted" and o.latency_s is not None and o.latency_s <= zone.sla_s,
+            "customer_left": o.customer_left, "distance_method": cam.distance_method,
+        })
+        if o.distance is not None:
+            key = "distance_m" if cam.distance_method == "floor_m" else "distance_image_widths"
+            payload[key] = round(o.distance, 3)
+        return self._event(etype, payload)
+
+    def _alert_event(self, ch: AlertChange) -> Message:
+        payload = self._event_base("alert", f"alert-{ch.alert_id}-{ch.state}-{_ms(ch.time_s)}", ch.time_s)
+        value = ch.value
+        payload.update({
+            "alert_id": ch.alert_id, "rule_id": ch.rule.id, "lane_id": ch.lane_id, "state": ch.state,
+            "metric": ch.rule.metric, "value": None if value is None or not math.isfinite(value) else round(value, 2),
+            "above": ch.rule.above, "for_s": ch.rule.for_s, "action": ch.rule.action, "message": ch.rule.message,
+        })
+        log.info("alert %s %s (value %s)", ch.alert_id, ch.state, value, extra={"event": "alert"})
+        return self._event("alert", payload)
+
+    @staticmethod
+    def _lane_of_zone(cam: _Camera, zone_id: str) -> LaneQueue | None:
+        for lane in cam.lanes:
+            if zone_id in (lane.queue_zone, lane.service_zone):
+                return lane
+        return None
