@@ -218,24 +218,28 @@ class OnnxDetector:
 
     def _check_layout(self, shape: tuple[int, ...], layout: Layout | None) -> tuple[Layout, int]:
         """Validate (or detect) the layout from the output shape; return it and the class count."""
+        # The class dimension is the short one: (1, 84, 8400) vs (1, 3549, 85). Requiring that
+        # keeps a yolov8 file from being read as a YOLOX one with 2095 classes, and vice versa.
+        is3 = len(shape) == 3 and shape[0] == 1
         fits = {
-            "yolov8": len(shape) == 3 and shape[0] == 1 and shape[1] > 4,
-            "yolox": len(shape) == 3 and shape[0] == 1 and shape[2] > 5,
+            "yolov8": is3 and 4 < shape[1] < shape[2],
+            "yolox": is3 and 5 < shape[2] < shape[1],
         }
-        unsupported = (
-            f"{self.path}: unsupported detector output shape {shape}; supported: {SUPPORTED_SHAPES}"
-        )
         if layout is None:
-            coco = [name for name, ok in (("yolov8", shape[1:2] == (84,)), ("yolox", shape[2:3] == (85,))) if ok]
-            if len(shape) != 3 or shape[0] != 1 or not coco:
-                raise ModelError(unsupported + ". For another class count set model.layout explicitly")
-            if len(coco) == 2:
-                raise ModelError(f"{self.path}: output shape {shape} fits both layouts; set model.layout")
-            chosen: Layout = "yolov8" if coco[0] == "yolov8" else "yolox"
+            coco_dim = {"yolov8": (1, 84), "yolox": (2, 85)}  # 80 COCO classes
+            coco = [n for n in LAYOUTS if fits[n] and shape[coco_dim[n][0]] == coco_dim[n][1]]
+            if len(coco) != 1:
+                raise ModelError(
+                    f"{self.path}: unsupported detector output shape {shape}; supported: {SUPPORTED_SHAPES}. "
+                    "For a model with another number of classes set model.layout explicitly"
+                )
+            chosen: Layout = coco[0]
         else:
             if not fits[layout]:
-                raise ModelError(f"{self.path}: output shape {shape} does not fit layout {layout!r}; "
-                                 f"supported: {SUPPORTED_SHAPES}")
+                raise ModelError(
+                    f"{self.path}: output shape {shape} does not fit layout {layout!r}; "
+                    f"supported: {SUPPORTED_SHAPES}"
+                )
             chosen = layout
         num_classes = shape[1] - 4 if chosen == "yolov8" else shape[2] - 5
         too_high = [c for c in self.classes if c >= num_classes]
