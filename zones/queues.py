@@ -11,14 +11,14 @@ till). What a store manager acts on is "how long will someone joining now wait",
 * **service rate** μ: service starts (customers entering the service zone) per second of *busy*
   time (someone waiting or at the till), both exponentially weighted with half-life
   ``service_rate_halflife_s``. Dividing by busy time instead of wall time keeps an idle lane from
-  looking slow. A prior of one service of ``default_service_time_s`` is added to the counts so
-  the first few observations do not swing the estimate; before any service start the rate is
-  exactly ``1 / default_service_time_s``.
+  looking slow. Both sums start with a prior of one service of ``default_service_time_s``,
+  forgotten with the same half-life, so the first few observations do not swing the estimate;
+  before any service start the rate is exactly ``1 / default_service_time_s``.
 * **predicted wait** for a customer joining now: ``W = (n + 0.5·b) / μ`` with ``n`` customers in
   the queue and ``b = 1`` if a customer is at the till (on average half of their service is
   left). The band is an ~80 % interval from two error sources, the randomness of ``n + 0.5·b``
   service times (relative sd ``1/sqrt(n + 0.5·b)``) and the rate estimate (relative sd
-  ``1/sqrt(effective services + 1)``): ``W · (1 ∓ 1.28·rel)``, low clipped at 0.
+  ``1/sqrt(weighted services incl. prior + 1)``): ``W · (1 ∓ 1.28·rel)``, low clipped at 0.
 * **Little's law** ``Lq = λ·Wq`` is reported as a consistency check: the exponentially weighted
   time-average queue length divided by the weighted join rate gives ``littles_law_wait_s``,
   which should agree with ``measured_wait_mean_s`` (within about ``enter_after_s``: a customer
@@ -89,6 +89,10 @@ class LaneQueue:
     _wait_sum_w: float = 0.0
     _wait_n_w: float = 0.0
 
+    def __post_init__(self) -> None:
+        self._services_w = 1.0
+        self._busy_w_s = self.cfg.default_service_time_s
+
     # -- feeding ------------------------------------------------------------------------------
     def advance(self, timestamp_s: float, queue_length: int, server_busy: bool, staff_present: bool) -> None:
         """Move the weighted integrals to ``timestamp_s``; the previous state held since the last frame."""
@@ -154,10 +158,9 @@ class LaneQueue:
     # -- model --------------------------------------------------------------------------------
     @property
     def service_rate_per_s(self) -> float:
-        prior_s = self.cfg.default_service_time_s
-        if self.services_total == 0:
-            return 1.0 / prior_s
-        return (self._services_w + 1.0) / (self._busy_w_s + prior_s)
+        if self.services_total == 0 or self._busy_w_s <= 0:
+            return 1.0 / self.cfg.default_service_time_s
+        return self._services_w / self._busy_w_s
 
     @property
     def expected_service_time_s(self) -> float:
