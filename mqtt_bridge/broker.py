@@ -7,11 +7,14 @@ broker already running on 1883 cannot collide.
 from __future__ import annotations
 
 import contextlib
+import os
 import shutil
 import socket
+import string
 import subprocess
 import tempfile
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,6 +54,8 @@ class MosquittoProcess:
     workdir: Path
     extra_config: str = ""
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    # a complete config (e.g. rendered from mqtt_bridge/broker/ templates); replaces the generated one
+    config_text: str | None = field(default=None, repr=False)
 
     @property
     def log_path(self) -> Path:
@@ -61,6 +66,9 @@ class MosquittoProcess:
         return self.workdir / "mosquitto.conf"
 
     def write_config(self) -> None:
+        if self.config_text is not None:
+            self.config_path.write_text(self.config_text)
+            return
         lines = [
             f"listener {self.port} 127.0.0.1",
             "protocol mqtt",
@@ -127,3 +135,71 @@ def start_mosquitto(
     wd.mkdir(parents=True, exist_ok=True)
     ws = free_port() if websockets else None
     return MosquittoProcess(port=free_port(), ws_port=ws, workdir=wd, extra_config=extra_config).start()
+
+
+# ---------------------------------------------------------------------------------------------
+# production templates (mqtt_bridge/broker/): edge broker, ACL, bridge to a central broker
+
+TEMPLATES_DIR = Path(__file__).resolve().parent / "broker"
+TEMPLATE_NAMES = ("mosquitto-edge.conf", "acl", "bridge.conf")
+
+
+def template_variables(name: str) -> set[str]:
+    """The ``${NAME}`` placeholders a template needs."""
+    text = (TEMPLATES_DIR / name).read_text(encoding="utf-8")
+    return {m.group("braced") or m.group("named") for m in string.Template.pattern.finditer(text)
+            if m.group("braced") or m.group("named")}
+
+
+def render_template(name: str, **values: object) -> str:
+    """Fill a broker template; every placeholder must be given (Mosquitto cannot expand them)."""
+    if name not in TEMPLATE_NAMES:
+        raise UserFacingError(f"unknown broker template {name!r}; expected one of {list(TEMPLATE_NAMES)}")
+    text = (TEMPLATES_DIR / name).read_text(encoding="utf-8")
+    missing = sorted(template_variables(name) - set(values))
+    if missing:
+        raise UserFacingError(f"broker template {name}: missing value(s) for {', '.join(missing)}")
+    for key, value in values.items():
+        if "\n" in str(value):
+            raise UserFacingError(f"broker template {name}: value of {key} must be one line")
+    return string.Template(text).substitute({k: str(v) for k, v in values.items()})
+
+
+def mosquitto_passwd_binary() -> str:
+    for candidate in (shutil.which("mosquitto_passwd"), "/usr/bin/mosquitto_passwd"):
+        if candidate and Path(candidate).exists():
+            return candidate
+    raise UserFacingError(
+        "mosquitto_passwd is not installed: run `apt-get install -y mosquitto-clients` (or mosquitto)"
+    )
+
+
+def write_password_file(path: str | Path, users: Mapping[str, str]) -> Path:
+    """Write a Mosquitto password file (mode 600) with hashed passwords.
+
+    Passwords are written in plain text to the new file and hashed in place with
+    ``mosquitto_passwd -U``, so they never appear on a command line (``ps``, shell history).
+    """
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for user, password in users.items():
+        if not user or ":" in user or "\n" in user or "\n" in password:
+            raise UserFacingError(f"password file: user name {user!r} must be one line without ':'")
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.writelines(f"{user}:{password}\n" for user, password in users.items())
+    os.chmod(out, 0o600)
+    res = subprocess.run([mosquitto_passwd_binary(), "-U", str(out)], capture_output=True, text=True, check=False)
+    if res.returncode != 0:
+        out.unlink(missing_ok=True)
+        raise UserFacingError(f"mosquitto_passwd -U failed for {out}: {res.stderr.strip() or res.stdout.strip()}")
+    return out
+
+
+def start_mosquitto_config(
+    config_text: str, *, port: int, ws_port: int | None = None, workdir: Path | None = None
+) -> MosquittoProcess:
+    """Start mosquitto with a complete config (``port`` is the TCP listener it declares)."""
+    wd = workdir or Path(tempfile.mkdtemp(prefix="storesense-mosquitto-"))
+    wd.mkdir(parents=True, exist_ok=True)
+    return MosquittoProcess(port=port, ws_port=ws_port, workdir=wd, config_text=config_text).start()
