@@ -19,7 +19,7 @@ import onnxruntime as ort
 import pytest
 
 from edge.config import ModelConfig
-from edge.detector import PAD_VALUE, ModelError, OnnxDetector
+from edge.detector import PAD_VALUE, Letterbox, ModelError, OnnxDetector
 from edge.resources import models_dir
 from models import export
 from models.registry import REGISTRY, ModelResolveError, resolve_model, sha256_file
@@ -210,8 +210,6 @@ def test_yolox_grid_decoding(detectors: dict[str, OnnxDetector]) -> None:
     raw = np.zeros((1, n, 85), np.float32)
     index = 52 * 52 + 5 * 26 + 3  # stride-8 grid first, then row-major stride-16 cells
     raw[0, index, :6] = [0.5, 0.25, np.log(2.0), np.log(3.0), 0.9, 0.8]
-    from edge.detector import Letterbox
-
     lb = Letterbox(scale=0.5, pad_x_px=0.0, pad_y_px=0.0, image_width_px=832, image_height_px=832)
     out = det.postprocess(raw, lb)
     assert len(out) == 1
@@ -237,8 +235,6 @@ def test_class_aware_nms_and_class_filter(models_path: Path, images: dict[str, n
     raw[0, 4 + 5, 20] = 0.8
     raw[0, 4 + 2, 30] = 0.99  # a car: not requested
     raw[0, :4, 30] = [100, 100, 50, 50]
-    from edge.detector import Letterbox
-
     out = det.postprocess(raw, Letterbox(1.0, 0.0, 0.0, 640, 640))
     assert sorted(out.class_id.tolist()) == [0, 5]
     # on the real image: the bus is found next to the same four persons
@@ -250,8 +246,6 @@ def test_class_aware_nms_and_class_filter(models_path: Path, images: dict[str, n
 
 def test_nms_merges_duplicates_and_threshold_filters(detectors: dict[str, OnnxDetector]) -> None:
     det = detectors["yolov8n-640"]
-    from edge.detector import Letterbox
-
     raw = np.zeros((1, 84, 8400), np.float32)
     raw[0, :4, 0] = [200, 200, 100, 200]
     raw[0, :4, 1] = [204, 202, 100, 200]  # IoU ~0.94 with the first: suppressed
@@ -264,8 +258,6 @@ def test_nms_merges_duplicates_and_threshold_filters(detectors: dict[str, OnnxDe
 
 def test_boxes_are_mapped_through_the_letterbox_and_clipped(detectors: dict[str, OnnxDetector]) -> None:
     det = detectors["yolov8n-640"]
-    from edge.detector import Letterbox
-
     raw = np.zeros((1, 84, 8400), np.float32)
     raw[0, :4, 0] = [90, 300, 40, 100]  # x 70..110 in the input: starts inside the 80 px padding
     raw[0, :4, 1] = [320, 320, 200, 700]  # taller than the input
