@@ -57,7 +57,7 @@ def tracks_of(boxes: list[tuple[float, float, float, float]], ids: list[int], fr
 
 def run_sequence(ident: StaffIdentifier, seq: str) -> list[str]:
     """Feed one track through frames coloured by the letters of ``seq``; '-' = occluded/no image."""
-    out = []
+    out: list[str] = []
     for i, c in enumerate(seq):
         if c == "-":
             ident.observe(tracks_of([BOX], [7], i), None)
