@@ -118,7 +118,7 @@ class OnnxDetector:
         self._canvas = np.full((in_h, in_w, 3), PAD_VALUE, dtype=np.uint8)
         self._tensor = np.empty((1, 3, in_h, in_w), dtype=np.float32)
         self._canvas_geometry: tuple[int, int, int, int] | None = None
-        self._geometry_cache: tuple[tuple[int, int], tuple[int, int, int, int, float]] | None = None
+        self._geometry_cache: dict[tuple[int, int], tuple[int, int, int, int, float]] = {}
         self._classes_arr = np.asarray(self.classes, dtype=np.int64)
 
         # Warm-up on a grey frame: the real output shape (dynamic models report symbolic dims),
@@ -267,10 +267,12 @@ class OnnxDetector:
     # ------------------------------------------------------------------ per frame
 
     def _geometry(self, width_px: int, height_px: int) -> tuple[int, int, int, int, float]:
-        """(new_w, new_h, left, top, scale) of the letterbox; cached because cameras keep a size."""
+        """(new_w, new_h, left, top, scale) of the letterbox; cached per frame size because the
+        cameras sharing this detector keep their sizes."""
         key = (width_px, height_px)
-        if self._geometry_cache is not None and self._geometry_cache[0] == key:
-            return self._geometry_cache[1]
+        cached = self._geometry_cache.get(key)
+        if cached is not None:
+            return cached
         in_h, in_w = self.input_hw_px
         r = min(in_h / height_px, in_w / width_px)
         if self.layout == "yolox":
@@ -283,7 +285,9 @@ class OnnxDetector:
             left = round((in_w - new_w) / 2 - 0.1)
             top = round((in_h - new_h) / 2 - 0.1)
         geom = (min(new_w, in_w), min(new_h, in_h), max(0, left), max(0, top), r)
-        self._geometry_cache = (key, geom)
+        if len(self._geometry_cache) >= 64:  # bounded: sizes only change on reconfiguration
+            self._geometry_cache.clear()
+        self._geometry_cache[key] = geom
         return geom
 
     def preprocess(self, image_bgr: npt.NDArray[Any]) -> tuple[npt.NDArray[Any], Letterbox]:
