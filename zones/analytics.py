@@ -88,7 +88,8 @@ class _Camera:
     first_seen_s: dict[int, float] = field(default_factory=dict)
     last_seen_s: dict[int, float] = field(default_factory=dict)
     staff_only_s: dict[int, float] = field(default_factory=dict)
-    greeting_started: set[int] = field(default_factory=set)
+    # entrance greeting clock started for these tracks; value: entrance membership confirmed
+    greeting_started: dict[int, bool] = field(default_factory=dict)
     stopped: dict[str, set[int]] = field(default_factory=dict)  # dwell zone → tracks whose visit is a stop
 
     def per_track_sizes(self) -> dict[str, int]:
@@ -276,6 +277,7 @@ class StoreAnalytics:
         transitions = cam.membership.update(ts, ids, inside, ended)
         for tr in transitions:
             out.extend(self._on_transition(cam, tr, is_staff(tr.track_id), ts))
+        self._entrance_clocks(cam, is_staff)
         out.extend(self._stops(cam, ts, is_staff))
         out.extend(self._lanes_step(cam, ts, ended, is_staff))
         out.extend(self._responses_step(cam, ts, id_list, foot_px, floor, tracks.frame_size_px[0], is_staff))
@@ -402,14 +404,11 @@ class StoreAnalytics:
                     pj, wait_s = served
                     out.append(self._queue_wait(cam, lane, tr.track_id, pj.joined_s, tr.time_s, wait_s, "served",
                                                 pj.queue_length_at_join, ts))
-            elif zone.kind == "entrance" and tr.track_id not in cam.greeting_started:
-                age_s = tr.time_s - cam.first_seen_s.get(tr.track_id, tr.time_s)
-                if age_s <= ENTRANCE_MAX_TRACK_AGE_S:
-                    cam.greeting_started.add(tr.track_id)
-                    cam.responses[zone.id].start(tr.track_id, tr.time_s)
             return out
         # exit
         visit = stats.exited(tr.track_id, tr.entered_s, tr.time_s)
+        if zone.kind == "queue" and lane is not None and tr.track_id in lane.pending:
+            lane.pending[tr.track_id].left_queue_s = tr.time_s
         if zone.kind == "queue" and lane is not None and lane.service_zone is None and closed_by is None:
             lane.service_start(tr.time_s)
             served = lane.served(tr.track_id, tr.time_s)
@@ -432,6 +431,32 @@ class StoreAnalytics:
                 if o is not None:
                     out.append(self._response_event(cam, zone, o, ts))
         return out
+
+    def _entrance_clocks(self, cam: _Camera, is_staff: Any) -> None:
+        """Start the greeting clock at the first frame a customer is inside the entrance zone
+        (not when hysteresis confirms it a second later: a staff member already standing at the
+        door greets with latency 0); a brush past the zone that never becomes a membership
+        cancels the clock without an event."""
+        m = cam.membership
+        for zid, zone in cam.zones.items():
+            if zone.kind != "entrance":
+                continue
+            r = cam.responses[zid]
+            for tid in m.present(zid):
+                if tid in cam.greeting_started:
+                    if not cam.greeting_started[tid] and m.is_member(zid, tid):
+                        cam.greeting_started[tid] = True
+                    continue
+                if is_staff(tid):
+                    continue
+                start = m.first_inside_s(zid, tid)
+                if start is not None and start - cam.first_seen_s.get(tid, start) <= ENTRANCE_MAX_TRACK_AGE_S:
+                    cam.greeting_started[tid] = m.is_member(zid, tid)
+                    r.start(tid, start)
+            for tid, confirmed in list(cam.greeting_started.items()):
+                if not confirmed and not m.is_present(zid, tid) and tid in r.pending:
+                    r.cancel(tid)
+                    del cam.greeting_started[tid]
 
     def _stops(self, cam: _Camera, ts: float, is_staff: Any) -> list[Message]:
         for zid, stopped in cam.stopped.items():
@@ -457,14 +482,15 @@ class StoreAnalytics:
                 still = m.is_present(lane.queue_zone, tid) or (svc is not None and m.is_present(svc, tid))
                 if tid in ended or not still:
                     lane.abandon(tid)
-                    left_s = m.last_inside_s(lane.queue_zone, tid) or cam.last_seen_s.get(tid, ts)
+                    left_s = pj.left_queue_s or m.last_inside_s(lane.queue_zone, tid) or cam.last_seen_s.get(tid, ts)
                     out.append(self._queue_wait(cam, lane, tid, pj.joined_s, None, max(0.0, left_s - pj.joined_s),
                                                 "abandoned", pj.queue_length_at_join, ts))
             queue = [t for t in m.members(lane.queue_zone) if not is_staff(t)
                      and not (svc is not None and m.is_present(svc, t))]
             if svc is not None:
                 at_till = [t for t in m.members(svc) if not is_staff(t)]
-                staff_here = any(is_staff(t) for t in m.present(svc))
+                # seen inside on this very frame: the close hold (not the zone grace) bridges gaps
+                staff_here = any(is_staff(t) and m.last_inside_s(svc, t) == ts for t in m.present(svc))
             else:  # without a service zone, leaving the queue is the service (see _on_transition)
                 at_till, staff_here = [], False
             lane.advance(ts, len(queue), bool(at_till), staff_here)
@@ -537,7 +563,7 @@ class StoreAnalytics:
             cam.first_seen_s.pop(tid, None)
             cam.last_seen_s.pop(tid, None)
             cam.staff_only_s.pop(tid, None)
-            cam.greeting_started.discard(tid)
+            cam.greeting_started.pop(tid, None)
             for s in cam.stopped.values():
                 s.discard(tid)
         cam.staff.forget(sorted(ended))

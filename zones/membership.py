@@ -116,6 +116,11 @@ class ZoneMembership:
         """Member or candidate: the track is (or was just) inside this zone."""
         return track_id in self._state[zone_id]
 
+    def first_inside_s(self, zone_id: str, track_id: int) -> float | None:
+        """Start of the current candidacy or membership."""
+        st = self._state[zone_id].get(track_id)
+        return st.first_inside_s if st is not None else None
+
     def entered_s(self, zone_id: str, track_id: int) -> float | None:
         st = self._state[zone_id].get(track_id)
         return st.first_inside_s if st is not None and st.member else None

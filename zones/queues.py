@@ -54,6 +54,7 @@ RECENT_WAIT_WINDOW_S = 900.0
 class PendingJoin:
     joined_s: float
     queue_length_at_join: int
+    left_queue_s: float | None = None  # last seen inside the queue zone, once membership ended
 
 
 @dataclass
