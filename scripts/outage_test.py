@@ -232,7 +232,60 @@ def _has_image(payload: bytes) -> bool:
     return find_image_data(obj) is not None
 
 
+def child_main(port: int, data_dir: str, keepalive_s: int) -> int:
+    """An edge publisher that runs until it is killed (for the Last Will measurements)."""
+    cfg = MqttConfig(port=port, keepalive_s=keepalive_s, device_id="edge-victim")
+    pub = MqttPublisher(cfg, Topics("store-lwt"), data_dir=Path(data_dir))
+    pub.start()
+    while True:
+        time.sleep(1.0)
+
+
+def measure_last_will(signal_name: str, keepalive_s: int = 2, timeout_s: float = 30.0) -> float | None:
+    """Seconds from SIGKILL/SIGSTOP of a publisher process until ``offline`` is retained."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    broker = start_mosquitto()
+    topics = Topics("store-lwt")
+    got: list[tuple[float, bytes]] = []
+    c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    c.on_connect = lambda cl, u, f, rc, p: cl.subscribe(topics.availability("edge-victim"), qos=1)
+    c.on_message = lambda cl, u, m: got.append((time.monotonic(), bytes(m.payload)))
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    data_dir = tempfile.mkdtemp(prefix="storesense-lwt-")
+    child = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--child", str(broker.port), data_dir,
+                              str(keepalive_s)], cwd=Path(__file__).resolve().parents[1])
+    try:
+        t_end = time.monotonic() + timeout_s
+        while not any(p == b"online" for _, p in got) and time.monotonic() < t_end:
+            time.sleep(0.02)
+        if not any(p == b"online" for _, p in got):
+            return None
+        t_kill = time.monotonic()
+        os.kill(child.pid, getattr(signal, signal_name))
+        while time.monotonic() < t_end:
+            off = [t for t, p in got if p == b"offline" and t >= t_kill]
+            if off:
+                return off[0] - t_kill
+            time.sleep(0.01)
+        return None
+    finally:
+        child.kill()
+        child.wait()
+        c.disconnect()
+        c.loop_stop()
+        broker.stop()
+
+
 def main() -> int:
+    import sys
+
+    if len(sys.argv) == 5 and sys.argv[1] == "--child":
+        return child_main(int(sys.argv[2]), sys.argv[3], int(sys.argv[4]))
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--outage-s", type=float, default=60.0)
     ap.add_argument("--rate-hz", type=float, default=20.0, help="events per second")
@@ -246,6 +299,9 @@ def main() -> int:
         if key != "publisher_stats":
             print(f"{key:34s} {value}")
     print(f"{'publisher_stats':34s} {r.publisher_stats}")
+    for sig in ("SIGKILL", "SIGSTOP"):
+        print(f"{'last_will_after_' + sig.lower() + '_s':34s} {measure_last_will(sig, keepalive_s=args.keepalive_s)}"
+              f"  (keep-alive {args.keepalive_s} s)")
     ok = r.lost == 0 and r.in_order and r.payloads_with_image_data == 0
     print("RESULT", "PASS" if ok else "FAIL")
     return 0 if ok else 1
