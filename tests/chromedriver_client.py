@@ -31,7 +31,7 @@ CHROME_FLAGS = [
     "--disable-sync",
     "--disable-dev-shm-usage",
 ]
-ELEMENT = "element-6066-11e4-a5ac-4f4ad4c2c3f7"
+ELEMENT = "element-6066-11e4-a52e-4f735466cecf"
 
 
 class WebDriverError(RuntimeError):

@@ -1,0 +1,581 @@
+"""``/setup`` in the display server: draw zones and click calibration points on a live snapshot.
+
+An installer stands in the store with a laptop on the local network, sees what the camera
+sees, draws zones, clicks floor marks and types their floor coordinates, checks the projected
+1 m grid, and saves the store YAML. The file is validated with :func:`edge.config.parse_config`
+(and the calibration fitted) *before* it replaces the old one, which is kept as ``.bak``.
+
+Privacy and safety, because this page is the one place where camera images are served:
+
+* disabled unless ``display.setup_password_env`` names an environment variable holding a
+  password (never the password itself in the YAML);
+* every request from an address that is not private/loopback/link-local is refused (403) before
+  anything else happens; proxy headers are ignored on purpose;
+* authentication: a session cookie from the login form (HttpOnly, SameSite=Strict, 8 h), or
+  HTTP Basic / ``Authorization: Bearer <password>`` for scripts; without it every route answers
+  401 and no snapshot is produced;
+* snapshots are JPEGs with ``Cache-Control: no-store``, built on request from the camera (or the
+  locally saved reference frame) and never handed to MQTT: this module has no MQTT client.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import re
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import cv2
+import numpy as np
+import yaml
+
+from edge.config import ConfigError, StoreConfig, parse_config
+from edge.errors import UserFacingError
+
+log = logging.getLogger("storesense.setup")
+
+STATIC_DIR = Path(__file__).parent / "static"
+STATIC_FILES = {"setup.js": "text/javascript; charset=utf-8", "setup.css": "text/css; charset=utf-8"}
+COOKIE = "storesense_setup"
+SESSION_S = 8 * 3600.0
+MAX_BODY_BYTES = 2 * 1024 * 1024
+SNAPSHOT_TIMEOUT_S = 8.0
+GRID_MAX_LINES = 80
+_CAMERA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def client_allowed(address: str) -> bool:
+    """Loopback, RFC 1918/4193 private and link-local addresses only (the shop's own network)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if ip.is_unspecified or ip.is_multicast:
+        return False
+    return bool(ip.is_loopback or ip.is_link_local or (ip.is_private and not ip.is_global))
+
+
+class SetupPage:
+    """The ``/setup`` route handler; ``handler`` is a :class:`mqtt_bridge.display.DisplayRequestHandler`.
+
+    ``config_path`` is the YAML file that is edited (defaults to the file the config came from).
+    ``password`` overrides the environment variable (tests).
+    """
+
+    def __init__(
+        self,
+        cfg: StoreConfig,
+        *,
+        config_path: str | Path | None = None,
+        password: str | None = None,
+        frame_reader: Callable[[Any, Any], np.ndarray | None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        path = config_path if config_path is not None else cfg.source_path
+        self.config_path = Path(path) if path is not None else None
+        env = cfg.display.setup_password_env
+        self.password = password if password is not None else (os.environ.get(env) if env else None)
+        self._sessions: dict[str, float] = {}
+        self._lock = threading.Lock()
+        self._frame_reader = frame_reader or grab_frame
+        self._failures: dict[str, list[float]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.password) and self.config_path is not None
+
+    # -- dispatch -------------------------------------------------------------------------------
+    def __call__(self, handler: Any) -> None:
+        client = str(handler.client_address[0])
+        if not client_allowed(client):
+            log.warning("setup: refused request from non-private address %s", client)
+            handler.send_body(403, "setup is only available on the local network\n", "text/plain; charset=utf-8")
+            return
+        if not self.enabled:
+            handler.send_body(
+                404,
+                "setup is disabled: set display.setup_password_env to the name of an environment variable "
+                "holding the installer password, and start the display from a config file\n",
+                "text/plain; charset=utf-8",
+            )
+            return
+        url = urlsplit(handler.path)
+        path = url.path.rstrip("/") or "/"
+        method = handler.command
+        if path == "/setup/login" and method == "POST":
+            self._login(handler, client)
+            return
+        if not self._authenticated(handler):
+            if path == "/setup" and method in ("GET", "HEAD"):
+                handler.send_body(401, LOGIN_HTML.replace("{error}", ""), "text/html; charset=utf-8")
+            else:
+                self._send(handler, 401, {"error": "authentication required"}, extra={"WWW-Authenticate": 'Basic realm="StoreSense setup"'})
+            return
+        try:
+            if path == "/setup" and method in ("GET", "HEAD"):
+                self._static(handler, "setup.html", "text/html; charset=utf-8")
+            elif path.startswith("/setup/static/") and method in ("GET", "HEAD"):
+                name = path.removeprefix("/setup/static/")
+                if name in STATIC_FILES:
+                    self._static(handler, name, STATIC_FILES[name])
+                else:
+                    handler.send_body(404, "not found\n", "text/plain; charset=utf-8")
+            elif path == "/setup/logout" and method == "POST":
+                self._logout(handler)
+            elif path == "/setup/api/config" and method == "GET":
+                self._send(handler, 200, self.describe())
+            elif path.startswith("/setup/api/snapshot/") and method in ("GET", "HEAD"):
+                self._snapshot(handler, path.removeprefix("/setup/api/snapshot/").removesuffix(".jpg"))
+            elif path == "/setup/api/preview" and method == "POST":
+                self._send(handler, 200, self.preview(self._json_body(handler)))
+            elif path == "/setup/api/save" and method == "POST":
+                status, body = self.save(self._json_body(handler))
+                self._send(handler, status, body)
+            else:
+                handler.send_body(404, "not found\n", "text/plain; charset=utf-8")
+        except _BadRequest as exc:
+            self._send(handler, 400, {"error": str(exc)})
+
+    # -- auth -----------------------------------------------------------------------------------
+    def _check_password(self, given: str) -> bool:
+        assert self.password is not None
+        return hmac.compare_digest(given.encode("utf-8"), self.password.encode("utf-8"))
+
+    def _authenticated(self, handler: Any) -> bool:
+        auth = handler.headers.get("Authorization", "")
+        if auth.startswith("Basic "):
+            try:
+                user_pass = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                return False
+            return self._check_password(user_pass.partition(":")[2])
+        if auth.startswith("Bearer "):
+            return self._check_password(auth[7:].strip())
+        token = _cookie(handler.headers.get("Cookie", ""), COOKIE)
+        if not token:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            expires = self._sessions.get(token)
+            if expires is None or expires < now:
+                self._sessions.pop(token, None)
+                return False
+            return True
+
+    def _login(self, handler: Any, client: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._failures.get(client, []) if now - t < 60.0]
+            self._failures[client] = recent
+        if len(recent) >= 10:
+            handler.send_body(429, "too many failed logins; wait a minute\n", "text/plain; charset=utf-8")
+            return
+        length = int(handler.headers.get("Content-Length") or 0)
+        if length > 4096:
+            handler.send_body(413, "too large\n", "text/plain; charset=utf-8")
+            return
+        form = parse_qs(handler.rfile.read(length).decode("utf-8", "replace"))
+        given = (form.get("password") or [""])[0]
+        if not self._check_password(given):
+            with self._lock:
+                self._failures.setdefault(client, []).append(now)
+            time.sleep(0.3)
+            page = LOGIN_HTML.replace("{error}", '<p class="err">密码错误 Wrong password</p>')
+            handler.send_body(401, page, "text/html; charset=utf-8")
+            return
+        token = secrets.token_urlsafe(32)
+        with self._lock:
+            self._sessions = {t: e for t, e in self._sessions.items() if e > now}
+            self._sessions[token] = now + SESSION_S
+        handler.send_response(303)
+        handler.send_header("Location", "/setup")
+        handler.send_header(
+            "Set-Cookie", f"{COOKIE}={token}; Path=/setup; HttpOnly; SameSite=Strict; Max-Age={int(SESSION_S)}"
+        )
+        handler.send_header("Content-Length", "0")
+        handler.send_header("Cache-Control", "no-store")
+        handler.end_headers()
+
+    def _logout(self, handler: Any) -> None:
+        token = _cookie(handler.headers.get("Cookie", ""), COOKIE)
+        with self._lock:
+            self._sessions.pop(token or "", None)
+        self._send(handler, 200, {"ok": True}, extra={"Set-Cookie": f"{COOKIE}=; Path=/setup; Max-Age=0"})
+
+    # -- responses ------------------------------------------------------------------------------
+    @staticmethod
+    def _send(handler: Any, status: int, obj: Any, *, extra: dict[str, str] | None = None) -> None:
+        data = json.dumps(obj, ensure_ascii=False).encode("utf-8")
+        handler.send_response(status)
+        handler.send_header("Content-Type", "application/json; charset=utf-8")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.send_header("Cache-Control", "no-store")
+        handler.send_header("X-Content-Type-Options", "nosniff")
+        for k, v in (extra or {}).items():
+            handler.send_header(k, v)
+        handler.end_headers()
+        if handler.command != "HEAD":
+            handler.wfile.write(data)
+
+    @staticmethod
+    def _static(handler: Any, name: str, ctype: str) -> None:
+        handler.send_body(200, (STATIC_DIR / name).read_bytes(), ctype)
+
+    @staticmethod
+    def _json_body(handler: Any) -> dict[str, Any]:
+        if not handler.headers.get("Content-Type", "").startswith("application/json"):
+            # also a CSRF guard: a cross-site form cannot send JSON without a CORS preflight
+            raise _BadRequest("expected Content-Type: application/json")
+        length = int(handler.headers.get("Content-Length") or 0)
+        if length > MAX_BODY_BYTES:
+            raise _BadRequest("request too large")
+        try:
+            body = json.loads(handler.rfile.read(length).decode("utf-8"))
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _BadRequest(f"not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise _BadRequest("expected a JSON object")
+        return body
+
+    # -- snapshot -------------------------------------------------------------------------------
+    def snapshot_jpeg(self, camera_id: str) -> bytes:
+        try:
+            cam = self.cfg.camera(camera_id)
+        except KeyError:
+            raise _NotFound(f"no camera {camera_id!r}") from None
+        source: Any = cam.source
+        if isinstance(source, str) and "://" not in source:
+            source = str(self.cfg.resolve_path(source))
+        image = self._frame_reader(cam, source)
+        if image is None:
+            ref = self.cfg.data_path("reference", f"{cam.id}.jpg")
+            image = cv2.imread(str(ref)) if ref.exists() else None
+        if image is None:
+            raise _NotFound(f"camera {camera_id}: no frame from the source and no reference frame yet")
+        ok, buf = cv2.imencode(".jpg", image, [int(cv2.IMWRITE_JPEG_QUALITY), 85])
+        if not ok:
+            raise _NotFound("could not encode the snapshot")
+        return bytes(buf.tobytes())
+
+    def _snapshot(self, handler: Any, camera_id: str) -> None:
+        if not _CAMERA_RE.match(camera_id):
+            handler.send_body(404, "not found\n", "text/plain; charset=utf-8")
+            return
+        try:
+            data = self.snapshot_jpeg(camera_id)
+        except _NotFound as exc:
+            handler.send_body(404, f"{exc}\n", "text/plain; charset=utf-8")
+            return
+        handler.send_body(200, data, "image/jpeg")
+
+    # -- config view ----------------------------------------------------------------------------
+    def _raw(self) -> dict[str, Any]:
+        assert self.config_path is not None
+        data = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise UserFacingError(f"{self.config_path}: not a store config mapping")
+        return data
+
+    def describe(self) -> dict[str, Any]:
+        """What the page needs: cameras, their zones (with polygons in their own units) and
+        calibration points, so it can draw them over the snapshot."""
+        cfg = parse_config(self.config_path.read_text(encoding="utf-8"), str(self.config_path), self.config_path) if self.config_path else self.cfg
+        cams = []
+        for cam in cfg.cameras:
+            cal = None
+            if cam.calibration is not None:
+                try:
+                    from calibration.homography import Calibration
+
+                    c = Calibration.from_config(cam.calibration, cfg.resolve_path)
+                    cal = {
+                        "image_points_px": c.image_points_px.tolist(),
+                        "floor_points_m": c.floor_points_m.tolist(),
+                        "reference_size_px": list(c.reference_size_px) if c.reference_size_px else None,
+                        "file": cam.calibration.file,
+                    }
+                except (UserFacingError, ConfigError) as exc:
+                    cal = {"error": str(exc)}
+            cams.append({
+                "id": cam.id,
+                "zones": [
+                    {
+                        "id": z.id, "kind": z.kind, "label": z.label, "units": z.units, "lane": z.lane,
+                        "service_zone": z.service_zone, "polygon": [list(p) for p in z.polygon],
+                    }
+                    for z in cam.zones
+                ],
+                "calibration": cal,
+            })
+        return {
+            "store_id": cfg.store.id,
+            "store_name": cfg.store.name or cfg.store.id,
+            "config_file": str(self.config_path),
+            "zone_kinds": ["queue", "service", "dwell", "entrance", "staff_only"],
+            "cameras": cams,
+        }
+
+    # -- calibration preview --------------------------------------------------------------------
+    def preview(self, body: dict[str, Any]) -> dict[str, Any]:
+        """Fit the clicked pairs and return the 1 m floor grid as image polylines (px), plus
+        ``floor_polygons`` (zones in metres) projected into the image."""
+        from calibration.homography import Calibration
+
+        img, flo, size = _pairs_from(body)
+        try:
+            cal = Calibration.from_pairs(img, flo, reference_size_px=size, source="setup")
+        except UserFacingError as exc:
+            return {"ok": False, "error": str(exc)}
+        polygons: dict[str, list[list[float]] | None] = {}
+        floor_polygons = body.get("floor_polygons") or {}
+        if isinstance(floor_polygons, dict):
+            for zid, poly in floor_polygons.items():
+                try:
+                    px = cal.floor_to_image(np.asarray(poly, dtype=np.float64).reshape(-1, 2))
+                except (TypeError, ValueError):
+                    polygons[str(zid)] = None
+                    continue
+                polygons[str(zid)] = np.round(px, 1).tolist() if np.all(np.isfinite(px)) else None
+        return {
+            "polygons_px": polygons,
+            "ok": True,
+            "rms_error_m": round(cal.rms_error_m, 4),
+            "max_error_m": round(cal.max_error_m, 4),
+            "errors_m": [round(float(e), 4) for e in cal.errors_m],
+            "worst_pair": cal.worst_pair + 1,
+            "within_tolerance": cal.within_tolerance,
+            "grid": floor_grid_px(cal, size),
+        }
+
+    # -- save -----------------------------------------------------------------------------------
+    def save(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        """Merge one camera's zones/calibration into the YAML, validate, then replace the file."""
+        assert self.config_path is not None
+        camera_id = body.get("camera_id")
+        raw = self._raw()
+        cameras = raw.get("cameras")
+        if not isinstance(cameras, list):
+            raise _BadRequest("the config has no cameras list")
+        cam_raw = next((c for c in cameras if isinstance(c, dict) and c.get("id") == camera_id), None)
+        if cam_raw is None:
+            raise _BadRequest(f"no camera {camera_id!r} in the config")
+        size = body.get("frame_size_px")
+        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int | float) and v > 0 for v in size)):
+            raise _BadRequest("frame_size_px must be [width, height] of the snapshot")
+        width, height = float(size[0]), float(size[1])
+        cal = None
+        warnings: list[str] = []
+        if body.get("calibration") is not None:
+            from calibration.homography import Calibration
+
+            img, flo, ref = _pairs_from({**body["calibration"], "frame_size_px": size})
+            try:
+                cal = Calibration.from_pairs(img, flo, reference_size_px=ref, source=f"camera {camera_id} calibration")
+            except UserFacingError as exc:
+                return 422, {"ok": False, "problems": [str(exc)]}
+            old = cam_raw.get("calibration") if isinstance(cam_raw.get("calibration"), dict) else {}
+            new_cal: dict[str, Any] = {
+                "image_points_px": [[round(float(x), 1), round(float(y), 1)] for x, y in img],
+                "floor_points_m": [[round(float(x), 3), round(float(y), 3)] for x, y in flo],
+                "reference_size_px": [int(width), int(height)],
+            }
+            if isinstance(old, dict) and "max_reprojection_error_m" in old:
+                new_cal["max_reprojection_error_m"] = old["max_reprojection_error_m"]
+            if isinstance(old, dict) and old.get("file"):
+                warnings.append(f"calibration was in {old['file']}; it is now inline in the store config")
+            cam_raw["calibration"] = new_cal
+            if not cal.within_tolerance:
+                warnings.append(cal.summary())
+        elif body.get("remove_calibration"):
+            cam_raw.pop("calibration", None)
+        zones_in = body.get("zones")
+        if not isinstance(zones_in, list):
+            raise _BadRequest("zones must be a list")
+        old_zones = {z.get("id"): z for z in cam_raw.get("zones") or [] if isinstance(z, dict)}
+        new_zones: list[dict[str, Any]] = []
+        for z in zones_in:
+            if not isinstance(z, dict):
+                raise _BadRequest("every zone must be an object")
+            zid = z.get("original_id") or z.get("id")
+            merged = dict(old_zones.get(zid, {}))
+            units = z.get("units") or merged.get("units") or "norm"
+            poly_px = np.asarray(z.get("polygon_px") or [], dtype=np.float64).reshape(-1, 2)
+            if units == "m":
+                if cal is None and cam_raw.get("calibration"):
+                    from calibration.homography import Calibration
+
+                    try:
+                        cur = parse_config(yaml.safe_dump({**raw}, sort_keys=False, allow_unicode=True),
+                                           str(self.config_path), self.config_path)
+                        cc = cur.camera(str(camera_id)).calibration
+                        cal = Calibration.from_config(cc, cur.resolve_path) if cc is not None else None
+                    except (ConfigError, UserFacingError):
+                        cal = None
+                if cal is None:
+                    units = "norm"
+                    warnings.append(f"zone {z.get('id')}: no calibration, saved in image units (norm)")
+            if units == "m":
+                assert cal is not None
+                c = cal.for_frame_size((int(width), int(height)))
+                floor = c.image_to_floor(poly_px)
+                if not np.all(np.isfinite(floor)):
+                    return 422, {"ok": False, "problems": [f"zone {z.get('id')}: a corner is beyond the floor horizon"]}
+                polygon = [[round(float(x), 3), round(float(y), 3)] for x, y in floor]
+            else:
+                norm = np.clip(poly_px / np.array([width, height]), 0.0, 1.0)
+                polygon = [[round(float(x), 4), round(float(y), 4)] for x, y in norm]
+            merged.update({"id": z.get("id"), "kind": z.get("kind"), "polygon": polygon})
+            if units == "m" or "units" in merged:
+                merged["units"] = units
+            for key in ("label", "lane", "service_zone"):
+                value = z.get(key)
+                if value in (None, ""):
+                    merged.pop(key, None)
+                else:
+                    merged[key] = value
+            new_zones.append(merged)
+        cam_raw["zones"] = new_zones
+        text = yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, default_flow_style=None, width=110)
+        try:
+            parsed = parse_config(text, str(self.config_path), self.config_path)
+            cam_cfg = parsed.camera(str(camera_id))
+            if cam_cfg.calibration is not None:
+                from calibration.homography import Calibration
+
+                Calibration.from_config(cam_cfg.calibration, parsed.resolve_path)
+        except ConfigError as exc:
+            return 422, {"ok": False, "problems": exc.problems}
+        except UserFacingError as exc:
+            return 422, {"ok": False, "problems": [str(exc)]}
+        header = (
+            "# Saved by the StoreSense /setup page; the previous version is in "
+            f"{self.config_path.name}.bak\n"
+        )
+        backup = self.config_path.with_name(self.config_path.name + ".bak")
+        tmp = self.config_path.with_name(self.config_path.name + ".tmp")
+        tmp.write_text(header + text, encoding="utf-8")
+        backup.write_bytes(self.config_path.read_bytes())
+        os.replace(tmp, self.config_path)
+        self.cfg = parsed
+        zones = sum(len(c.zones) for c in parsed.cameras)
+        log.info("setup: saved %s (camera %s, %d zones)", self.config_path, camera_id, len(new_zones))
+        return 200, {
+            "ok": True,
+            "path": str(self.config_path),
+            "backup": str(backup),
+            "summary": f"{self.config_path.name}: OK — store {parsed.store.id}, {len(parsed.cameras)} camera(s), {zones} zone(s)",
+            "warnings": warnings,
+        }
+
+
+class _BadRequest(Exception):
+    pass
+
+
+class _NotFound(Exception):
+    pass
+
+
+def _cookie(header: str, name: str) -> str | None:
+    for part in header.split(";"):
+        k, _, v = part.strip().partition("=")
+        if k == name and v:
+            return v
+    return None
+
+
+def _pairs_from(body: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, tuple[int, int] | None]:
+    try:
+        img = np.asarray(body.get("image_points_px"), dtype=np.float64).reshape(-1, 2)
+        flo = np.asarray(body.get("floor_points_m"), dtype=np.float64).reshape(-1, 2)
+    except (TypeError, ValueError):
+        raise _BadRequest("image_points_px and floor_points_m must be lists of [x, y] numbers") from None
+    if not (np.all(np.isfinite(img)) and np.all(np.isfinite(flo))):
+        raise _BadRequest("every calibration point needs finite numbers (fill in the floor x and y)")
+    size = body.get("frame_size_px")
+    ref = (int(size[0]), int(size[1])) if isinstance(size, list) and len(size) == 2 else None
+    return img, flo, ref
+
+
+def floor_grid_px(cal: Any, size: tuple[int, int] | None, step_m: float = 1.0) -> list[dict[str, Any]]:
+    """1 m floor grid lines as image polylines; the x=0 and y=0 axes are flagged for colour."""
+    from calibration.cli import floor_extent_m
+
+    w, h = size if size is not None else (1920, 1080)
+    x0, y0, x1, y1 = floor_extent_m(cal, (w, h))
+    lines: list[dict[str, Any]] = []
+    xs = np.arange(x0, x1 + 1e-9, step_m)
+    ys = np.arange(y0, y1 + 1e-9, step_m)
+    for x in xs[:GRID_MAX_LINES]:
+        for run in cal.floor_path_to_image([[x, y0], [x, y1]], max_depth_ratio=4.0):
+            lines.append({"axis": "y" if abs(x) < 1e-9 else "", "points": np.round(run, 1).tolist()})
+    for y in ys[:GRID_MAX_LINES]:
+        for run in cal.floor_path_to_image([[x0, y], [x1, y]], max_depth_ratio=4.0):
+            lines.append({"axis": "x" if abs(y) < 1e-9 else "", "points": np.round(run, 1).tolist()})
+    return lines
+
+
+def grab_frame(cam: Any, source: Any, timeout_s: float = SNAPSHOT_TIMEOUT_S) -> np.ndarray | None:
+    """One current frame from the camera, or None (unreachable, or slower than ``timeout_s``).
+
+    Runs in a worker thread because opening an RTSP stream can block for tens of seconds.
+    """
+    result: list[np.ndarray | None] = [None]
+
+    def read() -> None:
+        cap = cv2.VideoCapture(source if isinstance(source, int) else str(source))
+        try:
+            if cap.isOpened():
+                ok, frame = cap.read()
+                if ok and frame is not None:
+                    result[0] = np.ascontiguousarray(frame)
+        finally:
+            cap.release()
+
+    t = threading.Thread(target=read, name=f"setup-snapshot-{cam.id}", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        log.warning("setup: camera %s gave no frame within %.0f s; using the reference frame", cam.id, timeout_s)
+        return None
+    return result[0]
+
+
+def setup_routes(cfg: StoreConfig, **kwargs: Any) -> dict[str, Callable[[Any], None]]:
+    """``extra_routes`` for :class:`mqtt_bridge.display.DisplayServer`: ``{"/setup": SetupPage}``."""
+    return {"/setup": SetupPage(cfg, **kwargs)}
+
+
+LOGIN_HTML = """<!DOCTYPE html>
+<html lang="zh-CN"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>StoreSense setup 安装设置</title><link rel="icon" href="data:,">
+<style>
+body{font-family:"DejaVu Sans","Noto Sans CJK SC","WenQuanYi Zen Hei",sans-serif;background:#1f2933;color:#fff;
+display:flex;align-items:center;justify-content:center;height:100vh;margin:0}
+form{background:#fff;color:#1f2933;padding:28px 32px;border-radius:12px;min-width:320px}
+h1{font-size:20px;margin:0 0 16px 0} label{display:block;font-size:13px;color:#52606d;margin-bottom:6px}
+input{width:100%;font-size:16px;padding:8px;border:1px solid #cbd2d9;border-radius:6px;box-sizing:border-box}
+button{margin-top:16px;width:100%;font-size:16px;padding:10px;background:#2f6fde;color:#fff;border:0;border-radius:6px}
+.err{color:#d64545;font-size:14px}
+</style></head><body>
+<form method="post" action="/setup/login">
+<h1>安装设置 StoreSense setup</h1>
+{error}
+<input type="text" name="username" value="installer" autocomplete="username" hidden>
+<label for="password">安装密码 Installer password</label>
+<input id="password" name="password" type="password" autocomplete="current-password" autofocus>
+<button id="login" type="submit">登录 Log in</button>
+</form></body></html>
+"""
