@@ -51,6 +51,7 @@ class CameraWorker:
     live: LiveSource | None = None
     realtime: bool = False
     errors: int = 0
+    last_error: str = ""
     finished: bool = False
     state: SourceState = "starting"
     reason: str = ""
@@ -173,6 +174,7 @@ class Runtime:
         self._stop = threading.Event()
         self._commands: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=1000)
         self._last_status_mono: dict[str, float] = {}
+        self._last_state: dict[str, str] = {}
         self.summary = RunSummary()
         self.sink_errors = 0
 
@@ -233,7 +235,7 @@ class Runtime:
                 self.on_tracks(tracks, frame)
         except Exception as exc:  # one bad frame or camera must not stop the store
             w.errors += 1
-            w.reason = f"processing error: {type(exc).__name__}: {exc}"
+            w.last_error = f"{type(exc).__name__}: {exc}"
             log.exception("camera %s: frame %d failed", cam, frame.index, extra={"camera": cam})
             return
         self._emit(messages)
@@ -275,9 +277,11 @@ class Runtime:
     def _emit_status(self, w: CameraWorker, force: bool = False) -> None:
         now = time.monotonic()
         last = self._last_status_mono.get(w.camera.id)
-        state = "error" if w.errors and w.state == "running" and w.reason.startswith("processing") else w.state
-        if not force and last is not None and now - last < STATUS_INTERVAL_S:
+        state = w.state
+        changed = self._last_state.get(w.camera.id) != state
+        if not force and not changed and last is not None and now - last < STATUS_INTERVAL_S:
             return
+        self._last_state[w.camera.id] = state
         prev_mono, prev_frames = w._status_counts
         frames = w.pipeline.frames_processed
         fps = (frames - prev_frames) / (now - prev_mono) if prev_mono and now > prev_mono else 0.0
@@ -297,6 +301,7 @@ class Runtime:
             "frames_corrupt": int(st.frames_corrupt),
             "reconnects": int(st.reconnects),
             "errors": w.errors,
+            "last_error": w.last_error,
             "reason": w.reason,
         }
         self._emit([Message(self.topics.camera_status(w.camera.id), payload, retain=True, qos=1)])

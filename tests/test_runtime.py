@@ -25,17 +25,13 @@ from tests.test_sources import MjpegServer, _jpegs
 
 
 def _store(tmp_path: Path, cameras_yaml: str, extra: str = "") -> str:
-    return textwrap.dedent(
-        f"""\
-        version: 1
-        store: {{id: test-store}}
-        cameras:
-        {textwrap.indent(textwrap.dedent(cameras_yaml), "  ")}
-        mqtt: {{enabled: false}}
-        history: {{enabled: false}}
-        data_dir: {tmp_path / "data"}
-        """
-    ) + extra
+    cameras = textwrap.indent(textwrap.dedent(cameras_yaml), "  ")
+    return (
+        "version: 1\nstore: {id: test-store}\ncameras:\n"
+        + cameras.rstrip("\n")
+        + f"\nmqtt: {{enabled: false}}\nhistory: {{enabled: false}}\ndata_dir: {tmp_path / 'data'}\n"
+        + extra
+    )
 
 
 def test_a_dying_camera_does_not_disturb_the_others(tmp_path: Path, videos_path: Path) -> None:
@@ -109,7 +105,7 @@ def test_a_failing_frame_is_counted_and_the_camera_goes_on(tmp_path: Path, video
     assert summary.errors["aisle"] == 1
     assert summary.frames_processed["aisle"] == 22
     last_status = [m.payload for m in sink.messages if "/camera/" in m.topic][-1]
-    assert last_status["errors"] == 1 and "corrupt frame" in last_status["reason"]
+    assert last_status["errors"] == 1 and "corrupt frame" in last_status["last_error"]
 
 
 def test_run_stops_cleanly_on_sigterm(tmp_path: Path, videos_path: Path) -> None:
