@@ -13,6 +13,9 @@ The algorithm is ByteTrack's (Zhang et al., ECCV 2022):
 2. stage 1: confirmed and lost tracks vs *high*-score detections (IoU, Hungarian);
 3. stage 2: confirmed tracks still unmatched vs *low*-score detections, with a stricter IoU:
    a partly occluded person whose score collapses keeps their id instead of being lost;
+   then (OC-SORT's observation-centric recovery) tracks still unmatched vs the remaining
+   high-score detections by IoU with their *last detected box*: constant velocity overshoots
+   when someone stops during a gap (arrives at a shelf), the last box does not;
 4. stage 3: tentative tracks vs the remaining high-score detections, gated by the Kalman
    uncertainty rather than IoU (no velocity is known yet); an unmatched tentative track dies
    at once (a one-frame false positive never becomes a track);
@@ -30,6 +33,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -279,13 +283,23 @@ class ByteTracker:
         for t in followed_left:
             t.state = TrackState.LOST
 
+        # stage 2b, OC-SORT's observation-centric recovery: whoever is still unmatched vs the
+        # remaining high-score detections, by IoU with the track's *last detected box*. Constant
+        # velocity overshoots exactly when people stop (arriving at a shelf or a till), and
+        # most of all across a gap, where the old speed is extrapolated for the whole gap.
+        matched_keys = {t.key for t in matched}
+        stray = [t for t in pool if t.key not in matched_keys]
+        _, high_left = self._associate(
+            stray, high_left, boxes, scores, cfg.match_iou_threshold, timestamp_s, matched, "last"
+        )
+
         # stage 3: tentative tracks vs the high-score detections nobody claimed. A tentative
         # track has one or a few observations and no trustworthy velocity, so IoU against its
         # prediction would drop anyone crossing more than ~1/3 of their width per frame (a brisk
         # walker at 5 fps). Gate with the filter's own uncertainty instead: it grows with dt.
         tentative = [t for t in self._tracks if t.state is TrackState.TENTATIVE]
         tentative_left, high_left = self._associate(
-            tentative, high_left, boxes, scores, None, timestamp_s, matched
+            tentative, high_left, boxes, scores, None, timestamp_s, matched, "gate"
         )
         dead = {t.key for t in tentative_left}  # a tentative track gets no second chance
         if dead:
@@ -365,23 +379,39 @@ class ByteTracker:
         min_iou: float | None,
         timestamp_s: float,
         matched: list[_Track],
+        anchor: Literal["predicted", "last", "gate"] = "predicted",
     ) -> tuple[list[_Track], npt.NDArray[np.intp]]:
-        """Match ``tracks`` to detections ``det_idx`` by IoU (or, with ``min_iou=None``, by
-        Mahalanobis distance inside the 95% gate); update the matched ones. Returns the
-        unmatched tracks and the unmatched detection indices."""
+        """Match ``tracks`` to detections ``det_idx`` and update the matched ones.
+
+        ``anchor``: "predicted" = IoU with the Kalman prediction; "last" = IoU with the last
+        detected box (the filter is then restarted from the new box: its velocity was wrong);
+        "gate" = Mahalanobis distance inside the filter's 95% gate. Returns the unmatched
+        tracks and the unmatched detection indices."""
         if not tracks or det_idx.size == 0:
             return tracks, det_idx
-        if min_iou is None:
+        if anchor == "gate":
             meas = np.stack([xyxy_to_cxcywh(b) for b in boxes[det_idx]])
             dist = np.stack([self.kalman.gating_distance(t.mean, t.cov, meas) for t in tracks])
             pairs = match_by_cost(dist, _CHI2_95_4DOF)
         else:
-            predicted = np.stack([t.predicted_xyxy() for t in tracks])
-            pairs = match_by_iou(iou_matrix(predicted, boxes[det_idx]), min_iou)
+            assert min_iou is not None
+            if anchor == "last":
+                ref = np.stack([t.det_xyxy for t in tracks])
+            else:
+                ref = np.stack([t.predicted_xyxy() for t in tracks])
+            pairs = match_by_iou(iou_matrix(ref, boxes[det_idx]), min_iou)
         used_t, used_d = set(), set()
         for ti, di in pairs:
             t, j = tracks[ti], int(det_idx[di])
-            t.mean, t.cov = self.kalman.update(t.mean, t.cov, xyxy_to_cxcywh(boxes[j]))
+            z = xyxy_to_cxcywh(boxes[j])
+            if anchor == "last":
+                # restart with the average velocity over the gap: a stopped person gets ~0
+                gap_s = max(timestamp_s - t.last_seen_s, 1e-3)
+                velocity = (z[:2] - xyxy_to_cxcywh(t.det_xyxy)[:2]) / gap_s
+                t.mean, t.cov = self.kalman.initiate(z)
+                t.mean[4:6] = velocity
+            else:
+                t.mean, t.cov = self.kalman.update(t.mean, t.cov, z)
             t.det_xyxy = boxes[j].copy()
             t.det_score = float(scores[j])
             t.last_seen_s = timestamp_s

@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -485,3 +487,80 @@ def test_state_stays_bounded_over_10000_frames_of_people_coming_and_going() -> N
 )
 def test_match_by_iou(iou: list[list[float]], min_iou: float, expected: list[tuple[int, int]]) -> None:
     assert sorted(match_by_iou(np.asarray(iou, float), min_iou)) == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# real detector on real video
+
+
+# Visits counted by eye on one-by-one-person-detection.mp4 (frames sampled with OpenCV): six
+# people, one at a time, walk in from the bottom edge, stand at the table and leave to the right.
+TABLE_VIDEO_VISITS_S = [(6.0, 20.0), (22.0, 45.0), (50.0, 70.0), (74.0, 87.0), (92.0, 120.0), (123.0, 139.5)]
+
+
+@pytest.fixture(scope="module")
+def table_video_detections(table_video: Path) -> tuple[float, list[Detections], tuple[int, int]]:
+    """YOLOX-Nano on every frame, once; the scenarios subsample it. The detector floor is the
+    tracker's low_score_threshold (0.1) so the second stage sees what it is meant to see."""
+    from edge.config import ModelConfig
+    from edge.detector import OnnxDetector
+
+    detector = OnnxDetector.from_config(ModelConfig(name="yolox-nano-416", confidence_threshold=0.1), None)
+    cap = cv2.VideoCapture(str(table_video))
+    fps = float(cap.get(cv2.CAP_PROP_FPS))
+    out: list[Detections] = []
+    size = (0, 0)
+    try:
+        while True:
+            ok, image = cap.read()
+            if not ok:
+                break
+            size = (int(image.shape[1]), int(image.shape[0]))
+            out.append(detector.detect(image))
+    finally:
+        cap.release()
+    assert fps == pytest.approx(10.0) and len(out) == 1394
+    return fps, out, size
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("analysis_fps", [5.0, 10.0])
+def test_one_id_per_visit_on_real_video(
+    table_video_detections: tuple[float, list[Detections], tuple[int, int]], analysis_fps: float
+) -> None:
+    source_fps, dets, size = table_video_detections
+    step = round(source_fps / analysis_fps)
+    tracker = ByteTracker(TrackerConfig())
+    seen_s: dict[int, list[float]] = {}
+    ended: list[int] = []
+    max_state = 0
+    last_i = 0
+    for i in range(0, len(dets), step):
+        out = tracker.update(
+            dets[i], camera_id="cam-1", frame_index=i, timestamp_s=T0 + i / source_fps, frame_size_px=size
+        )
+        for tid in out.track_id.tolist():
+            seen_s.setdefault(tid, []).append(i / source_fps)
+        ended.extend(out.ended_ids)
+        max_state = max(max_state, tracker.active_track_count)
+        last_i = i
+    for k in range(1, 40):  # the file ends: 4 s of nothing lets the last visitor's track end
+        out = tracker.update(
+            Detections.empty(),
+            camera_id="cam-1",
+            frame_index=last_i + k,
+            timestamp_s=T0 + (last_i + k * step) / source_fps,
+            frame_size_px=size,
+        )
+        ended.extend(out.ended_ids)
+    ids_per_visit = [
+        sorted(tid for tid, ts in seen_s.items() if any(a <= t < b for t in ts))
+        for a, b in TABLE_VIDEO_VISITS_S
+    ]
+    assert [len(v) for v in ids_per_visit] == [1] * len(TABLE_VIDEO_VISITS_S), ids_per_visit
+    assert len(seen_s) == len(TABLE_VIDEO_VISITS_S)
+    for tid, ts in seen_s.items():  # each id is present for (almost) the whole visit
+        visit = next(v for v, ids in zip(TABLE_VIDEO_VISITS_S, ids_per_visit, strict=True) if ids == [tid])
+        assert max(ts) - min(ts) > 0.8 * (visit[1] - visit[0]) - 3.0
+    assert sorted(ended) == sorted(seen_s)
+    assert max_state <= 2 and tracker.active_track_count == 0
