@@ -914,3 +914,108 @@ def write_report(data: ReportData, out_path: str | Path) -> Path:
     tmp.write_text(render_html(data), encoding="utf-8")
     tmp.replace(out)
     return out
+
+
+# -------------------------------------------------------------------------------------------
+# heatmaps
+
+
+@dataclass(frozen=True)
+class HeatmapResult:
+    camera_id: str
+    path: Path
+    hours: int
+    total_person_s: float
+    suppressed_cells: int
+    units: str
+    reference: bool
+
+
+def privacy_blur(image_bgr: np.ndarray) -> np.ndarray:
+    """Soften the reference frame so faces are unrecognisable while shelves and aisles stay
+    readable: the background is there to orient the reader, not to show who was in the shop."""
+    import cv2
+
+    h, w = image_bgr.shape[:2]
+    sigma = max(4.0, w / 160.0)
+    blurred = cv2.GaussianBlur(image_bgr, (0, 0), sigma)
+    grey = cv2.cvtColor(cv2.cvtColor(blurred, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+    return np.asarray(cv2.addWeighted(blurred, 0.45, grey, 0.55, 0), dtype=np.uint8)
+
+
+def render_camera_heatmap(
+    reader: Any,
+    cfg: Any,
+    camera_id: str,
+    start_s: float,
+    end_s: float,
+    out_path: str | Path,
+    *,
+    sharp_reference: bool = False,
+    min_tracks: int | None = None,
+) -> HeatmapResult | None:
+    """Sum the hourly ``storesense.heatmap/1`` messages of one camera whose hour starts in
+    [start_s, end_s) and draw them over the camera's reference frame (and, when calibrated, on
+    the floor plane in metres). None when the period has no heatmap data."""
+    import cv2
+
+    from mqtt_bridge.topics import Topics
+    from zones.heatmap import heatmap_from_payloads, render_heatmap_png
+
+    cam = cfg.camera(camera_id)
+    topic = Topics(cfg.store.id, cfg.mqtt.prefix).camera_heatmap(camera_id)
+    payloads = [
+        p
+        for p in reader.payloads("storesense.heatmap", topic=topic, start_s=start_s - 7200.0, end_s=end_s + 7200.0)
+        if isinstance(p.get("hour_start_s"), int | float) and start_s <= float(p["hour_start_s"]) < end_s
+    ]
+    if not payloads:
+        return None
+    k = int(min_tracks if min_tracks is not None else cfg.analytics.heatmap.min_tracks_per_cell)
+    array, grid = heatmap_from_payloads(payloads, min_tracks=k)
+    calibration = None
+    if cam.calibration is not None:
+        from calibration.homography import Calibration
+
+        calibration = Calibration.from_config(cam.calibration, cfg.resolve_path)
+    ref_path = cfg.data_path("reference", f"{camera_id}.jpg")
+    reference = cv2.imread(str(ref_path)) if ref_path.exists() else None
+    if reference is not None and not sharp_reference:
+        reference = privacy_blur(reference)
+    tz = ZoneInfo(cfg.store.timezone)
+    a = datetime.fromtimestamp(start_s, tz)
+    b = datetime.fromtimestamp(end_s, tz)
+    period = f"{a:%Y-%m-%d %H:%M} → {b:%Y-%m-%d %H:%M}" if (end_s - start_s) > 86400 else f"{a:%Y-%m-%d %H:%M} → {b:%H:%M}"
+    title = f"{bi('热力图', 'Heatmap')} · {camera_id} · {period} ({len(payloads)} h)"
+    import matplotlib.pyplot as plt
+
+    with plt.rc_context(plot_style()):
+        render_heatmap_png(array, grid, out_path, reference_bgr=reference, calibration=calibration,
+                           zones=list(cam.zones), title=title)
+    return HeatmapResult(
+        camera_id=camera_id,
+        path=Path(out_path),
+        hours=len(payloads),
+        total_person_s=float(sum(float(p.get("total_person_s") or 0.0) for p in payloads)),
+        suppressed_cells=int(sum(int(p.get("suppressed_cells") or 0) for p in payloads)),
+        units=grid.units,
+        reference=reference is not None,
+    )
+
+
+def add_heatmaps(data: ReportData, reader: Any, cfg: Any, *, sharp_reference: bool = False) -> None:
+    """Render every camera's heatmap for the report period into ``data.heatmaps``."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="storesense-report-") as tmp:
+        for cam in cfg.cameras:
+            out = Path(tmp) / f"{cam.id}.png"
+            res = render_camera_heatmap(reader, cfg, cam.id, data.start_s, data.end_s, out, sharp_reference=sharp_reference)
+            if res is None:
+                continue
+            caption = (
+                f"{cam.id}: {res.total_person_s / 3600.0:.1f} {bi('人·小时', 'person-hours')} · {res.hours} h · "
+                + (bi("地面坐标（米）", "floor plane in metres") if res.units == "m" else bi("图像坐标", "image grid"))
+                + (f" · {res.suppressed_cells} {bi('个稀疏格已隐藏', 'sparse cells hidden (privacy)')}" if res.suppressed_cells else "")
+            )
+            data.heatmaps.append(HeatmapImage(cam.id, caption, out.read_bytes()))
