@@ -450,8 +450,9 @@ class _Subscriber:
             protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
             clean_session=None if v5 else True,
         )
+        # callbacks are wrapped (see _guard); paho's own logger is not enabled because it reports
+        # normal reconnect attempts as errors, and our callbacks log what an operator needs
         self.client.suppress_exceptions = True
-        self.client.enable_logger(logging.getLogger("storesense.display.mqtt"))
         self.client.reconnect_delay_set(1, max(1, int(math.ceil(cfg.mqtt.reconnect_max_backoff_s))))
         if cfg.mqtt.username:
             self.client.username_pw_set(cfg.mqtt.username, _mqtt_password(cfg))
@@ -466,6 +467,8 @@ class _Subscriber:
         self.client.on_connect = self._guard(self._on_connect)
         self.client.on_disconnect = self._guard(self._on_disconnect)
         self.client.on_message = self._guard(self._on_message)
+        self.client.on_connect_fail = self._guard(self._on_connect_fail)
+        self._connect_failures = 0
         base = self.topics.base
         self._lane_re = re.compile(re.escape(base) + r"/lane/([^/]+)/state$")
         self._avail_re = re.compile(re.escape(base) + r"/edge/([^/]+)/availability$")
@@ -493,7 +496,16 @@ class _Subscriber:
             ]
         )
         log.info("display connected to broker %s:%d", self.host, self.port)
+        self._connect_failures = 0
         self.state.on_connected()
+
+    def _on_connect_fail(self, _c: mqtt.Client, _u: Any) -> None:
+        self._connect_failures += 1
+        if self._connect_failures in (1, 10) or self._connect_failures % 100 == 0:
+            log.warning(
+                "display cannot reach the broker %s:%d (attempt %d); retrying",
+                self.host, self.port, self._connect_failures,
+            )
 
     def _on_disconnect(self, _c: mqtt.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         if self.state.broker_connected and not self._stop.is_set():
@@ -550,6 +562,7 @@ class _Subscriber:
         with contextlib.suppress(Exception):
             self.client.disconnect()
         self.client.loop_stop()
+        self.state.on_disconnected()
 
     def publish(self, topic: str, payload: str | bytes, qos: int = 1, retain: bool = False) -> bool:
         info = self.client.publish(topic, payload, qos=qos, retain=retain)
