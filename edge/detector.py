@@ -152,7 +152,7 @@ class OnnxDetector:
     @classmethod
     def from_config(cls, cfg: ModelConfig, base_dir: Path | None = None) -> OnnxDetector:
         """Build the detector of a store config (``model:``); ``base_dir`` is the config's folder."""
-        from models.registry import ModelResolveError, resolve_model
+        from models.registry import ModelResolveError, resolve_model, sha256_file
 
         try:
             resolved = resolve_model(cfg, base_dir)
@@ -169,6 +169,10 @@ class OnnxDetector:
         )
         det.name = resolved.name
         det.licence = resolved.licence
+        if resolved.sha256 is not None and sha256_file(resolved.path) != resolved.sha256:
+            # still usable, but not the file whose accuracy and latency were validated
+            log.warning("model %s: %s does not match the registry sha256", resolved.name, resolved.path)
+        log.info("model %s, licence: %s", resolved.name or resolved.path, resolved.licence)
         return det
 
     def _open_session(self) -> ort.InferenceSession:
