@@ -23,11 +23,11 @@ import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
 import pytest
+from browser import Browser, Page
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from browser import Browser, Page
 from edge.config import StoreConfig, parse_config
 from mqtt_bridge.broker import MosquittoProcess, free_port
 from mqtt_bridge.display import (
