@@ -273,6 +273,7 @@ def test_exception_in_wrapped_callback_does_not_stop_delivery(
         sub.close()
 
 
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
 def test_watchdog_restarts_dead_network_thread(
     mosquitto: MosquittoProcess, make_pub: Callable[..., MqttPublisher]
 ) -> None:
@@ -570,3 +571,48 @@ def test_subprocess_import_is_light() -> None:
     code = "import sys, mqtt_bridge.publisher; print('onnxruntime' in sys.modules, 'cv2' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end: the real pipeline (ONNX detector on the demo clip) through MqttPublisher
+
+
+def test_pipeline_end_to_end_payloads_carry_no_image_data(
+    mosquitto: MosquittoProcess, videos_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edge.commands import DEMO_CONFIG, run_store
+    from edge.config import load_config
+
+    monkeypatch.setenv("STORESENSE_VIDEOS_DIR", str(videos_path))
+    cfg = load_config(DEMO_CONFIG)
+    cfg.mqtt.port = mosquitto.port
+    cfg.data_dir = str(tmp_path / "data")
+    topics = Topics(cfg.store.id, cfg.mqtt.prefix)
+    sub = Sub(mosquitto.port, topics.everything())
+    stop = threading.Event()
+    timer = threading.Timer(6.0, stop.set)
+    timer.start()
+    try:
+        run_store(cfg, realtime=False, loop=False, stop_event=stop)
+    finally:
+        timer.cancel()
+        stop.set()
+    avail_topic = topics.availability(cfg.mqtt.device_id)
+    assert wait_until(lambda: sub.payloads(avail_topic)[-1:] == [b"stopped"])
+    sub.close()
+    with sub.lock:
+        messages = list(sub.messages)
+    assert len(messages) > 20
+    assert {topics.lane_state("lane-1"), topics.lane_state("lane-2")} <= {t for t, _, _, _ in messages}
+    for topic, payload, _, _ in messages:
+        assert len(payload) < 262_144, topic
+        if topic == avail_topic:
+            jsonschema.validate(payload.decode(), schema("availability"))
+            continue
+        obj = json.loads(payload)  # every other payload is a JSON object ...
+        assert isinstance(obj, dict)
+        assert find_image_data(obj) is None, (topic, str(obj)[:200])  # ... with no image data
+        assert obj["store_id"] == cfg.store.id and isinstance(obj["timestamp_s"], float | int)
+        assert str(obj["schema"]).startswith("storesense.")
+        if topic.endswith("/status"):
+            jsonschema.validate(obj, schema("camera_status"))
