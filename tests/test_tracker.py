@@ -39,9 +39,10 @@ class Person:
     score: float = 0.9
     hidden: list[tuple[float, float]] = field(default_factory=list)  # (from_s, to_s) no detection
     dimmed: list[tuple[float, float, float]] = field(default_factory=list)  # (from_s, to_s, score)
+    stop_s: float = math.inf  # stands still from then on
 
     def box(self, t_s: float) -> list[float]:
-        dt = t_s - self.start_s
+        dt = min(t_s, self.stop_s) - self.start_s
         fx, fy = self.foot_x_px + self.vx_px_s * dt, self.foot_y_px + self.vy_px_s * dt
         w = 0.4 * self.height_px
         return [fx - w / 2, fy - self.height_px, fx + w / 2, fy]
@@ -250,6 +251,18 @@ def test_occlusion_gap(fps: float, gap_s: float, vx_px_s: float, same_id: bool) 
         t_end = next(t for t, out in zip(run.times_s, run.outputs, strict=True) if old in out.ended_ids)
         last_seen = max(t for t in run.frames_with(0) if t < 3.0)
         assert 2.0 < t_end - last_seen <= 2.0 + 1.0 / fps + 1e-6
+
+
+@pytest.mark.parametrize("fps", FPS)
+@pytest.mark.parametrize("speed_px_s", [100.0, 200.0])  # 0.5 and 1 body height per second
+@pytest.mark.parametrize("gap_s", [0.6, 1.5])
+def test_person_who_stops_while_hidden_keeps_their_id(fps: float, speed_px_s: float, gap_s: float) -> None:
+    # walks to a shelf and stops there just as someone steps in front: the constant-velocity
+    # prediction runs away by speed * gap (120-300 px, several box widths); the last box does not
+    person = Person(200, 900, vx_px_s=speed_px_s, stop_s=3.0, hidden=[(3.0, 3.0 + gap_s)])
+    run = simulate([person], frame_times(fps, 7.0), TrackerConfig())
+    assert set(run.ids_of(0)) == {1}
+    assert run.frames_with(0)[-1] == run.times_s[-1]
 
 
 @pytest.mark.parametrize("fps", FPS)
