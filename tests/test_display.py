@@ -161,49 +161,50 @@ def _lane(st: DisplayState, lane: str) -> dict[str, Any]:
     return next(v for v in st.snapshot()["lanes"] if v["lane_id"] == lane)
 
 
-# (name, setup(state, clock), expected status, expected reason)
-Setup = Callable[[DisplayState, FakeClock], None]
-CASES: list[tuple[str, Setup, str, str]] = [
-    ("fresh", lambda s, c: s.on_lane_state("lane-a", lane_payload("lane-a")), "ok", ""),
-    ("edge says stale", lambda s, c: s.on_lane_state("lane-a", lane_payload("lane-a", stale=True)), "stale", "edge_stale"),
-    ("closed", lambda s, c: s.on_lane_state("lane-a", lane_payload("lane-a", open=False)), "closed", ""),
-    ("silent past stale_after_s",
-     lambda s, c: (s.on_lane_state("lane-a", lane_payload("lane-a")), setattr(c, "now_s", c.now_s + STALE_AFTER_S + 0.1)),
-     "stale", "no_update"),
-    ("still fresh just before stale_after_s",
-     lambda s, c: (s.on_lane_state("lane-a", lane_payload("lane-a")), setattr(c, "now_s", c.now_s + STALE_AFTER_S - 0.1)),
+# (name, steps, expected status, expected reason); a step is (action, argument), see _apply
+FRESH: tuple[str, Any] = ("lane", {})
+CASES: list[tuple[str, list[tuple[str, Any]], str, str]] = [
+    ("fresh", [FRESH], "ok", ""),
+    ("edge says stale", [("lane", {"stale": True})], "stale", "edge_stale"),
+    ("closed", [("lane", {"open": False})], "closed", ""),
+    ("silent past stale_after_s", [FRESH, ("advance", STALE_AFTER_S + 0.1)], "stale", "no_update"),
+    ("still fresh just before stale_after_s", [FRESH, ("advance", STALE_AFTER_S - 0.1)], "ok", ""),
+    ("silent for long", [FRESH, ("advance", 6 * STALE_AFTER_S)], "unavailable", "no_update"),
+    ("retained, old per expiry countdown", [("retained", EXPIRY_S - 5)], "stale", "no_update"),
+    ("retained, young per expiry countdown", [("retained", EXPIRY_S - 1)], "ok", ""),
+    ("retained without expiry (age unknown)", [("retained", None)], "stale", "no_update"),
+    ("edge offline", [FRESH, ("availability", ("edge-1", "offline"))], "unavailable", "edge_offline"),
+    ("edge stopped", [FRESH, ("availability", ("edge-1", "stopped"))], "unavailable", "edge_stopped"),
+    ("edge back online", [("availability", ("edge-1", "offline")), FRESH, ("availability", ("edge-1", "online"))],
      "ok", ""),
-    ("silent for long",
-     lambda s, c: (s.on_lane_state("lane-a", lane_payload("lane-a")), setattr(c, "now_s", c.now_s + 6 * STALE_AFTER_S)),
-     "unavailable", "no_update"),
-    ("retained, old per expiry countdown",
-     lambda s, c: s.on_lane_state("lane-a", lane_payload("lane-a"), age_at_receipt_s=s.age_at_receipt_s(EXPIRY_S - 5, True)),
-     "stale", "no_update"),
-    ("retained, young per expiry countdown",
-     lambda s, c: s.on_lane_state("lane-a", lane_payload("lane-a"), age_at_receipt_s=s.age_at_receipt_s(EXPIRY_S - 1, True)),
-     "ok", ""),
-    ("retained without expiry (age unknown)",
-     lambda s, c: s.on_lane_state("lane-a", lane_payload("lane-a"), age_at_receipt_s=s.age_at_receipt_s(None, True)),
-     "stale", "no_update"),
-    ("edge offline", lambda s, c: (s.on_lane_state("lane-a", lane_payload("lane-a")), s.on_availability("edge-1", "offline")),
-     "unavailable", "edge_offline"),
-    ("edge stopped", lambda s, c: (s.on_lane_state("lane-a", lane_payload("lane-a")), s.on_availability("edge-1", "stopped")),
-     "unavailable", "edge_stopped"),
-    ("other device offline does not matter",
-     lambda s, c: (s.on_lane_state("lane-a", lane_payload("lane-a")), s.on_availability("edge-9", "offline")), "ok", ""),
-    ("broker lost", lambda s, c: (s.on_lane_state("lane-a", lane_payload("lane-a")), s.on_disconnected()),
-     "unavailable", "broker_disconnected"),
-    ("malformed payload is ignored", lambda s, c: s.on_lane_state("lane-a", lane_payload("lane-a", open="yes")),
-     "stale", "no_data"),
-    ("no data long after connecting", lambda s, c: setattr(c, "now_s", c.now_s + STALE_AFTER_S + 1), "unavailable", "no_data"),
+    ("other device offline does not matter", [FRESH, ("availability", ("edge-9", "offline"))], "ok", ""),
+    ("broker lost", [FRESH, ("disconnect", None)], "unavailable", "broker_disconnected"),
+    ("malformed payload is ignored", [("lane", {"open": "yes"})], "stale", "no_data"),
+    ("no data long after connecting", [("advance", STALE_AFTER_S + 1)], "unavailable", "no_data"),
 ]
 
 
-@pytest.mark.parametrize(("name", "setup", "status", "reason"), CASES, ids=[c[0] for c in CASES])
-def test_lane_status_rules(name: str, setup: Setup, status: str, reason: str) -> None:
+def _apply(st: DisplayState, clock: FakeClock, steps: list[tuple[str, Any]]) -> None:
+    for action, arg in steps:
+        if action == "lane":
+            st.on_lane_state("lane-a", lane_payload("lane-a", **arg))
+        elif action == "retained":
+            st.on_lane_state("lane-a", lane_payload("lane-a"), age_at_receipt_s=st.age_at_receipt_s(arg, True))
+        elif action == "advance":
+            clock.now_s += arg
+        elif action == "availability":
+            st.on_availability(*arg)
+        elif action == "disconnect":
+            st.on_disconnected()
+        else:
+            raise ValueError(action)
+
+
+@pytest.mark.parametrize(("name", "steps", "status", "reason"), CASES, ids=[c[0] for c in CASES])
+def test_lane_status_rules(name: str, steps: list[tuple[str, Any]], status: str, reason: str) -> None:
     clock = FakeClock()
     st = _state(clock)
-    setup(st, clock)
+    _apply(st, clock, steps)
     view = _lane(st, "lane-a")
     assert (view["status"], view["reason"]) == (status, reason)
     if status == "ok":
@@ -396,7 +397,7 @@ def test_events_stream_and_routes(display: DisplayServer, edge: Edge) -> None:
     conn.request("GET", "/events")
     resp = conn.getresponse()
     assert resp.status == 200 and resp.getheader("Content-Type", "").startswith("text/event-stream")
-    snaps = []
+    snaps: list[dict[str, Any]] = []
     t0 = time.monotonic()
     while len(snaps) < 3:
         line = resp.fp.readline().decode("utf-8")
@@ -562,7 +563,7 @@ def test_page_shows_lanes_goes_stale_offline_and_recovers_without_reload(
             Path(os.environ["STORESENSE_SCREENSHOT_DIR"], "display-live.png").write_bytes(png)
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 30_000
         img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
-        assert img.shape == (1080, 1920, 3) and float(img.std()) > 20.0
+        assert img is not None and img.shape == (1080, 1920, 3) and float(img.std()) > 20.0
         # the recommended card's green frame/badge (#22c55e) is really drawn, in the middle third
         green = (np.abs(img.astype(int) - np.array([0x5E, 0xC5, 0x22])).sum(axis=2) < 40)
         assert green.sum() > 20_000
