@@ -482,8 +482,7 @@ def render_heatmap_png(
     panels = _panels(grid, reference_bgr is not None, calibration is not None)
     vmax = float(np.nanmax(arr)) if np.any(arr > 0) else 1.0
     norm = colors.PowerNorm(gamma=0.5, vmin=0.0, vmax=vmax)
-    cmap = matplotlib.colormaps["inferno"].copy()
-    cmap.set_bad((0, 0, 0, 0))
+    cmap = matplotlib.colormaps["inferno"].with_extremes(bad=(0, 0, 0, 0))
     masked = np.ma.masked_less_equal(arr, 0.0)
     zones = list(zones or [])
     width_px, height_px = heatmap_png_size(grid, reference=reference_bgr is not None, calibration=calibration is not None)
@@ -513,6 +512,7 @@ def render_heatmap_png(
                     pts = _zone_floor_points(z, calibration, reference_bgr)
                     if pts is not None:
                         _zone_patch(ax, pts, z, MplPolygon)
+                x0, x1, y0, y1 = _floor_view(arr, grid, zones)
                 ax.set_xlim(x0, x1)
                 ax.set_ylim(y0, y1)
                 ax.set_aspect("equal")
@@ -534,8 +534,8 @@ def render_heatmap_png(
                 ax.set_ylabel("y (image height)")
                 ax.set_title(f"image grid, {grid.cell_size:g} cells (no calibration)", fontsize=9)
         if legend and mappable is not None:
-            unit = "m" if grid.units == "m" else "of the image"
-            fig.colorbar(mappable, ax=list(axes), shrink=0.85, label=f"person-seconds per {grid.cell_size:g} {unit} cell")
+            cell = f"{grid.cell_size:g} m cell" if grid.units == "m" else f"cell ({grid.cell_size:g} of the frame size)"
+            fig.colorbar(mappable, ax=list(axes), shrink=0.85, label=f"person-seconds per {cell}")
         fig.suptitle(title, fontsize=11)
         out = Path(out_path)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -543,6 +543,37 @@ def render_heatmap_png(
     finally:
         plt.close(fig)
     return out
+
+
+def _floor_view(arr: F64Array, grid: HeatmapGrid, zones: Sequence[Any]) -> tuple[float, float, float, float]:
+    """Plot limits for the floor plan: the visited cells and metre zones plus 1 m, not the whole
+    visible floor (which reaches far beyond where anyone walks)."""
+    gx0, gx1, gy0, gy1 = grid.extent
+    xs: list[float] = []
+    ys: list[float] = []
+    rows, cols = np.nonzero(arr > 0)
+    if rows.size:
+        c = grid.cell_size
+        xs += [grid.origin[0] + cols.min() * c, grid.origin[0] + (cols.max() + 1) * c]
+        ys += [grid.origin[1] + rows.min() * c, grid.origin[1] + (rows.max() + 1) * c]
+    for z in zones:
+        if getattr(z, "units", "norm") == "m":
+            pts = np.asarray(z.polygon, dtype=np.float64)
+            xs += [float(pts[:, 0].min()), float(pts[:, 0].max())]
+            ys += [float(pts[:, 1].min()), float(pts[:, 1].max())]
+    if not xs:
+        return gx0, gx1, gy0, gy1
+    x0, x1, y0, y1 = min(xs) - 1.0, max(xs) + 1.0, min(ys) - 1.0, max(ys) + 1.0
+    # at least 4 m across so a single busy spot does not fill the panel
+    for lo, hi, attr in ((x0, x1, "x"), (y0, y1, "y")):
+        if hi - lo < 4.0:
+            mid = (lo + hi) / 2.0
+            lo, hi = mid - 2.0, mid + 2.0
+        if attr == "x":
+            x0, x1 = lo, hi
+        else:
+            y0, y1 = lo, hi
+    return max(x0, gx0), min(x1, gx1), max(y0, gy0), min(y1, gy1)
 
 
 def _zone_patch(ax: Any, pts: F64Array, zone: Any, patch_cls: Any) -> None:
