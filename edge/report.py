@@ -506,7 +506,13 @@ def plot_dwell(data: ReportData) -> bytes:
         zones = [z for z in data.dwell if z.dwell_s] or [ZoneDwell("-", "-", "dwell", [0.0])]
         fig, ax = plt.subplots(figsize=(FIG_W_IN, 0.7 * len(zones) + 1.4))
         values = [np.asarray(z.dwell_s, dtype=float) for z in zones]
-        bp = ax.boxplot(values, vert=False, whis=(10, 90), showfliers=False, patch_artist=True, widths=0.55)
+        import matplotlib
+
+        horizontal: dict[str, Any] = (
+            {"orientation": "horizontal"} if tuple(int(v) for v in matplotlib.__version__.split(".")[:2]) >= (3, 10)
+            else {"vert": False}
+        )
+        bp = ax.boxplot(values, whis=(10, 90), showfliers=False, patch_artist=True, widths=0.55, **horizontal)
         for i, box in enumerate(bp["boxes"]):
             box.set_facecolor(SERIES[i % len(SERIES)] + "55")
             box.set_edgecolor(SERIES[i % len(SERIES)])
@@ -608,9 +614,25 @@ def _img(png: bytes, alt: str, cls: str = "plot") -> str:
     return f'<img class="{cls}" alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
 
 
+def period_text(start_s: float, end_s: float, tz: ZoneInfo) -> str:
+    """'2024-05-01', '2024-05-01 → 2024-05-07' for whole local days, else with times."""
+    from datetime import timedelta
+
+    a = datetime.fromtimestamp(start_s, tz)
+    b = datetime.fromtimestamp(end_s, tz)
+    if a.time() == b.time() == datetime.min.time():
+        last = (b - timedelta(days=1)).date()
+        return f"{a:%Y-%m-%d}" if last == a.date() else f"{a:%Y-%m-%d} → {last:%Y-%m-%d}"
+    if a.date() == b.date():
+        return f"{a:%Y-%m-%d %H:%M} → {b:%H:%M}"
+    return f"{a:%Y-%m-%d %H:%M} → {b:%Y-%m-%d %H:%M}"
+
+
 def _fmt_s(v: float | None) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "–"
+    if v > 3600:
+        return "> 1 h"
     if v >= 90:
         return f"{v / 60:.1f} min"
     return f"{v:.0f} s"
@@ -646,10 +668,8 @@ def summary_numbers(data: ReportData) -> dict[str, Any]:
 def render_html(data: ReportData) -> str:
     tz = data.tz
     numbers = summary_numbers(data)
-    start = datetime.fromtimestamp(data.start_s, tz)
-    end = datetime.fromtimestamp(data.end_s, tz)
     title = f"{data.store_name} — {bi('运营报告', 'operations report')}"
-    period = f"{start:%Y-%m-%d %H:%M} → {end:%Y-%m-%d %H:%M} ({data.timezone})"
+    period = f"{period_text(data.start_s, data.end_s, tz)} ({data.timezone})"
 
     def card(k: str, v: str, s: str = "") -> str:
         return f'<div class="card"><div class="k">{k}</div><div class="v">{v}</div><div class="s">{s}</div></div>'
@@ -982,10 +1002,7 @@ def render_camera_heatmap(
     reference = cv2.imread(str(ref_path)) if ref_path.exists() else None
     if reference is not None and not sharp_reference:
         reference = privacy_blur(reference)
-    tz = ZoneInfo(cfg.store.timezone)
-    a = datetime.fromtimestamp(start_s, tz)
-    b = datetime.fromtimestamp(end_s, tz)
-    period = f"{a:%Y-%m-%d %H:%M} → {b:%Y-%m-%d %H:%M}" if (end_s - start_s) > 86400 else f"{a:%Y-%m-%d %H:%M} → {b:%H:%M}"
+    period = period_text(start_s, end_s, ZoneInfo(cfg.store.timezone))
     title = f"{bi('热力图', 'Heatmap')} · {camera_id} · {period} ({len(payloads)} h)"
     import matplotlib.pyplot as plt
 
@@ -1003,6 +1020,23 @@ def render_camera_heatmap(
     )
 
 
+def trim_png(png: bytes, pad_px: int = 12) -> bytes:
+    """Crop the white margins of a fixed-size figure so the report shows the map, not paper."""
+    import cv2
+
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR)
+    if img is None:
+        return png
+    ink = np.argwhere(img.min(axis=2) < 245)
+    if ink.size == 0:
+        return png
+    (y0, x0), (y1, x1) = ink.min(axis=0), ink.max(axis=0)
+    h, w = img.shape[:2]
+    crop = img[max(0, y0 - pad_px): min(h, y1 + pad_px + 1), max(0, x0 - pad_px): min(w, x1 + pad_px + 1)]
+    ok, buf = cv2.imencode(".png", crop)
+    return bytes(buf.tobytes()) if ok else png
+
+
 def add_heatmaps(data: ReportData, reader: Any, cfg: Any, *, sharp_reference: bool = False) -> None:
     """Render every camera's heatmap for the report period into ``data.heatmaps``."""
     import tempfile
@@ -1018,4 +1052,4 @@ def add_heatmaps(data: ReportData, reader: Any, cfg: Any, *, sharp_reference: bo
                 + (bi("地面坐标（米）", "floor plane in metres") if res.units == "m" else bi("图像坐标", "image grid"))
                 + (f" · {res.suppressed_cells} {bi('个稀疏格已隐藏', 'sparse cells hidden (privacy)')}" if res.suppressed_cells else "")
             )
-            data.heatmaps.append(HeatmapImage(cam.id, caption, out.read_bytes()))
+            data.heatmaps.append(HeatmapImage(cam.id, caption, trim_png(out.read_bytes())))
