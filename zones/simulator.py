@@ -917,29 +917,29 @@ def simulate_queue(scenario: QueueScenario, *, data_dir: str | FsPath | None = N
                 queue_exit_s=qexit,
             )
         )
-    truths.sort(key=lambda c: c.customer_id)
+    truths.sort(key=lambda ct: ct.customer_id)
     # the true queue each customer found when joining (for the oracle predictor)
     by_lane: dict[str, list[CustomerTruth]] = {}
-    for c in truths:
-        by_lane.setdefault(c.lane, []).append(c)
+    for ct in truths:
+        by_lane.setdefault(ct.lane, []).append(ct)
     final: list[CustomerTruth] = []
-    for c in truths:
-        if c.join_s is None:
-            final.append(c)
+    for ct in truths:
+        if ct.join_s is None:
+            final.append(ct)
             continue
         ahead = 0
         busy = False
-        for o in by_lane[c.lane]:
-            if o is c or o.join_s is None:
+        for o in by_lane[ct.lane]:
+            if o is ct or o.join_s is None:
                 continue
             o_end = o.service_start_s if o.service_start_s is not None else (o.queue_exit_s or math.inf)
-            if o.join_s < c.join_s < o_end:
+            if o.join_s < ct.join_s < o_end:
                 ahead += 1
-            if o.service_start_s is not None and o.service_start_s <= c.join_s and (
-                o.service_end_s is None or c.join_s < o.service_end_s
+            if o.service_start_s is not None and o.service_start_s <= ct.join_s and (
+                o.service_end_s is None or ct.join_s < o.service_end_s
             ):
                 busy = True
-        final.append(_replace_truth(c, ahead, busy))
+        final.append(_replace_truth(ct, ahead, busy))
 
     zones: list[dict[str, Any]] = []
     for k in range(sc.tills):
@@ -1125,22 +1125,22 @@ def simulate_entrance(scenario: EntranceScenario, *, data_dir: str | FsPath | No
                 planned_latency = (float(rng.uniform(sc.sla_s + 2.0, sc.sla_s + 12.0)) if plan == "late"
                                    else float(rng.uniform(3.0, sc.sla_s - 1.0)))
                 greet_at = entered + planned_latency
-                g = take_greeter(t0)
-                if g is None:
+                gi = take_greeter(t0)
+                if gi is None:
                     plan = "no_greeter_free"
                 else:
-                    gp = greeters[g]
-                    hx, hy = home[g]
+                    gp = greeters[gi]
+                    hx, hy = home[gi]
                     d = math.hypot(hx - spot[0], hy - spot[1])
                     ux, uy = (hx - spot[0]) / d, (hy - spot[1]) / d
                     meet = (spot[0] + 0.8 * ux, spot[1] + 0.8 * uy)
-                    t_dep = max(t0, free_at[g], greet_at - (d - sc.greet_radius_m) / v)
+                    t_dep = max(t0, free_at[gi], greet_at - (d - sc.greet_radius_m) / v)
                     gp.path.hold(t_dep)
                     arr = gp.path.go(t_dep, [meet], v)[0]
                     talk = float(rng.uniform(3.0, 8.0))
                     gp.path.hold(arr + talk)
-                    back = gp.path.go(arr + talk, [home[g]], v)[0]
-                    free_at[g] = back + 1.0
+                    back = gp.path.go(arr + talk, [home[gi]], v)[0]
+                    free_at[gi] = back + 1.0
                     stay_until = max(stay_until, arr + talk)
             path.hold(stay_until)
             out = (float(rng.uniform(2.5, 7.5)), depth_m - 0.2)
@@ -1150,26 +1150,26 @@ def simulate_entrance(scenario: EntranceScenario, *, data_dir: str | FsPath | No
             people.append(p)
             customers.append((p, plan, planned_latency))
         else:
-            g = take_greeter(t0 + 3.0)
-            if g is None:
+            gi = take_greeter(t0 + 3.0)
+            if gi is None:
                 continue
-            gp = greeters[g]
+            gp = greeters[gi]
             meet = (float(rng.uniform(3.6, 6.4)), float(rng.uniform(1.2, 2.6)))
             start = (float(rng.uniform(0.6, 1.4)), float(rng.uniform(6.6, 7.4)))
             clerk = FloorPath(t0, *start)
             clerk.hold(t0 + 3.0)  # long enough in the back room to be known as staff
             arrive = clerk.go(t0 + 3.0, [(meet[0] - 0.4, meet[1])], v)[0]
-            hx, hy = home[g]
+            hx, hy = home[gi]
             d_g = math.hypot(hx - meet[0] - 0.4, hy - meet[1])
-            t_dep = max(t0 + 3.0, free_at[g], arrive - d_g / v)
+            t_dep = max(t0 + 3.0, free_at[gi], arrive - d_g / v)
             gp.path.hold(t_dep)
             g_arr = gp.path.go(t_dep, [(meet[0] + 0.4, meet[1])], v)[0]
             talk_end = max(arrive, g_arr) + float(rng.uniform(5.0, 15.0))
             clerk.hold(talk_end)
             gone = clerk.go(talk_end, [start], v)[-1]
             gp.path.hold(talk_end)
-            back = gp.path.go(talk_end, [home[g]], v)[0]
-            free_at[g] = back + 1.0
+            back = gp.path.go(talk_end, [home[gi]], v)[0]
+            free_at[gi] = back + 1.0
             people.append(Person(next_pid, "staff", clerk, t0, gone))
             next_pid += 1
             contacts += 1
@@ -1245,7 +1245,7 @@ def replay(sim: QueueSimulation | EntranceSimulation, *, analytics: Any | None =
         out.extend(an.update(tracks, None))
         last_ts = tracks.timestamp_s
         for lane in lanes:
-            lengths[lane][tracks.frame_index] = int(an.lane_metrics(lane)["queue_length"])
+            lengths[lane][tracks.frame_index] = int(an.lanes[lane].queue_length)
     out.extend(an.finish(last_ts))
     return Replay(out, lengths, time.perf_counter() - t0)
 
@@ -1330,9 +1330,6 @@ def evaluate_queue(sim: QueueSimulation, rep: Replay, *, warmup_s: float = 300.0
             continue
         extra += len(evs) - 1
         errs.append(float(evs[0]["wait_s"]) - float(c.true_wait_s or 0.0))
-    for pid, evs in by_person.items():
-        if pid not in {c.customer_id for c in served}:
-            extra += 0  # served before the warm-up or joined before it: not counted either way
     aerr = np.abs(np.array(errs)) if errs else np.zeros(0)
 
     # queue length per frame (after the warm-up)
@@ -1412,7 +1409,9 @@ def evaluate_greeting(sim: EntranceSimulation, rep: Replay) -> GreetingReport:
     agree = no_event = both = false_g = false_m = dup = 0
     lat_err: list[float] = []
     truth_ok = 0
-    for g in sim.greetings:
+    # customers whose outcome is not decided before the end of the run have no event yet
+    judged = [g for g in sim.greetings if g.entered_s + sc.sla_s + sc.leave_after_s + 1.0 < sc.duration_s]
+    for g in judged:
         truth_ok += g.outcome == "greeted"
         evs = sorted(by_person.get(g.customer_id, []), key=lambda e: float(e["started_s"]))
         if not evs:
@@ -1432,12 +1431,12 @@ def evaluate_greeting(sim: EntranceSimulation, rep: Replay) -> GreetingReport:
             false_g += 1
         elif g.outcome == "greeted":
             false_m += 1
-    n = len(sim.greetings)
+    n = len(judged)
     le = np.array(lat_err) if lat_err else np.array([np.nan])
-    measured_ok = sum(
-        1 for evs in by_person.values() for e in evs[:1] if e["outcome"] == "greeted" and e.get("within_sla")
-    )
-    measured_n = sum(1 for evs in by_person.values() if evs)
+    firsts = [min(by_person[g.customer_id], key=lambda e: float(e["started_s"])) for g in judged
+              if by_person.get(g.customer_id)]
+    measured_ok = sum(1 for e in firsts if e["outcome"] == "greeted" and e.get("within_sla"))
+    measured_n = len(firsts)
     return GreetingReport(
         customers=n,
         true_greeted=truth_ok,
