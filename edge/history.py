@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import queue
 import sqlite3
 import threading
@@ -108,6 +109,17 @@ def message_kind(message: Message) -> Kind:
     return "state" if message.retain else "event"
 
 
+def _finite(value: Any) -> Any:
+    """NaN/inf are not JSON: store them as null rather than refuse the whole message."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
 def _row_for(message: Message) -> tuple[float, str, str, str, str]:
     payload = message.payload
     ts = payload.get("timestamp_s")
@@ -115,7 +127,10 @@ def _row_for(message: Message) -> tuple[float, str, str, str, str]:
     if timestamp_s != timestamp_s:  # NaN: a payload without a time is stored at "now"
         timestamp_s = time.time()
     schema = str(payload.get("schema", ""))
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    try:
+        text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError:
+        text = json.dumps(_finite(payload), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     return (timestamp_s, message.topic, schema, message_kind(message), text)
 
 

@@ -75,6 +75,19 @@ def test_roundtrip_queries_by_schema_topic_time_and_kind(tmp_path: Path) -> None
     assert "messages_schema_time" in plan
 
 
+def test_non_finite_numbers_are_stored_as_null(tmp_path: Path) -> None:
+    db = tmp_path / "h.db"
+    m = lane_state(T0)
+    m.payload["predicted_wait_s"] = float("nan")
+    m.payload["band"] = [1.0, float("inf")]
+    with HistorySink(db) as sink:
+        sink.emit([m])
+    with HistoryReader(db) as r:
+        (row,) = list(r.rows())
+    assert row.payload["predicted_wait_s"] is None and row.payload["band"] == [1.0, None]
+    assert row.payload["queue_length"] == 2
+
+
 def test_commits_within_a_second_without_flush(tmp_path: Path) -> None:
     db = tmp_path / "h.db"
     sink = HistorySink(db)
