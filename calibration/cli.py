@@ -174,9 +174,10 @@ def draw_floor_grid(
     ya, yb = cal.horizon_y_px(0.0), cal.horizon_y_px(float(w - 1))
     if ya is not None and yb is not None and (0 <= ya < frame_size_px[1] or 0 <= yb < frame_size_px[1]):
         cv2.line(canvas, _pt((0, ya), scale), _pt((w - 1, yb), scale), HORIZON_BGR, 1, cv2.LINE_AA)
-        label_y = max(ya, yb) + 14
+        label_x = 0.6 * (w - 1)
+        label_y = ya + (yb - ya) * 0.6 + 12 / scale  # just on the floor side of the line
         if 0 <= label_y < frame_size_px[1]:
-            _put_label(canvas, "floor limit: no floor position beyond", _pt((w * 0.6, label_y), scale), HORIZON_BGR, 0.42)
+            _put_label(canvas, "floor limit: no floor position beyond", _pt((label_x, label_y), scale), HORIZON_BGR, 0.42)
 
 
 def draw_marks(canvas: ImageBGR, cal: Calibration, scale: float) -> None:

@@ -17,8 +17,9 @@ a heatmap simply does not count them; :meth:`Calibration.on_floor` says which on
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -90,9 +91,9 @@ def _as_points(values: Any, name: str) -> F64Array:
 def _general_position_quad(points: F64Array) -> tuple[int, ...] | None:
     """Indices of four points with no three (nearly) collinear, or None if there are none.
 
-    Greedy: the two points farthest apart, then the point farthest from their line, then the point
-    that makes the smallest triangle with any two of those three as large as possible. If even
-    that choice has a collinear triple the set has no usable quadrilateral for a homography.
+    A homography needs one such quadrilateral; other marks may lie in a row (marks along a
+    tile edge are common). Exhaustive over 4-subsets for the usual handful of marks, sampled for
+    very many.
     """
     n = points.shape[0]
     extent = float(np.max(np.ptp(points, axis=0))) if n else 0.0
@@ -104,21 +105,16 @@ def _general_position_quad(points: F64Array) -> tuple[int, ...] | None:
         a, b, c = points[i], points[j], points[k]
         return 0.5 * abs(float((b[0] - a[0]) * (c[1] - a[1]) - (b[1] - a[1]) * (c[0] - a[0])))
 
-    d = np.linalg.norm(points[:, None, :] - points[None, :, :], axis=2)
-    i, j = (int(v) for v in np.unravel_index(int(np.argmax(d)), d.shape))
-    k = max((m for m in range(n) if m not in (i, j)), key=lambda m: area(i, j, m))
-    if area(i, j, k) < min_area:
-        return None
-    best_l, best_score = -1, -1.0
-    for m in range(n):
-        if m in (i, j, k):
-            continue
-        score = min(area(i, j, m), area(i, k, m), area(j, k, m))
-        if score > best_score:
-            best_l, best_score = m, score
-    if best_score < min_area:
-        return None
-    return (i, j, k, best_l)
+    def ok(q: tuple[int, ...]) -> bool:
+        i, j, k, m = q
+        return min(area(i, j, k), area(i, j, m), area(i, k, m), area(j, k, m)) >= min_area
+
+    if n <= 20:
+        candidates: Iterable[tuple[int, ...]] = itertools.combinations(range(n), 4)
+    else:
+        rng = np.random.default_rng(0)
+        candidates = (tuple(int(v) for v in rng.choice(n, 4, replace=False)) for _ in range(5000))
+    return next((q for q in candidates if ok(q)), None)
 
 
 @dataclass(frozen=True)
@@ -198,9 +194,9 @@ class Calibration:
                 )
             if _general_position_quad(pts) is None:
                 raise CalibrationError(
-                    f"{source}: the {name} lie (almost) on one line; a floor homography needs at least 4 "
-                    "marks that span an area, with no 3 of them in a row (e.g. the corners of a rectangle "
-                    "of floor tiles)"
+                    f"{source}: the {name} lie (almost) on one line: a floor homography needs at least 4 "
+                    "marks that span an area with no 3 of them in a row (e.g. the corners of a rectangle "
+                    "of floor tiles); add marks off the line"
                 )
         h, _ = cv2.findHomography(img, flo, 0)
         if h is None or not np.all(np.isfinite(h)) or abs(float(np.linalg.det(h))) < 1e-12:

@@ -212,15 +212,19 @@ def test_bad_input_is_a_clear_error() -> None:
 
 
 def test_track_sets_cleared_each_hour() -> None:
+    """Distinct-track counts are per hour: 50 new tracks every hour never add up to 100 or 150,
+    and no per-track state outlives its hour."""
     a = acc(floor_grid(), k=2)
+    payloads = []
     for h in range(3):
         for t in range(50):
             a.add([[3.0, 3.0]], [h * 1000 + t], 1.0, T0 + h * 3600 + 10 + t)
-        out = a.flush(T0 + h * 3600 + 100)
-        assert a.open_hours == 1 if h == 0 or out == [] else True
-    msgs = a.finish(T0 + 3 * 3600)
+        payloads += [m.payload for m in a.flush(T0 + h * 3600 + 100)]
+        assert a.open_hours == 1  # only the current hour is held
+    payloads += [m.payload for m in a.finish(T0 + 3 * 3600)]
     assert a.open_hours == 0
-    assert msgs[-1].payload["tracks"] == 50
+    assert [p["tracks"] for p in payloads] == [50, 50, 50]
+    assert [p["cells"][0][3] for p in payloads] == [50, 50, 50]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -234,8 +238,8 @@ cameras:
   - id: cam-1
     source: x.mp4
     calibration:
-      image_points_px: [[308.4, 328.0], [437.7, 214.2], [290.6, 148.5], [157.6, 197.7], [364.2, 262.1]]
-      floor_points_m: [[0, 0], [3, 0], [3, 3], [0, 3], [1.5, 0]]
+      image_points_px: [[437.7, 214.2], [290.6, 148.5], [157.6, 197.7], [234.5, 169.0], [352.0, 176.5], [296.0, 206.3]]
+      floor_points_m: [[3, 0], [3, 3], [0, 3], [1.5, 3], [3, 1.5], [1.5, 1.5]]
       reference_size_px: [480, 270]
     zones:
       - {id: square, kind: dwell, units: m, label: "Marked square", polygon: [[0.5, 0.5], [2.5, 0.5], [2.5, 2.5], [0.5, 2.5]]}
