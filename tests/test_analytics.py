@@ -114,12 +114,15 @@ def run_scene(
     last_seen: dict[int, float] = {}
     ended_done: set[int] = set()
     n = int(round(duration_s * fps)) + 1
+    pending = sorted((w for w in walkers if w.camera == camera), key=lambda w: w.path[0][0])
+    active: list[Walker] = []
     for i in range(n):
         t = round(i / fps, 6)
         ids, boxes = [], []
-        for w in walkers:
-            if w.camera != camera:
-                continue
+        while pending and pending[0].path[0][0] <= t + 1e-9:
+            active.append(pending.pop(0))
+        active = [w for w in active if w.path[-1][0] >= t - 1e-9]
+        for w in active:
             p = w.at(t)
             if p is None:
                 continue
@@ -144,7 +147,7 @@ def run_scene(
 
 
 def events(msgs: Sequence[Message], etype: str) -> list[dict[str, object]]:
-    return [m.payload for m in msgs if not m.retain and m.payload["type"] == etype]
+    return [m.payload for m in msgs if not m.retain and m.payload.get("type") == etype]
 
 
 def last_state(msgs: Sequence[Message], topic: str) -> dict[str, object]:
@@ -570,7 +573,7 @@ def test_state_rate_limit_and_event_ids_are_deterministic() -> None:
     for _ in range(2):
         a = StoreAnalytics(make_config(), TOPICS)
         runs.append(run_scene(a, walkers, 160.0))
-    ids = [[m.payload["event_id"] for m in msgs if not m.retain] for msgs in runs]
+    ids = [[m.payload["event_id"] for m in msgs if "/events/" in m.topic] for msgs in runs]
     assert ids[0] == ids[1] and len(ids[0]) > 20
     assert len(set(ids[0])) == len(ids[0])
     assert json.dumps([m.payload for m in runs[0]]) == json.dumps([m.payload for m in runs[1]])
@@ -593,22 +596,22 @@ def test_payloads_are_json_and_carry_schema_store_and_time() -> None:
         assert p["schema"].startswith("storesense.") and p["store_id"] == "test-store"
         assert isinstance(p["timestamp_s"], float)
         assert m.qos == 1
-        if not m.retain:
+        if not m.retain and "/events/" in m.topic:
             assert m.topic == TOPICS.event(p["type"]) and p["schema"] == f"storesense.event.{p['type']}/1"
 
 
 def test_eviction_keeps_per_track_state_flat() -> None:
-    """2000 customers and 50 staff come and go over ~3 hours; afterwards nothing per track is left,
+    """1200 customers and 30 staff come and go over ~1.7 hours; afterwards nothing per track is left,
     and at no time does any container hold more than the people in view."""
     rng = np.random.default_rng(11)
     walkers: list[Walker] = []
     targets = [QUEUE1, QUEUE2, TILL1, TILL2, TABLE, ENTRANCE]
-    for k in range(2000):
+    for k in range(1200):
         t = 2.0 + k * 5.0 + float(rng.uniform(0, 3))
         tgt = targets[k % len(targets)]
         stay_s = float(rng.uniform(1, 25))
         walkers.append(Walker(1000 + k, [(t, *ENTRANCE), (t + 1, *tgt), (t + 1 + stay_s, *tgt), (t + 2 + stay_s, *OUTSIDE)]))
-    for k in range(50):
+    for k in range(30):
         t = 5.0 + k * 200.0
         walkers.append(staff_member(5000 + k, t, [(t + 4, *TILL1), (t + 60, *TABLE), (t + 61, *OUTSIDE)]))
     a = StoreAnalytics(make_config(), TOPICS)
@@ -619,7 +622,7 @@ def test_eviction_keeps_per_track_state_flat() -> None:
             for k, v in a.per_track_state_sizes().items():
                 peak[k] = max(peak.get(k, 0), v)
 
-    run_scene(a, walkers, 10_060.0, fps=2.0, on_frame=check, finish=False)
+    run_scene(a, walkers, 6_060.0, fps=2.0, on_frame=check, finish=False)
     sizes = a.per_track_state_sizes()
     assert all(v == 0 for v in sizes.values()), sizes
     assert max(peak.values()) <= 40, peak

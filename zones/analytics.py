@@ -233,7 +233,9 @@ class StoreAnalytics:
         except ImportError:
             log.warning("zones.heatmap is not available: no heatmaps for camera %s", cam.id)
             return None
-        return HeatmapAccumulator.for_camera(self.cfg, cam.id, self.topics, floor=calibration is not None)
+        return HeatmapAccumulator.for_camera(
+            self.cfg, cam.id, self.topics, floor=calibration is not None, calibration=calibration
+        )
 
     # -- public API -----------------------------------------------------------------------------
     def update(self, tracks: Tracks, image_bgr: npt.NDArray[np.uint8] | None = None) -> list[Message]:

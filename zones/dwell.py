@@ -40,6 +40,8 @@ class ZoneStats:
     entries: deque[float] = field(default_factory=lambda: deque(maxlen=MAX_VISITS_KEPT))
     visits: deque[Visit] = field(default_factory=lambda: deque(maxlen=MAX_VISITS_KEPT))
     visits_total: int = 0
+    # dwell statistics only change when a visit is added or ages out: computed once per change
+    _dwell_cache: dict[str, object] | None = None
 
     def entered(self, time_s: float) -> None:
         self.entries.append(time_s)
@@ -48,6 +50,7 @@ class ZoneStats:
         v = Visit(self.zone_id, track_id, enter_s, exit_s, exit_s - enter_s >= self.stop_after_s)
         self.visits.append(v)
         self.visits_total += 1
+        self._dwell_cache = None
         return v
 
     def prune(self, now_s: float) -> None:
@@ -55,18 +58,27 @@ class ZoneStats:
             self.entries.popleft()
         while self.visits and now_s - self.visits[0].exit_s > WINDOW_S:
             self.visits.popleft()
+            self._dwell_cache = None
+
+    def _dwell_stats(self) -> dict[str, object]:
+        if self._dwell_cache is None:
+            dwell = np.fromiter((v.exit_s - v.enter_s for v in self.visits), dtype=np.float64, count=len(self.visits))
+            dwell = np.maximum(dwell, 0.0)
+            self._dwell_cache = {
+                "visits_completed_last_hour": int(dwell.size),
+                "stops_last_hour": sum(1 for v in self.visits if v.stop),
+                "dwell_median_s": round(float(np.median(dwell)), 1) if dwell.size else None,
+                "dwell_p90_s": round(float(np.percentile(dwell, 90)), 1) if dwell.size else None,
+                "dwell_mean_s": round(float(dwell.mean()), 1) if dwell.size else None,
+            }
+        return self._dwell_cache
 
     def summary(self, now_s: float) -> dict[str, object]:
         self.prune(now_s)
-        dwell = np.array([v.dwell_s for v in self.visits], dtype=np.float64)
         return {
             "occupancy": int(self.occupancy),
             "staff_present": self.staff_count > 0,
             "staff_count": int(self.staff_count),
             "visits_last_hour": len(self.entries),
-            "visits_completed_last_hour": int(dwell.size),
-            "stops_last_hour": sum(1 for v in self.visits if v.stop),
-            "dwell_median_s": round(float(np.median(dwell)), 1) if dwell.size else None,
-            "dwell_p90_s": round(float(np.percentile(dwell, 90)), 1) if dwell.size else None,
-            "dwell_mean_s": round(float(dwell.mean()), 1) if dwell.size else None,
+            **self._dwell_stats(),
         }

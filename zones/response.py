@@ -52,6 +52,7 @@ class ResponseTracker:
     radius: float
     pending: dict[int, float] = field(default_factory=dict)  # track id → clock start
     outcomes: deque[tuple[float, bool, float | None]] = field(default_factory=lambda: deque(maxlen=50_000))
+    _cache: tuple[tuple[int, float | None], dict[str, object]] | None = None
 
     def start(self, track_id: int, started_s: float) -> None:
         self.pending.setdefault(track_id, started_s)
@@ -105,12 +106,13 @@ class ResponseTracker:
         while self.outcomes and now_s - self.outcomes[0][0] > WINDOW_S:
             self.outcomes.popleft()
         n = len(self.outcomes)
-        ok = sum(1 for _, good, _ in self.outcomes if good)
-        lat = [x for _, good, x in self.outcomes if good and x is not None]
-        return {
-            "response_sla_s": self.sla_s,
-            "response_events_last_hour": n,
-            "response_compliance_pct": round(100.0 * ok / n, 1) if n else None,
-            "response_latency_median_s": round(float(np.median(lat)), 1) if lat else None,
-            "response_pending": len(self.pending),
-        }
+        if self._cache is None or self._cache[0] != (n, self.outcomes[-1][0] if n else None):
+            ok = sum(1 for _, good, _ in self.outcomes if good)
+            lat = [x for _, good, x in self.outcomes if good and x is not None]
+            stats = {
+                "response_events_last_hour": n,
+                "response_compliance_pct": round(100.0 * ok / n, 1) if n else None,
+                "response_latency_median_s": round(float(np.median(lat)), 1) if lat else None,
+            }
+            self._cache = ((n, self.outcomes[-1][0] if n else None), stats)
+        return {"response_sla_s": self.sla_s, **self._cache[1], "response_pending": len(self.pending)}
