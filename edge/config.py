@@ -45,7 +45,9 @@ class ModelConfig(Strict):
     path: str | None = None
     layout: Literal["yolov8", "yolox"] | None = None
     input_size_px: int | None = Field(default=None, ge=32, le=4096)
-    confidence_threshold: float = Field(default=0.35, gt=0.0, lt=1.0)
+    # low on purpose: ByteTrack's second stage keeps partly hidden people alive with 0.1-0.5 scores;
+    # only confirmed tracks (tracker.new_track_threshold) ever reach the analytics
+    confidence_threshold: float = Field(default=0.1, gt=0.0, lt=1.0)
     nms_iou_threshold: float = Field(default=0.45, gt=0.0, le=1.0)
     classes: list[int] = Field(default_factory=lambda: [0], min_length=1)
     threads: int = Field(default=2, ge=1, le=64)
