@@ -276,9 +276,8 @@ def test_lane_open_by_staff_and_by_command() -> None:
 
     def check(t: float, msgs: list[Message]) -> None:
         for m in msgs:
-            if m.topic == TOPICS.lane_state("lane-1"):
-                if not opened or opened[-1][1] != m.payload["open"]:
-                    opened.append((t, bool(m.payload["open"]), str(m.payload["open_source"])))
+            if m.topic == TOPICS.lane_state("lane-1") and (not opened or opened[-1][1] != m.payload["open"]):
+                opened.append((t, bool(m.payload["open"]), str(m.payload["open_source"])))
 
     run_scene(a, [cashier], 20.0 + LANE_CLOSE_HOLD_S + 5.0, on_frame=check, finish=False)
     assert [(o, s) for _, o, s in opened] == [(False, "staff"), (True, "staff"), (False, "staff")]

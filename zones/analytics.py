@@ -349,6 +349,7 @@ class StoreAnalytics:
         size = (int(frame_size_px[0]), int(frame_size_px[1]))
         cal = cam.calibration_by_size.get(size)
         if cal is None:
+            assert cam.calibration is not None
             cal = cam.calibration.for_frame_size(size)
             cam.calibration_by_size[size] = cal
         return cal

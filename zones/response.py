@@ -106,13 +106,16 @@ class ResponseTracker:
         while self.outcomes and now_s - self.outcomes[0][0] > WINDOW_S:
             self.outcomes.popleft()
         n = len(self.outcomes)
-        if self._cache is None or self._cache[0] != (n, self.outcomes[-1][0] if n else None):
+        key = (n, self.outcomes[-1][0] if n else None)
+        cache = self._cache
+        if cache is None or cache[0] != key:
             ok = sum(1 for _, good, _ in self.outcomes if good)
             lat = [x for _, good, x in self.outcomes if good and x is not None]
-            stats = {
+            stats: dict[str, object] = {
                 "response_events_last_hour": n,
                 "response_compliance_pct": round(100.0 * ok / n, 1) if n else None,
                 "response_latency_median_s": round(float(np.median(lat)), 1) if lat else None,
             }
-            self._cache = ((n, self.outcomes[-1][0] if n else None), stats)
-        return {"response_sla_s": self.sla_s, **self._cache[1], "response_pending": len(self.pending)}
+            cache = (key, stats)
+            self._cache = cache
+        return {"response_sla_s": self.sla_s, **cache[1], "response_pending": len(self.pending)}
