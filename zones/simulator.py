@@ -458,10 +458,14 @@ def build_stream(
         keep = np.ones(t.shape[0], dtype=bool)
         if noise.occlusion_per_track_s > 0 and noise.occlusion_max_s > 0:
             n_occ = int(rng.poisson(noise.occlusion_per_track_s * life_s))
-            starts = rng.uniform(t[0], t[-1], n_occ)
+            starts = np.sort(rng.uniform(t[0], t[-1], n_occ))
             lengths = rng.uniform(0.0, noise.occlusion_max_s, n_occ)
+            busy_until = -math.inf
             for s, ln in zip(starts, lengths, strict=True):
+                if s < busy_until + 1.0 / fps:
+                    continue  # overlapping occlusions would make one gap longer than occlusion_max_s
                 keep &= ~((t >= s) & (t < s + ln))
+                busy_until = s + ln
         if noise.miss_rate > 0:
             keep &= rng.random(t.shape[0]) >= noise.miss_rate
         if noise.jitter_m > 0:
