@@ -388,6 +388,37 @@ def test_bad_messages_do_not_stop_the_subscriber(display: DisplayServer, edge: E
     assert health["invalid_messages"] >= 4
 
 
+def test_a_failing_callback_is_contained(display: DisplayServer, edge: Edge, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception escaping a paho callback would end its network thread: the screen would freeze."""
+    real = display.state.on_lane_state
+    calls = {"n": 0}
+
+    def flaky(*args: Any, **kwargs: Any) -> bool:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise RuntimeError("boom")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(display.state, "on_lane_state", flaky)
+    edge.availability("online")
+    edge.lane("lane-a", queue_length=1, predicted_wait_s=30.0)
+    poll(lambda: get_json(display.url + "healthz")[1]["callback_errors"] == 1, "callback error counted")
+    edge.lane("lane-a", queue_length=2, predicted_wait_s=130.0)
+    lanes = poll(lambda: (ls := api_lanes(display))["lane-a"]["status"] == "ok" and ls, "lane-a ok after the error")
+    assert lanes["lane-a"]["wait_text"] == "2"
+    assert get_json(display.url + "healthz")[1]["mqtt_thread_alive"]
+
+
+def test_page_needs_nothing_from_the_internet() -> None:
+    static = Path(__file__).resolve().parent.parent / "mqtt_bridge" / "static"
+    names = sorted(p.name for p in static.iterdir())
+    assert {"index.html", "display.js", "display.css"} <= set(names)
+    for name in names:
+        text = (static / name).read_text(encoding="utf-8")
+        assert not re.search(r"(https?:)?//[a-z0-9.-]+\.[a-z]{2,}/", text, re.I), name
+        assert "@import" not in text and "fonts.googleapis" not in text, name
+
+
 def test_events_stream_and_routes(display: DisplayServer, edge: Edge) -> None:
     edge.availability("online")
     edge.lane("lane-b", queue_length=3, predicted_wait_s=61.0)
@@ -550,7 +581,7 @@ def test_page_shows_lanes_goes_stale_offline_and_recovers_without_reload(
     page = browser.new_page(display.url)
     try:
         page.evaluate("window.__noReload = 42")
-        ls = wait_lanes(page, live_numbers, "published numbers on the page")
+        ls = wait_lanes(page, live_numbers, "published numbers on the page", during=lambda: publish_all(edge))
         assert [ls[k]["rec"] for k in ("lane-a", "lane-b", "lane-c")] == [False, True, False]
         assert ls["lane-c"]["status"] == "closed" and ls["lane-c"]["wait"] is None
         text = page.text()
@@ -571,11 +602,14 @@ def test_page_shows_lanes_goes_stale_offline_and_recovers_without_reload(
         assert 640 < float(np.median(xs)) < 1280
 
         # the edge marks a lane stale → "updating", no number
-        edge.lane("lane-a", stale=True, queue_length=3, predicted_wait_s=185.0)
-        ls = wait_lanes(page, lambda ls: ls["lane-a"]["status"] == "stale", "lane-a updating")
+        def a_stale_others_fresh() -> None:
+            publish_all(edge)
+            edge.lane("lane-a", stale=True, queue_length=3, predicted_wait_s=185.0)
+
+        ls = wait_lanes(page, lambda ls: ls["lane-a"]["status"] == "stale" and ls["lane-b"]["wait"] == "<1",
+                        "lane-a updating, lane-b live", during=a_stale_others_fresh)
         assert "更新中…" in ls["lane-a"]["text"] and "Updating…" in ls["lane-a"]["text"]
         assert_no_numbers(ls["lane-a"])
-        assert ls["lane-b"]["wait"] == "<1"
 
         # the edge goes quiet: past stale_after_s every lane is "updating", no numbers
         ls = wait_lanes(page, lambda ls: all(c["reason"] == "no_update" for c in ls.values()), "all updating",
@@ -586,7 +620,7 @@ def test_page_shows_lanes_goes_stale_offline_and_recovers_without_reload(
 
         # fresh data: numbers come back by themselves
         publish_all(edge)
-        wait_lanes(page, live_numbers, "numbers back after fresh data")
+        wait_lanes(page, live_numbers, "numbers back after fresh data", during=lambda: publish_all(edge))
 
         # edge offline (its Last Will) → unavailable, banner; back online → numbers
         edge.availability("offline")
@@ -596,8 +630,7 @@ def test_page_shows_lanes_goes_stale_offline_and_recovers_without_reload(
             assert "暂不可用" in card["text"] and "Unavailable" in card["text"]
         assert page.evaluate("!document.getElementById('banner').hidden")
         edge.availability("online")
-        publish_all(edge)
-        ls = wait_lanes(page, live_numbers, "numbers back after edge online")
+        ls = wait_lanes(page, live_numbers, "numbers back after edge online", during=lambda: publish_all(edge))
         assert ls["lane-b"]["rec"]
         assert page.evaluate("document.getElementById('banner').hidden")
 
@@ -630,7 +663,7 @@ def test_page_guards_against_a_silent_or_dead_display_server_and_reconnects(
     d2 = None
     try:
         page.evaluate("window.__noReload = 7")
-        wait_lanes(page, live_numbers, "numbers")
+        wait_lanes(page, live_numbers, "numbers", during=lambda: publish_all(edge))
 
         # half-open link: the connection stays up but nothing arrives → the page's own watchdog
         gate = threading.Event()
@@ -677,7 +710,7 @@ def test_page_languages_follow_config(
     with DisplayServer(make_cfg(languages=languages), host="127.0.0.1", port=0, mqtt_port=mosquitto.port) as d:
         page = browser.new_page(d.url)
         try:
-            wait_lanes(page, live_numbers, "numbers")
+            wait_lanes(page, live_numbers, "numbers", during=lambda: publish_all(edge))
             text = page.text()
             assert all(p in text for p in present), text
             assert not any(a in text for a in absent), text

@@ -103,7 +103,6 @@
     var head = node("div", "lane-head");
     head.appendChild(node("div", "lane-name", l.label));
     if (l.status === "ok") head.appendChild(multi("open", "pill pill-open"));
-    else if (l.status === "closed") head.appendChild(multi("closed", "pill pill-closed"));
     card.appendChild(head);
 
     var body = node("div", "lane-body");
@@ -112,7 +111,7 @@
       wait.appendChild(multi("wait", "caption"));
       var row = node("div", "wait-row");
       if (l.wait_text !== null && l.wait_text !== undefined) {
-        row.appendChild(node("span", "wait-value", l.wait_text));
+        row.appendChild(node("span", "wait-value len-" + String(l.wait_text).length, l.wait_text));
         row.appendChild(multi("minutes", "wait-unit"));
       } else {
         row.appendChild(node("span", "wait-value wait-none", "–"));
@@ -143,9 +142,12 @@
     if (snapshot && snapshot.title) el.title.appendChild(node("span", "t", snapshot.title));
     else el.title.appendChild(multi("title"));
 
+    // green "Live" only when numbers can really flow: page link, broker and edge all up
+    var live = m.up && snapshot.broker_connected && ["offline", "stopped"].indexOf(snapshot.edge_status) < 0;
     el.link.textContent = "";
+    el.link.dataset.live = live ? "true" : "false";
     el.link.appendChild(node("span", "dot"));
-    el.link.appendChild(multi(m.up ? "live" : "connecting"));
+    el.link.appendChild(multi(live ? "live" : "connecting"));
 
     var n = m.lanes.length;
     var cols = n <= 4 ? Math.max(n, 1) : n <= 6 ? 3 : 4;
