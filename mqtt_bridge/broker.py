@@ -99,6 +99,8 @@ class MosquittoProcess:
         )
         try:
             wait_for_port("127.0.0.1", self.port, timeout_s)
+            if self.ws_port is not None:  # libwebsockets opens its socket a few ms after the TCP one
+                wait_for_port("127.0.0.1", self.ws_port, timeout_s)
         except TimeoutError:
             self.stop()
             log = self.log_path.read_text() if self.log_path.exists() else ""

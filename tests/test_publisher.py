@@ -211,7 +211,8 @@ def test_outbox_bounded_and_persists_across_publisher_restart(
     sub = Sub(mosquitto.port, T.all_events())
     try:
         second = make_pub(mosquitto.port, data_dir=data, outbox_max_messages=10)
-        second.emit([event(25)])
+        assert wait_until(lambda: len(sub.json_on(T.base)) >= 10 and second.stats.queued == 0)
+        second.emit([event(25)])  # after the drain: the full outbox would otherwise drop seq 15
         assert wait_until(lambda: len(sub.json_on(T.base)) >= 11)
         assert [e["seq"] for e in sub.json_on(T.base)] == list(range(15, 26))
         assert second.outbox.dropped_total == 15
