@@ -28,8 +28,12 @@ def main() -> None:
     image = cv2.imread(str(images_dir() / args.image))
     if image is None:
         raise SystemExit(f"cannot read {images_dir() / args.image}")
-    print(f"image {args.image} {image.shape[1]}x{image.shape[0]}, threads={args.threads}, median of {args.runs}")
-    print(f"{'model':18s} {'preprocess':>11s} {'infer':>9s} {'postproc':>9s} {'total':>9s}  persons")
+    conf = ModelConfig().confidence_threshold
+    print(
+        f"image {args.image} {image.shape[1]}x{image.shape[0]}, threads={args.threads}, "
+        f"confidence_threshold={conf} (config default), median of {args.runs}"
+    )
+    print(f"{'model':18s} {'preprocess':>11s} {'infer':>9s} {'postproc':>9s} {'total':>9s}  detections")
     for name in args.models:
         det = OnnxDetector.from_config(ModelConfig(name=name, threads=args.threads))
         pre, inf, post = [], [], []
