@@ -183,8 +183,11 @@ class DisplayState:
         *,
         clock: Callable[[], float] = time.monotonic,
         heartbeat_s: float = 1.0,
+        max_streams: int = 64,
     ) -> None:
         self.cfg = cfg
+        # one thread per open event stream: bounded so a runaway client cannot exhaust the box
+        self._streams = threading.BoundedSemaphore(max_streams)
         self.clock = clock
         self.heartbeat_s = heartbeat_s
         self.stale_after_s = cfg.display.stale_after_s
@@ -588,6 +591,8 @@ class DisplayRequestHandler(BaseHTTPRequestHandler):
 
     server: _HttpServer
     server_version = "StoreSenseDisplay/1"
+    # a client that stops reading (or never finishes a request) frees its thread after this
+    timeout = 30
 
     @property
     def display(self) -> DisplayServer:
@@ -673,6 +678,15 @@ class DisplayRequestHandler(BaseHTTPRequestHandler):
     def _events(self) -> None:
         """SSE: a full snapshot at once, on every change, and at least every heartbeat."""
         display = self.display
+        if not display.acquire_stream():
+            self.send_body(503, "too many screens connected\n", "text/plain; charset=utf-8")
+            return
+        try:
+            self._stream(display)
+        finally:
+            display.release_stream()
+
+    def _stream(self, display: DisplayServer) -> None:
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream; charset=utf-8")
         self.send_header("Cache-Control", "no-store")
@@ -710,8 +724,11 @@ class DisplayServer:
         mqtt_port: int | None = None,
         extra_routes: Mapping[str, RouteHandler] | None = None,
         heartbeat_s: float = 1.0,
+        max_streams: int = 64,
     ) -> None:
         self.cfg = cfg
+        # one thread per open event stream: bounded so a runaway client cannot exhaust the box
+        self._streams = threading.BoundedSemaphore(max_streams)
         self.host = cfg.display.host if host is None else host
         self.port = cfg.display.port if port is None else port
         self.mqtt_host = cfg.mqtt.host if mqtt_host is None else mqtt_host
@@ -751,6 +768,12 @@ class DisplayServer:
         self._http_thread.start()
         log.info("checkout display on %s (broker %s:%d)", self.url, self.mqtt_host, self.mqtt_port)
         return self
+
+    def acquire_stream(self) -> bool:
+        return self._streams.acquire(blocking=False)
+
+    def release_stream(self) -> None:
+        self._streams.release()
 
     def health(self) -> dict[str, Any]:
         sub = self._subscriber

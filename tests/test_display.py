@@ -449,6 +449,31 @@ def test_events_stream_and_routes(display: DisplayServer, edge: Edge) -> None:
         assert got == code, path
 
 
+def test_event_streams_are_bounded(mosquitto: MosquittoProcess) -> None:
+    with DisplayServer(make_cfg(), host="127.0.0.1", port=0, mqtt_port=mosquitto.port, max_streams=1,
+                       heartbeat_s=0.2) as d:
+        host, port = d.url.removeprefix("http://").rstrip("/").split(":")
+        first = http.client.HTTPConnection(host, int(port), timeout=5)
+        first.request("GET", "/events")
+        assert first.getresponse().status == 200
+        second = http.client.HTTPConnection(host, int(port), timeout=5)
+        second.request("GET", "/events")
+        assert second.getresponse().status == 503
+        second.close()
+        first.close()
+
+        def stream_status() -> int:
+            conn = http.client.HTTPConnection(host, int(port), timeout=5)
+            try:
+                conn.request("GET", "/events")
+                return conn.getresponse().status
+            finally:
+                conn.close()
+
+        # the slot is freed when the server's next write finds the first screen gone
+        poll(lambda: stream_status() == 200, "a free stream slot after the first screen left", interval_s=0.3)
+
+
 def test_extra_routes_get_every_method_below_their_path(mosquitto: MosquittoProcess) -> None:
     seen: list[tuple[str, str, bytes]] = []
 
