@@ -7,7 +7,7 @@ floor metres (``cell_m``, 0.25 m by default) and cells of different cameras mean
 without one it is a grid of the normalised image (``cell_norm``).
 
 One message per camera and hour (local store hours, so a report's "10:00-11:00" is a bucket), sent
-as a durable event. Privacy: each cell also counts the *distinct* tracks that visited it this
+as a durable event; an hour in which nobody was seen sends nothing (read it as zero). Privacy: each cell also counts the *distinct* tracks that visited it this
 hour; cells visited by fewer than ``min_tracks_per_cell`` tracks are left out of the published
 cells (their time still counts in ``suppressed_person_s``), so one lone visitor's path cannot be
 read off the map. Track id sets are cleared every hour.
