@@ -353,19 +353,21 @@ class MqttPublisher:
     # -- emit helpers (called with self._lock held) ---------------------------------------------
     def _encode(self, m: Message) -> bytes | None:
         if not m.topic or "+" in m.topic or "#" in m.topic or m.topic.startswith("/"):
-            return self._refuse(m, "topic is empty, starts with '/' or contains a wildcard")
+            self._refuse(m, "topic is empty, starts with '/' or contains a wildcard")
+            return None
         reason = find_image_data(m.payload)
         if reason:
-            return self._refuse(m, f"privacy guard: {reason}")
+            self._refuse(m, f"privacy guard: {reason}")
+            return None
         try:
             return json.dumps(m.payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode("utf-8")
         except (TypeError, ValueError) as exc:
-            return self._refuse(m, f"payload is not JSON-serialisable ({exc})")
+            self._refuse(m, f"payload is not JSON-serialisable ({exc})")
+            return None
 
     def _refuse(self, m: Message, reason: str) -> None:
         self._stats.refused += 1
         log.error("refused to publish a message on %s: %s (%d refused so far)", m.topic, reason, self._stats.refused)
-        return None
 
     def _note_lane(self, topic: str) -> None:
         prefix = f"{self.topics.base}/lane/"
@@ -454,7 +456,7 @@ class MqttPublisher:
 
     def _watchdog(self) -> None:
         """Restart paho's network thread if an exception (or anything else) ended it."""
-        if self._closed or not self._started:
+        if self._stop.is_set() or not self._started:  # still watching while close() drains
             return
         if self._client.loop_start() == MQTTErrorCode.MQTT_ERR_SUCCESS:
             self._stats.loop_restarts += 1
