@@ -455,11 +455,13 @@ def test_event_streams_are_bounded(mosquitto: MosquittoProcess) -> None:
         host, port = d.url.removeprefix("http://").rstrip("/").split(":")
         first = http.client.HTTPConnection(host, int(port), timeout=5)
         first.request("GET", "/events")
-        assert first.getresponse().status == 200
+        first_resp = first.getresponse()  # keep it: the response owns the socket of an HTTP/1.0 stream
+        assert first_resp.status == 200
         second = http.client.HTTPConnection(host, int(port), timeout=5)
         second.request("GET", "/events")
         assert second.getresponse().status == 503
         second.close()
+        first_resp.close()
         first.close()
 
         def stream_status() -> int:
