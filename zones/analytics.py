@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -104,26 +103,6 @@ class _Camera:
             "lane_pending": sum(lane.pending_count() for lane in self.lanes),
         }
         return sizes
-
-
-class _FallbackStaff:
-    """Used only when zones.staff is not importable: staff come from staff_only zones alone."""
-
-    def __init__(self) -> None:
-        self._staff: set[int] = set()
-
-    def observe(self, tracks: Tracks, image_bgr: Any) -> None:
-        pass
-
-    def mark_staff(self, track_id: int) -> None:
-        self._staff.add(int(track_id))
-
-    def is_staff(self, track_id: int) -> bool:
-        return int(track_id) in self._staff
-
-    def forget(self, track_ids: Iterable[int]) -> None:
-        for t in track_ids:
-            self._staff.discard(int(t))
 
 
 class StoreAnalytics:
@@ -219,20 +198,13 @@ class StoreAnalytics:
         )
 
     def _make_staff(self, base_dir: Any) -> Any:
-        try:
-            from zones.staff import StaffIdentifier
-        except ImportError:
-            if any(m in self.staff_methods for m in ("uniform", "onnx")):
-                raise
-            return _FallbackStaff()
+        from zones.staff import StaffIdentifier
+
         return StaffIdentifier(self.cfg.staff, base_dir)
 
-    def _make_heatmap(self, cam: CameraConfig, calibration: Any | None) -> Any | None:
-        try:
-            from zones.heatmap import HeatmapAccumulator
-        except ImportError:
-            log.warning("zones.heatmap is not available: no heatmaps for camera %s", cam.id)
-            return None
+    def _make_heatmap(self, cam: CameraConfig, calibration: Any | None) -> Any:
+        from zones.heatmap import HeatmapAccumulator
+
         return HeatmapAccumulator.for_camera(
             self.cfg, cam.id, self.topics, floor=calibration is not None, calibration=calibration
         )
