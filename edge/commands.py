@@ -256,7 +256,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from mqtt_bridge.broker import start_mosquitto
-    from mqtt_bridge.display import DisplayServer
+    from mqtt_bridge.display import DisplayServer, installer_routes
 
     os.environ.setdefault("STORESENSE_VIDEOS_DIR", str(videos_dir()))
     cfg = load_config(args.config or DEMO_CONFIG)
@@ -264,7 +264,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     cfg.mqtt.port = broker.port
     cfg.mqtt.host = "127.0.0.1"
     log.info("private Mosquitto broker on 127.0.0.1:%d", broker.port)
-    display = DisplayServer(cfg, host=args.host, port=args.port, mqtt_host="127.0.0.1", mqtt_port=broker.port)
+    display = DisplayServer(
+        cfg,
+        host=args.host,
+        port=args.port,
+        mqtt_host="127.0.0.1",
+        mqtt_port=broker.port,
+        extra_routes=installer_routes(cfg),
+    )
     display.start()
     print(f"StoreSense demo: open {display.url} (checkout display). Ctrl-C to stop.", flush=True)
     stop = threading.Event()

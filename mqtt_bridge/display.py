@@ -816,12 +816,26 @@ class DisplayServer:
 # CLI
 
 
+def installer_routes(cfg: StoreConfig) -> dict[str, RouteHandler]:
+    """The /setup page for installers, only when a password is configured (off by default)."""
+    if not cfg.display.setup_password_env:
+        return {}
+    from mqtt_bridge.setup_page import setup_routes
+
+    return setup_routes(cfg)
+
+
 def cmd_display(args: argparse.Namespace) -> int:
     from edge.config import load_config
 
     cfg = load_config(args.config)
     server = DisplayServer(
-        cfg, host=args.host, port=args.port, mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port
+        cfg,
+        host=args.host,
+        port=args.port,
+        mqtt_host=args.mqtt_host,
+        mqtt_port=args.mqtt_port,
+        extra_routes=installer_routes(cfg),
     ).start()
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
