@@ -192,7 +192,10 @@ def build_live_sinks(cfg: StoreConfig, topics: Topics, runtime_ref: list[Any]) -
             if runtime_ref:
                 runtime_ref[0].submit_lane_command(lane_id, state)
 
-        publisher = MqttPublisher(cfg.mqtt, topics, data_dir=cfg.data_path(), on_lane_command=on_lane_command)
+        lanes = {z.lane_id for cam in cfg.cameras for z in cam.zones if z.kind in ("queue", "service")}
+        publisher = MqttPublisher(
+            cfg.mqtt, topics, data_dir=cfg.data_path(), on_lane_command=on_lane_command, known_lanes=lanes
+        )
         sinks.append(publisher)
     if cfg.history.enabled:
         from edge.history import HistorySink
