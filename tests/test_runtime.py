@@ -143,14 +143,36 @@ def test_run_store_from_python_with_stop_event(tmp_path: Path, videos_path: Path
     assert time.monotonic() - t0 < 20
 
 
+# Visits to the standing table counted by eye on 1-second contact sheets (enter, exit), seconds
+# from the start of the clip. The product must report the same visits within 2 s.
+TABLE_VISITS_BY_EYE_S = [(7, 19), (23, 44), (51, 69), (75, 86), (93, 119), (124, 136)]
+
+TABLE_STORE = """\
+version: 1
+store: {id: clip-store}
+cameras:
+  - id: cam-1
+    source: unused.mp4
+    fps: 5
+    zones:
+      - {id: table, kind: dwell, stop_after_s: 10, polygon: [[0.40, 0.55], [0.80, 0.55], [0.80, 1.0], [0.40, 1.0]]}
+mqtt: {enabled: false}
+history: {enabled: false}
+"""
+
+
 @pytest.mark.slow
 def test_analyze_real_clip_writes_mot_and_events(tmp_path: Path, table_video: Path) -> None:
-    """End to end on the real clip: single people walk to a standing table, stay 12-27 s, leave."""
+    """End to end on the real clip: single people walk to a standing table, stay 12-27 s, leave.
+    One run checks the MOT export (one id per visit) and the dwell analytics (visits, dwell times)."""
+    cfg = tmp_path / "store.yaml"
+    cfg.write_text(TABLE_STORE + f"data_dir: {tmp_path / 'data'}\n")
     mot = tmp_path / "out.txt"
     events = tmp_path / "events.jsonl"
+    start = "2026-11-23T10:00:00+00:00"
     proc = subprocess.run(
-        [sys.executable, "-m", "edge.cli", "analyze", str(table_video), "--mot", str(mot), "--events",
-         str(events), "--analysis-fps", "5", "--no-progress"],
+        [sys.executable, "-m", "edge.cli", "analyze", str(table_video), "--config", str(cfg), "--mot", str(mot),
+         "--events", str(events), "--start", start, "--no-progress"],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr
@@ -164,10 +186,20 @@ def test_analyze_real_clip_writes_mot_and_events(tmp_path: Path, table_video: Pa
     assert (boxes[:, 2] > 0).all() and (boxes[:, 3] > 0).all()
     assert (boxes[:, 0] + boxes[:, 2] <= 768 + 1).all() and (boxes[:, 1] + boxes[:, 3] <= 432 + 1).all()
     ids = {int(r[1]) for r in rows}
-    # a handful of visitors: one id per visit (+ slack for people entering/leaving at the frame edge)
-    assert 3 <= len(ids) <= 15, sorted(ids)
+    assert len(ids) == len(TABLE_VISITS_BY_EYE_S), f"one id per visit expected, got {sorted(ids)}"
+    assert f"{len(ids)} track ids" in proc.stdout
+
     messages = [json.loads(x) for x in events.read_text().splitlines()]
     assert messages and all(set(m) == {"topic", "payload"} for m in messages)
-    assert all(m["topic"].startswith("storesense/v1/offline/") for m in messages)
-    assert "wrote" not in proc.stderr.lower() or True
-    assert f"{len(ids)} track ids" in proc.stdout
+    assert all(m["topic"].startswith("storesense/v1/clip-store/") for m in messages)
+    t0 = 1795428000.0  # 2026-11-23T10:00:00Z, the --start of the first frame
+    visits = sorted(
+        (m["payload"]["enter_s"] - t0, m["payload"]["exit_s"] - t0, m["payload"]["dwell_s"], m["payload"]["stop"])
+        for m in messages
+        if m["topic"].endswith("/events/visit")
+    )
+    assert len(visits) == len(TABLE_VISITS_BY_EYE_S), visits
+    for (enter_s, exit_s, dwell_s, stop), (eye_enter_s, eye_exit_s) in zip(visits, TABLE_VISITS_BY_EYE_S, strict=True):
+        assert abs(enter_s - eye_enter_s) <= 2.0 and abs(exit_s - eye_exit_s) <= 2.0, (enter_s, exit_s)
+        assert dwell_s == pytest.approx(exit_s - enter_s, abs=0.01)
+        assert stop  # all stayed > 10 s
