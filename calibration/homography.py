@@ -27,7 +27,6 @@ from typing import Any
 import cv2
 import numpy as np
 import numpy.typing as npt
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from calibration.config import CalibrationConfig
@@ -438,7 +437,7 @@ def _first_duplicate(pts: F64Array) -> tuple[int, int] | None:
 
 def load_calibration_file(path: Path) -> CalibrationFile:
     """Read and validate a calibration YAML file; errors are ConfigError with file:line."""
-    from edge.config import ConfigError, _line_index, validation_problems
+    from edge.config import ConfigError, load_yaml_mapping, validation_problems
 
     try:
         text = path.read_text(encoding="utf-8")
@@ -446,20 +445,7 @@ def load_calibration_file(path: Path) -> CalibrationFile:
         raise ConfigError([f"{path}: calibration file not found (calibration.file is relative to the store config)"]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError([f"{path}: cannot read calibration file: {exc}"]) from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else "?"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError([f"{path}:{line}: not valid YAML: {problem}"]) from None
-    if node is None or not isinstance(data, dict):
-        raise ConfigError(
-            [f"{path}:1: expected a mapping with image_points_px and floor_points_m; found {type(data).__name__}"]
-        )
-    lines: dict[tuple[Any, ...], int] = {}
-    _line_index(node, (), lines)
+    data, lines = load_yaml_mapping(text, str(path), "image_points_px and floor_points_m")
     try:
         return CalibrationFile.model_validate(data)
     except ValidationError as exc:

@@ -275,8 +275,12 @@ def validation_problems(exc: ValidationError, filename: str, lines: dict[tuple[A
     return problems
 
 
-def parse_config(text: str, filename: str = "<config>", source_path: Path | None = None) -> StoreConfig:
-    """Parse and validate YAML text; raise :class:`ConfigError` with operator-readable problems."""
+def load_yaml_mapping(text: str, filename: str, expected: str) -> tuple[dict[str, Any], dict[tuple[Any, ...], int]]:
+    """YAML text → (mapping, line of every key path). Errors are ConfigError with file:line.
+
+    Shared by every YAML file the operator writes (store config, calibration file), so they all
+    report problems the same way.
+    """
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
         data = yaml.safe_load(text)
@@ -286,9 +290,15 @@ def parse_config(text: str, filename: str = "<config>", source_path: Path | None
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError([f"{filename}:{line}: not valid YAML: {problem}"]) from None
     if node is None or not isinstance(data, dict):
-        raise ConfigError([f"{filename}:1: expected a mapping with version, store and cameras; found {type(data).__name__}"])
+        raise ConfigError([f"{filename}:1: expected a mapping with {expected}; found {type(data).__name__}"])
     lines: dict[tuple[Any, ...], int] = {}
     _line_index(node, (), lines)
+    return data, lines
+
+
+def parse_config(text: str, filename: str = "<config>", source_path: Path | None = None) -> StoreConfig:
+    """Parse and validate YAML text; raise :class:`ConfigError` with operator-readable problems."""
+    data, lines = load_yaml_mapping(text, filename, "version, store and cameras")
     problems: list[str] = []
     data = _expand_env(data, filename, problems)
     if problems:
