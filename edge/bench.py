@@ -30,23 +30,28 @@ def _bench_one(video: str, model: str, n_cameras: int, frames: int, threads: int
     from edge.tracker import ByteTracker
 
     detector = OnnxDetector.from_config(ModelConfig(name=model, threads=threads), None)
+
+    # compute floor first, before any decode thread exists: session.run only, same tensor, same threads
+    import cv2
+
+    cap = cv2.VideoCapture(video)
+    ok, first_image = cap.read()
+    cap.release()
+    if not ok:
+        raise RuntimeError(f"cannot read a frame from {video}")
+    tensor, _ = detector.preprocess(first_image)
+    for _ in range(5):  # warm-up: first runs allocate arenas
+        detector.infer(tensor)
+    floor_ms = []
+    for _ in range(max(100, min(frames, 200))):
+        t0 = time.perf_counter()
+        detector.infer(tensor)
+        floor_ms.append((time.perf_counter() - t0) * 1e3)
+
     sources = [FileSource(f"cam-{i}", video, start_epoch_s=0.0) for i in range(n_cameras)]
     iters = [s.frames() for s in sources]
     timer = StageTimer(window=frames * n_cameras + 10)
     pipes = [CameraPipeline(s.camera_id, detector, ByteTracker(TrackerConfig()), timer) for s in sources]
-
-    # warm-up (first runs allocate arenas), not counted
-    first = next(iters[0])
-    for _ in range(3):
-        detector.infer(detector.preprocess(first.image)[0])
-
-    # compute floor: session.run only, same tensor, same threads
-    tensor, _ = detector.preprocess(first.image)
-    floor_ms = []
-    for _ in range(max(30, min(frames, 100))):
-        t0 = time.perf_counter()
-        detector.infer(tensor)
-        floor_ms.append((time.perf_counter() - t0) * 1e3)
 
     done = 0
     t_start = time.perf_counter()
