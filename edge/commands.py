@@ -15,6 +15,7 @@ from typing import IO, Any
 from edge.config import StoreConfig, load_config, parse_config
 from edge.contract import Frame, Tracks
 from edge.errors import UserFacingError
+from edge.history import history_sink_from_config
 from edge.resources import videos_dir
 from edge.sinks import FanoutSink, JsonlSink, MemorySink, Sink
 from mqtt_bridge.topics import Topics
@@ -136,6 +137,11 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     events = JsonlSink(args.events) if args.events else None
     if events is not None:
         sinks.append(events)
+    if args.config and not args.no_history:
+        # the recording's metrics go into the box's history so `storesense heatmap/report` can review them
+        history = history_sink_from_config(cfg)
+        if history is not None:
+            sinks.append(history)
     mot = MotWriter(args.mot) if args.mot else None
     assert worker.file is not None
     progress = Progress(worker.file.frame_count, video.name, enabled=not args.no_progress)
@@ -152,6 +158,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     progress.close()
     if mot is not None:
         mot.close()
+    for sink in sinks:
+        if sink is not events:
+            sink.close()
     if events is not None:
         events.close()
     frames = summary.frames_processed.get(camera.id, 0)
@@ -197,16 +206,9 @@ def build_live_sinks(cfg: StoreConfig, topics: Topics, runtime_ref: list[Any]) -
             cfg.mqtt, topics, data_dir=cfg.data_path(), on_lane_command=on_lane_command, known_lanes=lanes
         )
         sinks.append(publisher)
-    if cfg.history.enabled:
-        from edge.history import HistorySink
-
-        sinks.append(
-            HistorySink(
-                cfg.data_path(cfg.history.path),
-                retention_days=cfg.history.retention_days,
-                max_size_mb=cfg.history.max_size_mb,
-            )
-        )
+    history = history_sink_from_config(cfg)
+    if history is not None:
+        sinks.append(history)
     return sinks, publisher
 
 
@@ -320,6 +322,7 @@ def register(sub: Any) -> None:
     p.add_argument("--mot", help="write tracks in MOTChallenge format to this file")
     p.add_argument("--events", help="write messages as JSONL {topic, payload} to this file")
     p.add_argument("--no-analytics", action="store_true", help="detect and track only")
+    p.add_argument("--no-history", action="store_true", help="do not add the results to the history database")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_analyze)
 

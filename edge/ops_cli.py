@@ -116,7 +116,7 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
             "check --from/--to and that the pipeline ran)"
         )
     print(
-        f"{out}: camera {args.camera}, {res.hours} hour(s) {a} → {b}, {res.total_person_s / 3600:.1f} person-hours, "
+        f"{out}: camera {args.camera}, {res.hours} hour(s) {a} → {b}, {res.total_person_s / 3600:.2f} person-hours ({res.total_person_s:.0f} person-seconds), "
         f"{'floor plane (m)' if res.units == 'm' else 'image grid'}"
         f"{', over the reference frame' if res.reference else ', plain background (no reference frame yet)'}"
         f"{f', {res.suppressed_cells} sparse cell(s) hidden' if res.suppressed_cells else ''}"

@@ -157,14 +157,14 @@ cameras:
     zones:
       - {id: table, kind: dwell, stop_after_s: 10, polygon: [[0.40, 0.55], [0.80, 0.55], [0.80, 1.0], [0.40, 1.0]]}
 mqtt: {enabled: false}
-history: {enabled: false}
 """
 
 
 @pytest.mark.slow
 def test_analyze_real_clip_writes_mot_and_events(tmp_path: Path, table_video: Path) -> None:
     """End to end on the real clip: single people walk to a standing table, stay 12-27 s, leave.
-    One run checks the MOT export (one id per visit) and the dwell analytics (visits, dwell times)."""
+    One run checks the MOT export (one id per visit), the dwell analytics (visits, dwell times), and
+    the review path: the run lands in the history and `storesense heatmap` shows heat where people stood."""
     cfg = tmp_path / "store.yaml"
     cfg.write_text(TABLE_STORE + f"data_dir: {tmp_path / 'data'}\n")
     mot = tmp_path / "out.txt"
@@ -203,3 +203,21 @@ def test_analyze_real_clip_writes_mot_and_events(tmp_path: Path, table_video: Pa
         assert abs(enter_s - eye_enter_s) <= 2.0 and abs(exit_s - eye_exit_s) <= 2.0, (enter_s, exit_s)
         assert dwell_s == pytest.approx(exit_s - enter_s, abs=0.01)
         assert stop  # all stayed > 10 s
+
+    # analyze → history → heatmap: the hottest cell is where people stood, in front of the table
+    from edge.cli import main
+    from edge.history import HistoryReader
+
+    heat = HistoryReader(tmp_path / "data" / "history.db").payloads("storesense.heatmap/1")
+    assert heat, "no heatmap in the history"
+    total_s = sum(p["total_person_s"] for p in heat)
+    assert 90 <= total_s <= 140  # ~98 s at the table + walking in and out
+    cells = [(c[2], c, p) for p in heat for c in p["cells"]]
+    _, (row, col, _, _), p = max(cells, key=lambda t: t[0])
+    x_norm = p["origin"][0] + (col + 0.5) * p["cell_size"]
+    y_norm = p["origin"][1] + (row + 0.5) * p["cell_size"]
+    assert 0.45 <= x_norm <= 0.75 and 0.75 <= y_norm <= 1.0, (x_norm, y_norm)  # feet in front of the table
+    png = tmp_path / "heat.png"
+    assert main(["heatmap", "--config", str(cfg), "--camera", "cam-1", "--from", "2026-11-23", "--to", "2026-11-23",
+                 "--out", str(png)]) == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
