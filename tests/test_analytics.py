@@ -627,3 +627,30 @@ def test_eviction_keeps_per_track_state_flat() -> None:
     assert max(peak.values()) <= 40, peak
     staff = a.cameras["cam-1"].staff
     assert staff.tracked_count == 0  # StaffIdentifier forgot every ended track
+
+
+# ---------------------------------------------------------------------------------------------
+# id switches and re-acquired tracks (docs/validation.md findings)
+
+
+@pytest.mark.parametrize(
+    ("name", "walkers", "services"),
+    [
+        ("one customer, no switch",
+         [Walker(1, [(0.0, *OUTSIDE), (0.5, *TILL1), (20.0, *TILL1), (20.5, *OUTSIDE)])], 1),
+        ("one customer, id switch at the till",
+         [Walker(1, [(0.0, *OUTSIDE), (0.5, *TILL1), (10.0, *TILL1)]),
+          Walker(2, [(10.1, *TILL1), (20.0, *TILL1), (20.5, *OUTSIDE)])], 1),
+        ("one customer, two id switches at the till",
+         [Walker(1, [(0.0, *OUTSIDE), (0.5, *TILL1), (6.0, *TILL1)]),
+          Walker(2, [(6.1, *TILL1), (12.0, *TILL1)]),
+          Walker(3, [(12.1, *TILL1), (20.0, *TILL1), (20.5, *OUTSIDE)])], 1),
+        ("two customers one after the other",
+         [Walker(1, [(0.0, *OUTSIDE), (0.5, *TILL1), (10.0, *TILL1), (10.5, *OUTSIDE)]),
+          Walker(2, [(11.0, *OUTSIDE), (11.5, *TILL1), (20.0, *TILL1), (20.5, *OUTSIDE)])], 2),
+    ],
+)
+def test_id_switch_at_the_till_is_not_a_new_service(name: str, walkers: list[Walker], services: int) -> None:
+    a = StoreAnalytics(make_config(), TOPICS)
+    run_scene(a, walkers, 25.0, finish=False)
+    assert a.lane_metrics("lane-1")["services_observed"] == services, name

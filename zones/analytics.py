@@ -373,7 +373,10 @@ class StoreAnalytics:
                 if lane.service_zone is None or not cam.membership.is_present(lane.service_zone, tr.track_id):
                     lane.join(tr.track_id, tr.time_s)
             elif zone.kind == "service" and lane is not None:
-                lane.service_start(tr.time_s)
+                # a track born inside the service zone is the customer already at the till under a
+                # new id (id switch, re-acquisition), not a new service: counting it inflated μ
+                if cam.first_seen_s.get(tr.track_id, tr.time_s) < tr.time_s:
+                    lane.service_start(tr.time_s)
                 served = lane.served(tr.track_id, tr.time_s)
                 if served is not None:
                     pj, wait_s = served
