@@ -230,7 +230,7 @@ def test_abandoned_customer_is_reported_and_forgotten() -> None:
 def test_predicted_wait_in_state_follows_the_formula() -> None:
     """4 waiting, nobody at the till, no service observed yet: 4 x 60 s (default service time).
     Then a customer steps up to the till (one service start after 20 s of busy lane):
-    μ = (1 + 1) / (60 + 20) per s with the prior, W = (4 + 0.5) / μ."""
+    μ = (1 + 1) / (60 + 20) per s with the prior, W = 4 / μ + (1/μ − time since that start)."""
     a = StoreAnalytics(make_config(), TOPICS)
     walkers = [stay(k, (0.05 + 0.07 * k, 0.3), 0.0, 40.0) for k in range(4)]
     walkers.append(Walker(50, [(20.0, *OUTSIDE), (20.5, *TILL1), (40.0, *TILL1)]))
@@ -245,7 +245,8 @@ def test_predicted_wait_in_state_follows_the_formula() -> None:
     assert s["server_busy"] is True and s["services_observed"] == 1
     # busy from t=0 (first customer confirmed at 1 s) to 30 s; decay over 30 s with half-life 300 s
     mu_per_s = 2.0 / (60.0 + 29.0)
-    assert s["predicted_wait_s"] == pytest.approx(4.5 / mu_per_s, rel=0.06)
+    elapsed_s = 30.0 - 20.25  # the till edge (x 0.4) is crossed a quarter second into the step
+    assert s["predicted_wait_s"] == pytest.approx(4.0 / mu_per_s + (1.0 / mu_per_s - elapsed_s), rel=0.06)
     assert s["service_rate_per_min"] == pytest.approx(mu_per_s * 60, rel=0.06)
 
 

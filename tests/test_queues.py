@@ -46,7 +46,8 @@ def test_predicted_wait_before_any_service_uses_default(queue_length: int, busy:
 def test_service_rate_is_the_documented_weighted_ratio(service_time_s: float, halflife_s: float, frame_s: float) -> None:
     """Steady busy lane, one service start every ``service_time_s``: μ = D / B where D counts
     service starts and B busy seconds, both starting with the prior (1 service, S0 seconds) and
-    decayed by the half-life; the predicted wait for 3 waiting with one at the till is 3.5 / μ."""
+    decayed by the half-life; the predicted wait for 3 waiting with one at the till is 3 / μ plus
+    the residual of the current service, max(1/μ − elapsed, 0.3/μ)."""
     prior_s = 60.0
     lane = _lane(default_service_time_s=prior_s, service_rate_halflife_s=halflife_s, stale_after_s=600.0)
     n_frames = int(round(1800.0 / frame_s))
@@ -72,7 +73,8 @@ def test_service_rate_is_the_documented_weighted_ratio(service_time_s: float, ha
     x = service_time_s * math.log(2) / halflife_s
     assert lane.service_rate_per_s == pytest.approx(1.0 / service_time_s, rel=x / (1 - math.exp(-x)) - 1 + 0.02)
     wait, _, _ = lane.predicted_wait()
-    assert wait == pytest.approx(3.5 / mu, rel=1e-6)
+    elapsed_s = now - starts[-1]
+    assert wait == pytest.approx(3.0 / mu + max(1.0 / mu - elapsed_s, 0.3 / mu), rel=1e-6)
     assert lane.metrics(now)["service_rate_per_min"] == pytest.approx(mu * 60.0, abs=1e-3)
 
 
@@ -257,3 +259,33 @@ def test_alert_clears_when_the_window_closes() -> None:
     eng.evaluate(t1, [("sco", _metrics(3, 0))])
     assert [c.state for c in eng.evaluate(t1 + 600, [("sco", _metrics(3, 0))])] == ["raised"]
     assert [c.state for c in eng.evaluate(t1 + 1200, [("sco", _metrics(3, 0))])] == ["cleared"]
+
+
+@pytest.mark.parametrize(
+    ("queue_length", "busy", "elapsed_s", "expected_s"),
+    [
+        (0, True, 0.0, 60.0),  # service just started: a whole mean service is left
+        (0, True, 15.0, 45.0),
+        (2, True, 15.0, 165.0),
+        (2, True, 42.0, 138.0),  # 1/μ − elapsed = 18 s = 0.3/μ: the floor starts here
+        (2, True, 50.0, 138.0),  # floor: 0.3 of a mean service, however long it has run
+        (2, True, 600.0, 138.0),
+        (2, False, 15.0, 120.0),  # nobody at the till: no residual
+    ],
+)
+def test_residual_service_of_the_customer_at_the_till(queue_length: int, busy: bool, elapsed_s: float,
+                                                      expected_s: float) -> None:
+    """μ = 1/60 s exactly (no decay, prior and observations agree); one service started
+    ``elapsed_s`` ago. W = n/μ + max(1/μ − elapsed, 0.3/μ) if busy, else n/μ."""
+    lane = _lane(default_service_time_s=60.0, service_rate_halflife_s=1e12, stale_after_s=1e6)
+    start = T0 + 60.0
+    lane.advance(T0, 1, True, False)
+    lane.advance(start, 1, True, False)
+    lane.service_start(start)
+    lane.advance(start + elapsed_s, queue_length, busy, False)
+    assert lane.service_rate_per_s == pytest.approx(2.0 / (120.0 + elapsed_s), rel=1e-9)
+    # pin μ to 1/60 s to read the formula directly
+    lane._busy_w_s = 60.0 * lane._services_w
+    wait, low, high = lane.predicted_wait()
+    assert wait == pytest.approx(expected_s, rel=1e-9)
+    assert low <= wait <= high

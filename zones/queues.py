@@ -14,11 +14,14 @@ till). What a store manager acts on is "how long will someone joining now wait",
   looking slow. Both sums start with a prior of one service of ``default_service_time_s``,
   forgotten with the same half-life, so the first few observations do not swing the estimate;
   before any service start the rate is exactly ``1 / default_service_time_s``.
-* **predicted wait** for a customer joining now: ``W = (n + 0.5·b) / μ`` with ``n`` customers in
-  the queue and ``b = 1`` if a customer is at the till (on average half of their service is
-  left). The band is an ~80 % interval from two error sources, the randomness of ``n + 0.5·b``
-  service times (relative sd ``1/sqrt(n + 0.5·b)``) and the rate estimate (relative sd
-  ``1/sqrt(weighted services incl. prior + 1)``): ``W · (1 ∓ 1.28·rel)``, low clipped at 0.
+* **predicted wait** for a customer joining now: ``W = n / μ + r`` with ``n`` customers in the
+  queue and ``r`` the residual service of the customer at the till (0 if nobody is there):
+  ``r = max(1/μ − elapsed, 0.3/μ)`` with ``elapsed`` the time since the last service start (a
+  fixed half service ignored the elapsed part and biased the error; measured in
+  docs/validation.md); ``0.5/μ`` when that start was not observed. The band is an ~80 %
+  interval from two error sources, the randomness of ``w = n + r·μ`` service times (relative sd
+  ``1/sqrt(w)``) and the rate estimate (relative sd ``1/sqrt(weighted services incl. prior +
+  1)``): ``W · (1 ∓ 1.28·rel)``, low clipped at 0.
 * **Little's law** ``Lq = λ·Wq`` is reported as a consistency check: the exponentially weighted
   time-average queue length divided by the weighted join rate gives ``littles_law_wait_s``,
   which should agree with ``measured_wait_mean_s`` (within about ``enter_after_s``: a customer
@@ -48,6 +51,10 @@ BAND_Z = 1.2816
 # measured waits shown as "recent": the last few customers, if served within this window
 RECENT_WAITS = 5
 RECENT_WAIT_WINDOW_S = 900.0
+# residual service of the customer at the till, in mean services: floor once the service has run
+# longer than the mean, and the fallback when its start was not observed
+RESIDUAL_FLOOR_FRACTION = 0.3
+RESIDUAL_UNKNOWN_FRACTION = 0.5
 
 
 @dataclass
@@ -167,12 +174,26 @@ class LaneQueue:
     def expected_service_time_s(self) -> float:
         return 1.0 / self.service_rate_per_s
 
+    def residual_service_s(self) -> float:
+        """Expected time left for the customer at the till: a fixed half service ignores how long
+        this service has already run (and, with variable service times, the inspection paradox),
+        so it is the mean service minus the elapsed part, floored at 0.3 of a mean service (a
+        service that has run long is not about to end exactly now). Half a service when the start
+        was not observed (e.g. someone already at the till at startup)."""
+        mean_s = self.expected_service_time_s
+        if not self.server_busy:
+            return 0.0
+        if self.last_service_start_s is None or self.last_frame_s is None:
+            return RESIDUAL_UNKNOWN_FRACTION * mean_s
+        elapsed_s = max(0.0, self.last_frame_s - self.last_service_start_s)
+        return max(mean_s - elapsed_s, RESIDUAL_FLOOR_FRACTION * mean_s)
+
     def predicted_wait(self) -> tuple[float, float, float]:
         """(wait, low, high) seconds for a customer joining now; see the module doc."""
-        work = self.queue_length + (0.5 if self.server_busy else 0.0)
+        mu = self.service_rate_per_s
+        work = self.queue_length + self.residual_service_s() * mu
         if work <= 0:
             return 0.0, 0.0, 0.0
-        mu = self.service_rate_per_s
         wait_s = work / mu
         rel = math.sqrt(1.0 / work + 1.0 / (self._services_w + 1.0))
         return wait_s, max(0.0, wait_s * (1.0 - BAND_Z * rel)), wait_s * (1.0 + BAND_Z * rel)
