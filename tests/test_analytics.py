@@ -655,3 +655,31 @@ def test_id_switch_at_the_till_is_not_a_new_service(name: str, walkers: list[Wal
     a = StoreAnalytics(make_config(), TOPICS)
     run_scene(a, walkers, 25.0, finish=False)
     assert a.lane_metrics("lane-1")["services_observed"] == services, name
+
+
+@pytest.mark.parametrize(
+    ("name", "path", "expected_wait_s"),
+    [
+        # steps into the queue zone 0.5 s before the till: no confirmed queue membership
+        ("through the queue zone", [(0.0, 0.35, 0.6), (0.2, 0.35, 0.3), (0.7, *TILL1), (15.0, *TILL1),
+                                   (15.5, *OUTSIDE)], 0.3),
+        ("straight from outside", [(0.0, *OUTSIDE), (0.5, *TILL1), (15.0, *TILL1), (15.5, *OUTSIDE)], 0.0),
+        ("queued first", [(0.0, *QUEUE1), (5.0, *QUEUE1), (5.5, *TILL1), (15.0, *TILL1), (15.5, *OUTSIDE)], 5.4),
+    ],
+)
+def test_every_served_customer_has_one_wait_event(name: str, path: list[tuple[float, float, float]],
+                                                   expected_wait_s: float) -> None:
+    a = StoreAnalytics(make_config(), TOPICS)
+    msgs = run_scene(a, [Walker(1, path)], 20.0)
+    (e,) = events(msgs, "queue_wait")
+    assert e["outcome"] == "served", name
+    assert float(e["wait_s"]) == pytest.approx(expected_wait_s, abs=0.11), name
+    assert a.lane_metrics("lane-1")["measured_wait_recent_s"] == pytest.approx(expected_wait_s, abs=0.11)
+
+
+def test_re_acquired_customer_at_the_till_gets_no_second_wait_event() -> None:
+    a = StoreAnalytics(make_config(), TOPICS)
+    walkers = [Walker(1, [(0.0, *QUEUE1), (5.0, *QUEUE1), (5.5, *TILL1), (10.0, *TILL1)]),
+               Walker(2, [(10.1, *TILL1), (20.0, *TILL1), (20.5, *OUTSIDE)])]
+    msgs = run_scene(a, walkers, 25.0)
+    assert [(e["track_id"], e["outcome"]) for e in events(msgs, "queue_wait")] == [(1, "served")]

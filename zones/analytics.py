@@ -375,9 +375,16 @@ class StoreAnalytics:
             elif zone.kind == "service" and lane is not None:
                 # a track born inside the service zone is the customer already at the till under a
                 # new id (id switch, re-acquisition), not a new service: counting it inflated μ
-                if cam.first_seen_s.get(tr.track_id, tr.time_s) < tr.time_s:
+                seen_before = cam.first_seen_s.get(tr.track_id, tr.time_s) < tr.time_s
+                if seen_before:
                     lane.service_start(tr.time_s)
                 served = lane.served(tr.track_id, tr.time_s)
+                if served is None and seen_before:
+                    # walked straight to a free till (queue membership not confirmed yet, or never
+                    # in the queue zone): wait from the first step into the queue zone, else 0
+                    joined = cam.membership.first_inside_s(lane.queue_zone, tr.track_id)
+                    joined_s = tr.time_s if joined is None or joined > tr.time_s else joined
+                    served = lane.served_without_queueing(joined_s, tr.time_s)
                 if served is not None:
                     pj, wait_s = served
                     out.append(self._queue_wait(cam, lane, tr.track_id, pj.joined_s, tr.time_s, wait_s, "served",

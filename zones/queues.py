@@ -157,6 +157,19 @@ class LaneQueue:
         self._wait_n_w += 1.0
         return pj, wait_s
 
+    def served_without_queueing(self, joined_s: float, served_s: float) -> tuple[PendingJoin, float]:
+        """A customer reached the till before their queue membership was confirmed (walked
+        straight to a free till): still one join and one measured wait, so quiet periods do not
+        leave out exactly the shortest waits. ``joined_s`` = first seen inside the queue zone, or
+        ``served_s`` if they never stepped into it."""
+        pj = PendingJoin(joined_s, self.queue_length)
+        self._joins_w += 1.0
+        wait_s = max(0.0, served_s - joined_s)
+        self.recent_waits.append((served_s, wait_s))
+        self._wait_sum_w += wait_s
+        self._wait_n_w += 1.0
+        return pj, wait_s
+
     def abandon(self, track_id: int) -> PendingJoin | None:
         return self.pending.pop(track_id, None)
 
