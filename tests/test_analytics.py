@@ -683,3 +683,47 @@ def test_re_acquired_customer_at_the_till_gets_no_second_wait_event() -> None:
                Walker(2, [(10.1, *TILL1), (20.0, *TILL1), (20.5, *OUTSIDE)])]
     msgs = run_scene(a, walkers, 25.0)
     assert [(e["track_id"], e["outcome"]) for e in events(msgs, "queue_wait")] == [(1, "served")]
+
+
+def _served_later(tid: int, born_s: float, at: tuple[float, float], till_s: float) -> Walker:
+    """A track born at ``at`` (an id switch of a waiting customer) that reaches till 1 at ``till_s``."""
+    return Walker(tid, [(born_s, *at), (till_s - 0.5, *at), (till_s, *TILL1), (till_s + 8.0, *TILL1),
+                        (till_s + 8.5, *OUTSIDE)])
+
+
+@pytest.mark.parametrize(
+    ("name", "walkers", "expected"),
+    [
+        ("no switch",
+         [_served_later(1, 0.0, QUEUE1, 20.0)],
+         [(1, "served", 0.0, 19.8)]),
+        ("id switch in the queue",
+         [stay(1, QUEUE1, 0.0, 10.0), _served_later(2, 10.1, (0.22, 0.3), 20.0)],
+         [(2, "served", 0.0, 19.8)]),
+        ("lost, re-acquired under a new id 2.5 s later",
+         [stay(1, QUEUE1, 0.0, 10.0), _served_later(2, 12.5, (0.25, 0.32), 20.0)],
+         [(2, "served", 0.0, 19.8)]),
+        ("id switch on the step to the till",
+         [Walker(1, [(0.0, 0.33, 0.3), (10.0, 0.33, 0.3)]),
+          Walker(2, [(10.1, 0.41, 0.3), (10.4, *TILL1), (18.0, *TILL1), (18.5, *OUTSIDE)])],
+         [(2, "served", 0.0, 10.1)]),
+        ("new track too far away: a different customer",
+         [stay(1, QUEUE1, 0.0, 10.0), _served_later(2, 10.1, (0.35, 0.2), 20.0)],
+         [(1, "abandoned", 0.0, 10.0), (2, "served", 10.1, 9.7)]),
+        ("new track too late: the lost one left",
+         [stay(1, QUEUE1, 0.0, 10.0), _served_later(2, 13.6, (0.22, 0.3), 20.0)],
+         [(1, "abandoned", 0.0, 10.0), (2, "served", 13.6, 6.2)]),
+    ],
+)
+def test_id_switch_in_the_queue_keeps_the_join_time(
+    name: str, walkers: list[Walker], expected: list[tuple[int, str, float, float]]
+) -> None:
+    a = StoreAnalytics(make_config(), TOPICS)
+    msgs = run_scene(a, walkers, 40.0, finish=False)
+    got = sorted((int(e["track_id"]), str(e["outcome"]), round(float(e["joined_s"]) - T0, 1), float(e["wait_s"]))
+                 for e in events(msgs, "queue_wait"))
+    assert [g[:3] for g in got] == [x[:3] for x in expected], name
+    for g, x in zip(got, expected, strict=True):
+        assert g[3] == pytest.approx(x[3], abs=0.21), (name, g)
+    assert a.lane_metrics("lane-1")["services_observed"] == 1
+    assert a.per_track_state_sizes()["lane_pending"] == 0

@@ -45,6 +45,12 @@ SCHEMA_VERSION = 1
 ENTRANCE_MAX_TRACK_AGE_S = 10.0
 # Safety net for a tracker that never reports a track as ended: forget it after this long unseen.
 TRACK_FORGET_S = 120.0
+# A new track born inside a lane's queue/service zone within this distance of where a queuer's
+# track was lost (floor metres; image widths via FALLBACK_WIDTHS_PER_M without calibration) is
+# that customer under a new id, and inherits the join time.
+STITCH_RADIUS_M = 1.0
+# ... if the lost track was last seen at most the tracker's max_lost_s plus this long ago
+STITCH_EXTRA_HOLD_S = 1.0
 # Heatmap time step cap: after a stall the next frame must not paint seconds nobody observed.
 HEATMAP_MAX_DT_S = 1.0
 
@@ -226,6 +232,7 @@ class StoreAnalytics:
 
         ids = tracks.track_id
         id_list = [int(i) for i in ids.tolist()]
+        born = [k for k, tid in enumerate(id_list) if tid not in cam.first_seen_s]
         for tid in id_list:
             cam.first_seen_s.setdefault(tid, ts)
             cam.last_seen_s[tid] = ts
@@ -249,12 +256,14 @@ class StoreAnalytics:
             return bool(cam.staff.is_staff(tid)) if flag is None else flag
 
         transitions = cam.membership.update(ts, ids, inside, ended)
+        pts = floor if floor is not None else image_widths(foot_px, tracks.frame_size_px[0])
+        self._queuers_step(cam, ts, id_list, born, pts, inside, is_staff)
         for tr in transitions:
             out.extend(self._on_transition(cam, tr, is_staff(tr.track_id), ts))
         self._entrance_clocks(cam, is_staff)
         out.extend(self._stops(cam, ts, is_staff))
-        out.extend(self._lanes_step(cam, ts, ended, is_staff))
-        out.extend(self._responses_step(cam, ts, id_list, foot_px, floor, tracks.frame_size_px[0], is_staff))
+        out.extend(self._lanes_step(cam, ts, ended, set(id_list), is_staff))
+        out.extend(self._responses_step(cam, ts, id_list, pts, is_staff))
         self._zone_occupancy(cam, is_staff)
         out.extend(self._heatmap_step(cam, tracks, floor, dt_s, ts, is_staff))
         out.extend(self._evict(cam, ended, ts))
@@ -297,6 +306,7 @@ class StoreAnalytics:
                 out.extend(self._on_transition(cam, tr, bool(cam.staff.is_staff(tr.track_id)), now, closed_by="end_of_source"))
             for lane in cam.lanes:
                 lane.pending.clear()
+                lane.orphans.clear()
             for r in cam.responses.values():
                 r.pending.clear()
             if cam.heatmap is not None:
@@ -376,7 +386,7 @@ class StoreAnalytics:
                 # a track born inside the service zone is the customer already at the till under a
                 # new id (id switch, re-acquisition), not a new service: counting it inflated μ
                 seen_before = cam.first_seen_s.get(tr.track_id, tr.time_s) < tr.time_s
-                if seen_before:
+                if seen_before or tr.track_id in lane.pending:  # pending: inherited from a lost queuer
                     lane.service_start(tr.time_s)
                 served = lane.served(tr.track_id, tr.time_s)
                 if served is None and seen_before:
@@ -455,9 +465,53 @@ class StoreAnalytics:
                     cam.responses[zid].start(tid, entered + zone.stop_after_s)
         return []
 
-    def _lanes_step(self, cam: _Camera, ts: float, ended: set[int], is_staff: Any) -> list[Message]:
+    def _stitch_hold_s(self) -> float:
+        return self.cfg.tracker.max_lost_s + STITCH_EXTRA_HOLD_S
+
+    def _queuers_step(
+        self,
+        cam: _Camera,
+        ts: float,
+        ids: list[int],
+        born: list[int],
+        pts: npt.NDArray[Any],
+        inside: dict[str, npt.NDArray[np.bool_]],
+        is_staff: Any,
+    ) -> None:
+        """Remember where each waiting customer was last seen, and let a track born inside a lane
+        next to a lost queuer take over that queuer's join (id switch: the wait is not cut short,
+        and the lost id is not reported abandoned)."""
+        if not cam.lanes:
+            return
+        radius = STITCH_RADIUS_M if cam.calibration is not None else STITCH_RADIUS_M * FALLBACK_WIDTHS_PER_M
+        present = set(ids)
+        for lane in cam.lanes:
+            in_lane = np.asarray(inside[lane.queue_zone], dtype=bool)
+            if lane.service_zone is not None:
+                in_lane = in_lane | np.asarray(inside[lane.service_zone], dtype=bool)
+            if lane.pending:
+                for k, tid in enumerate(ids):
+                    pj = lane.pending.get(tid)
+                    if pj is not None:
+                        pj.last_seen_s = ts
+                        pj.last_xy = (float(pts[k, 0]), float(pts[k, 1]))
+                        pj.last_inside = bool(in_lane[k])
+            if not (lane.pending or lane.orphans):
+                continue
+            for k in born:
+                tid = ids[k]
+                if not in_lane[k] or is_staff(tid) or tid in lane.pending:
+                    continue
+                lost = lane.inherit(tid, (float(pts[k, 0]), float(pts[k, 1])), ts, radius, self._stitch_hold_s(),
+                                    present)
+                if lost is not None:
+                    log.debug("camera %s lane %s: track %d inherits the wait of lost track %d",
+                              cam.cfg.id, lane.lane_id, tid, lost)
+
+    def _lanes_step(self, cam: _Camera, ts: float, ended: set[int], present: set[int], is_staff: Any) -> list[Message]:
         out: list[Message] = []
         m = cam.membership
+        hold_s = self._stitch_hold_s()
         for lane in cam.lanes:
             svc = lane.service_zone
             for tid, pj in list(lane.pending.items()):
@@ -466,10 +520,18 @@ class StoreAnalytics:
                     continue
                 still = m.is_present(lane.queue_zone, tid) or (svc is not None and m.is_present(svc, tid))
                 if tid in ended or not still:
-                    lane.abandon(tid)
                     left_s = pj.left_queue_s or m.last_inside_s(lane.queue_zone, tid) or cam.last_seen_s.get(tid, ts)
+                    if (tid not in present and pj.last_inside and pj.last_seen_s is not None
+                            and ts - pj.last_seen_s <= hold_s):
+                        lane.orphan(tid, left_s)  # lost inside the lane: a new id may take it over
+                        continue
+                    lane.abandon(tid)
                     out.append(self._queue_wait(cam, lane, tid, pj.joined_s, None, max(0.0, left_s - pj.joined_s),
                                                 "abandoned", pj.queue_length_at_join, ts))
+            for tid, o in lane.expired_orphans(ts, hold_s):
+                pj = o.pending
+                out.append(self._queue_wait(cam, lane, tid, pj.joined_s, None, max(0.0, o.left_s - pj.joined_s),
+                                            "abandoned", pj.queue_length_at_join, ts))
             queue = [t for t in m.members(lane.queue_zone) if not is_staff(t)
                      and not (svc is not None and m.is_present(svc, t))]
             if svc is not None:
@@ -482,18 +544,10 @@ class StoreAnalytics:
         return out
 
     def _responses_step(
-        self,
-        cam: _Camera,
-        ts: float,
-        ids: list[int],
-        foot_px: npt.NDArray[np.float32],
-        floor: npt.NDArray[Any] | None,
-        width_px: int,
-        is_staff: Any,
+        self, cam: _Camera, ts: float, ids: list[int], pts: npt.NDArray[Any], is_staff: Any
     ) -> list[Message]:
         if not cam.responses:
             return []
-        pts = floor if floor is not None else image_widths(foot_px, width_px)
         staff_mask = np.array([is_staff(t) for t in ids], dtype=bool)
         cust_ids = [t for t, s in zip(ids, staff_mask.tolist(), strict=True) if not s]
         cust_pts = pts[~staff_mask] if len(ids) else np.zeros((0, 2))

@@ -62,6 +62,20 @@ class PendingJoin:
     joined_s: float
     queue_length_at_join: int
     left_queue_s: float | None = None  # last seen inside the queue zone, once membership ended
+    # where and when the track was last seen, and whether inside the queue or service zone then:
+    # a lost queuer whose id switched is recognised by a new track born close to that spot
+    last_seen_s: float | None = None
+    last_xy: tuple[float, float] | None = None
+    last_inside: bool = False
+
+
+@dataclass
+class Orphan:
+    """A queuer whose track was lost inside the lane: kept for a short while so that a new track
+    born next to where it vanished (id switch, re-acquisition) inherits its join time."""
+
+    pending: PendingJoin
+    left_s: float  # for the abandoned event if nobody inherits it
 
 
 @dataclass
@@ -88,6 +102,7 @@ class LaneQueue:
     staff_last_seen_s: float | None = None
     command: LaneCommand = "auto"
     pending: dict[int, PendingJoin] = field(default_factory=dict)
+    orphans: dict[int, Orphan] = field(default_factory=dict)  # lost queuers, by their old track id
     recent_waits: deque[tuple[float, float]] = field(default_factory=lambda: deque(maxlen=RECENT_WAITS))
     # exponentially weighted integrals
     _services_w: float = 0.0
@@ -169,6 +184,50 @@ class LaneQueue:
         self._wait_sum_w += wait_s
         self._wait_n_w += 1.0
         return pj, wait_s
+
+    def inherit(
+        self,
+        track_id: int,
+        xy: tuple[float, float],
+        timestamp_s: float,
+        radius: float,
+        hold_s: float,
+        present: set[int],
+    ) -> int | None:
+        """A new track was born inside this lane's zones at ``xy``: if a queuer was lost (not in
+        this frame, last seen inside the lane within ``hold_s``) within ``radius`` of it, the new
+        track takes over that join (time and place in the queue) and the lost id is dropped
+        without an abandoned event. Returns the lost id, or None."""
+        best: tuple[float, int] | None = None
+        candidates = [(t, pj) for t, pj in self.pending.items() if t not in present and t != track_id]
+        candidates += [(t, o.pending) for t, o in self.orphans.items()]
+        for tid, pj in candidates:
+            if not pj.last_inside or pj.last_xy is None or pj.last_seen_s is None:
+                continue
+            if timestamp_s - pj.last_seen_s > hold_s:
+                continue
+            d = math.hypot(xy[0] - pj.last_xy[0], xy[1] - pj.last_xy[1])
+            if d <= radius and (best is None or d < best[0]):
+                best = (d, tid)
+        if best is None:
+            return None
+        lost = best[1]
+        pj = self.pending.pop(lost) if lost in self.pending else self.orphans.pop(lost).pending
+        self.pending[track_id] = PendingJoin(pj.joined_s, pj.queue_length_at_join, None, timestamp_s, xy, True)
+        return lost
+
+    def orphan(self, track_id: int, left_s: float) -> None:
+        pj = self.pending.pop(track_id, None)
+        if pj is not None:
+            self.orphans[track_id] = Orphan(pj, left_s)
+
+    def expired_orphans(self, timestamp_s: float, hold_s: float) -> list[tuple[int, Orphan]]:
+        """Lost queuers nobody inherited within ``hold_s`` of last being seen: they abandoned."""
+        out = [(t, o) for t, o in self.orphans.items()
+               if o.pending.last_seen_s is None or timestamp_s - o.pending.last_seen_s > hold_s]
+        for t, _ in out:
+            del self.orphans[t]
+        return out
 
     def abandon(self, track_id: int) -> PendingJoin | None:
         return self.pending.pop(track_id, None)
@@ -272,7 +331,7 @@ class LaneQueue:
         }
 
     def pending_count(self) -> int:
-        return len(self.pending)
+        return len(self.pending) + len(self.orphans)
 
 
 def _r1(v: float | None) -> float | None:
