@@ -104,13 +104,14 @@ class CommandHandler:
             known = self._known_lanes() if self._known_lanes is not None else None
             cmd = parse_lane_command(self.topics, topic, payload, known)
         except CommandError as exc:
-            self.rejected += 1
+            # log before counting: whoever watches the counter then finds the reason already logged
             log.warning("lane command rejected: %s (topic %s, payload %s)", exc, topic, truncate_payload(payload))
+            self.rejected += 1
             return False
         except Exception:  # noqa: BLE001 - untrusted input must never take the MQTT thread down
-            self.rejected += 1
             log.exception("lane command rejected: unexpected error (topic %s, payload %s)", topic,
                           truncate_payload(payload))
+            self.rejected += 1
             return False
         self.accepted += 1
         log.info("lane command: lane %s -> %s", cmd.lane_id, cmd.state, extra={"lane": cmd.lane_id})

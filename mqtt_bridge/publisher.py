@@ -273,6 +273,11 @@ class MqttPublisher:
         return self._connected and self._client.is_connected()
 
     @property
+    def ready(self) -> bool:
+        """Connected and subscribed to lane commands (SUBACK received): commands sent now arrive."""
+        return self._ready and self.connected
+
+    @property
     def stats(self) -> PublisherStats:
         snap = dataclasses.replace(self._stats)
         snap.queued = len(self.outbox)

@@ -121,7 +121,7 @@ def make_pub(tmp_path: Path) -> Iterator[Callable[..., MqttPublisher]]:
         made.append(pub)
         if start:
             pub.start()
-            assert wait_until(lambda: pub.connected), "publisher did not connect"
+            assert wait_until(lambda: pub.ready), "publisher did not connect and subscribe"
         return pub
 
     yield factory
