@@ -1,6 +1,6 @@
 """MQTT sink: live state retained, events through a disk outbox, availability with a Last Will.
 
-Routing (docs/TEAM.md, docs/mqtt.md): ``Message.retain=True`` is live state. Only the latest
+Routing (docs/architecture.md, docs/mqtt.md): ``Message.retain=True`` is live state. Only the latest
 value per topic matters, so it goes into an in-memory cache and is (re-)published, retained,
 with an MQTT 5 message expiry, whenever the link is up and after every reconnect.
 ``retain=False, qos>=1`` is an event: it is written to a SQLite outbox first and a sender

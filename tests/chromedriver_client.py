@@ -1,7 +1,7 @@
 """A minimal W3C WebDriver client for Debian's chromedriver + headless Chromium.
 
 No selenium: a few HTTP calls (stdlib urllib) are enough to load a page, click, type, run a
-script, read the browser console and take screenshots. Flags follow docs/TEAM.md.
+script, read the browser console and take screenshots. Flags follow docs/architecture.md.
 """
 
 from __future__ import annotations
