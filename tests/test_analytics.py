@@ -464,8 +464,9 @@ def test_finish_closes_open_visits() -> None:
 )
 def test_greeting(name: str, staff_arrives_at: float | None, expected_outcome: str,
                   expected_latency: float | None) -> None:
-    """Customer appears in the entrance at t=10 and stays 20 s; a staff member walks up."""
-    walkers = [stay(1, ENTRANCE, 10.0, 30.0)]
+    """Customer walks in from the image border, is in the entrance at t=10 and stays 20 s; a staff
+    member walks up."""
+    walkers = [Walker(1, [(9.9, 0.8, 0.97), (10.0, *ENTRANCE), (30.0, *ENTRANCE)])]
     if staff_arrives_at is not None:
         arrive = 10.0 + staff_arrives_at
         walkers.append(staff_member(90, 0.0, [(3.0, 0.95, 0.95), (arrive - 0.1, 0.95, 0.95),
@@ -550,7 +551,8 @@ def test_greeting_in_floor_metres_with_calibration() -> None:
         cfg = make_config(zones=zones + cal)
         a = StoreAnalytics(cfg, TOPICS)
         staff = staff_member(90, 0.0, [(3.0, 0.8 - dx, 0.75), (40.0, 0.8 - dx, 0.75)])
-        msgs = run_scene(a, [stay(1, (0.8, 0.75), 5.0, 30.0), staff], 40.0)
+        customer = Walker(1, [(4.9, 0.8, 0.97), (5.0, 0.8, 0.75), (30.0, 0.8, 0.75)])
+        msgs = run_scene(a, [customer, staff], 40.0)
         (g,) = events(msgs, "greeting")
         assert g["outcome"] == outcome and g["distance_method"] == "floor_m"
         if outcome == "greeted":
@@ -727,3 +729,40 @@ def test_id_switch_in_the_queue_keeps_the_join_time(
         assert g[3] == pytest.approx(x[3], abs=0.21), (name, g)
     assert a.lane_metrics("lane-1")["services_observed"] == 1
     assert a.per_track_state_sizes()["lane_pending"] == 0
+
+
+ENTRANCE_AT_BORDER = """
+      - {id: entrance, kind: entrance, greet_radius_m: 1.5,
+         polygon: [[0.7, 0.6], [0.9, 0.6], [0.9, 1.0], [0.7, 1.0]]}
+      - {id: backroom, kind: staff_only, polygon: [[0.9, 0.1], [1.0, 0.1], [1.0, 0.3], [0.9, 0.3]]}
+"""
+
+
+@pytest.mark.parametrize(
+    ("name", "zones", "walkers", "greeting_tracks", "entries"),
+    [
+        ("walks in from the image border", ZONES_CAM1,
+         [Walker(1, [(0.0, 0.8, 0.97), (0.3, *ENTRANCE), (20.0, *ENTRANCE), (20.5, *OUTSIDE)])], [1], 1),
+        ("born inside the zone mid-image: re-acquired id", ZONES_CAM1,
+         [stay(1, ENTRANCE, 0.0, 20.0)], [], 0),
+        ("customer's id switches inside the zone", ZONES_CAM1,
+         [Walker(1, [(0.0, 0.8, 0.97), (0.3, *ENTRANCE), (5.0, *ENTRANCE)]), stay(2, ENTRANCE, 5.1, 20.0)], [1], 1),
+        ("born inside a zone that reaches the border: a door at the edge", ENTRANCE_AT_BORDER,
+         [Walker(1, [(0.0, 0.8, 0.97), (0.5, *ENTRANCE), (20.0, *ENTRANCE)])], [1], 1),
+        ("staff member's id switches inside the zone", ZONES_CAM1,
+         [staff_member(91, 0.0, [(3.0, *ENTRANCE), (8.0, *ENTRANCE)]), stay(92, ENTRANCE, 8.1, 30.0)], [], 0),
+    ],
+    ids=["walks-in", "born-inside", "customer-switch", "door-at-border", "staff-switch"],
+)
+def test_only_people_walking_in_start_a_greeting_clock(
+    name: str, zones: str, walkers: list[Walker], greeting_tracks: list[int], entries: int
+) -> None:
+    a = StoreAnalytics(make_config(zones=zones), TOPICS)
+    msgs = run_scene(a, walkers, 40.0)
+    assert sorted(int(e["track_id"]) for e in events(msgs, "greeting")) == greeting_tracks, name
+    entry = events(msgs, "entry")
+    assert len(entry) == entries, name
+    for e in entry:
+        assert e["zone_id"] == "entrance" and 0.0 <= float(e["track_age_s"]) <= 1.0
+        assert float(e["timestamp_s"]) - float(e["entered_s"]) == pytest.approx(1.0, abs=0.11)  # enter_after_s
+    assert a.per_track_state_sizes()["born_inside_entrance"] == 0

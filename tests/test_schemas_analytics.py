@@ -31,7 +31,7 @@ from zones.analytics import StoreAnalytics
 SCHEMAS = Path(__file__).resolve().parent.parent / "mqtt_bridge" / "schemas"
 ANALYTICS_SCHEMAS = [
     "lane_state", "store_state", "zone_state", "event_queue_wait", "event_visit", "event_greeting",
-    "event_assist", "event_alert", "event_lane_command",
+    "event_assist", "event_alert", "event_lane_command", "event_entry",
 ]
 
 
@@ -66,9 +66,9 @@ def _busy_scene(calibrated: bool) -> list[Message]:
         # a browser stops at the table and is assisted; another is not
         stay(4, TABLE, 0.0, 40.0),
         stay(5, (0.7, 0.35), 50.0, 100.0),
-        # entrance: one greeted, one missed
-        stay(6, ENTRANCE, 5.0, 25.0),
-        stay(7, (0.75, 0.85), 60.0, 80.0),
+        # entrance: two walk in from the image border; one greeted, one missed
+        Walker(6, [(4.9, 0.8, 0.97), (5.0, *ENTRANCE), (25.0, *ENTRANCE)]),
+        Walker(7, [(59.9, 0.75, 0.97), (60.0, 0.75, 0.85), (80.0, 0.75, 0.85)]),
         # staff: cashier at till 1, greeter, assistant
         staff_member(90, 0.0, [(3.0, 0.55, 0.45), (100.0, 0.55, 0.45)]),
         staff_member(91, 0.0, [(3.0, *BACKROOM), (7.0, 0.82, 0.76), (20.0, 0.82, 0.76), (21.0, 0.77, 0.26),

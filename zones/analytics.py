@@ -43,6 +43,12 @@ SCHEMA_VERSION = 1
 # this long before they stepped into the entrance zone; someone who has been in the store for
 # minutes and crosses the entrance zone is leaving.
 ENTRANCE_MAX_TRACK_AGE_S = 10.0
+# People walk into view. A track whose first box already lies inside an entrance zone and
+# further than this fraction of the frame from every border is someone already there under a new
+# id (id switch, re-acquisition after an occlusion, a static false positive), not someone
+# entering: no greeting clock and no entry event. A door in the middle of the picture would need
+# a per-zone switch (not configurable yet).
+ENTRANCE_EDGE_MARGIN_FRAC = 0.05
 # Safety net for a tracker that never reports a track as ended: forget it after this long unseen.
 TRACK_FORGET_S = 120.0
 # A new track born inside a lane's queue/service zone within this distance of where a queuer's
@@ -95,6 +101,8 @@ class _Camera:
     staff_only_s: dict[int, float] = field(default_factory=dict)
     # entrance greeting clock started for these tracks; value: entrance membership confirmed
     greeting_started: dict[int, bool] = field(default_factory=dict)
+    # tracks born inside an entrance zone away from the image border (re-acquired, not entering)
+    born_inside_entrance: set[int] = field(default_factory=set)
     stopped: dict[str, set[int]] = field(default_factory=dict)  # dwell zone → tracks whose visit is a stop
 
     def per_track_sizes(self) -> dict[str, int]:
@@ -103,6 +111,7 @@ class _Camera:
             "last_seen": len(self.last_seen_s),
             "staff_only": len(self.staff_only_s),
             "greeting_started": len(self.greeting_started),
+            "born_inside_entrance": len(self.born_inside_entrance),
             "stopped": sum(len(s) for s in self.stopped.values()),
             "membership": self.membership.tracked_count(),
             "responses": sum(len(r.pending) for r in self.responses.values()),
@@ -260,7 +269,8 @@ class StoreAnalytics:
         self._queuers_step(cam, ts, id_list, born, pts, inside, is_staff)
         for tr in transitions:
             out.extend(self._on_transition(cam, tr, is_staff(tr.track_id), ts))
-        self._entrance_clocks(cam, is_staff)
+        self._mark_born_inside_entrance(cam, tracks, id_list, born, inside)
+        out.extend(self._entrance_clocks(cam, is_staff, ts))
         out.extend(self._stops(cam, ts, is_staff))
         out.extend(self._lanes_step(cam, ts, ended, set(id_list), is_staff))
         out.extend(self._responses_step(cam, ts, id_list, pts, is_staff))
@@ -317,6 +327,7 @@ class StoreAnalytics:
             cam.last_seen_s.clear()
             cam.staff_only_s.clear()
             cam.greeting_started.clear()
+            cam.born_inside_entrance.clear()
             for s in cam.stopped.values():
                 s.clear()
             for st in cam.stats.values():
@@ -427,11 +438,30 @@ class StoreAnalytics:
                     out.append(self._response_event(cam, zone, o, ts))
         return out
 
-    def _entrance_clocks(self, cam: _Camera, is_staff: Any) -> None:
+    def _mark_born_inside_entrance(
+        self, cam: _Camera, tracks: Tracks, ids: list[int], born: list[int], inside: dict[str, npt.NDArray[np.bool_]]
+    ) -> None:
+        entrances = [zid for zid, z in cam.zones.items() if z.kind == "entrance"]
+        if not entrances or not born:
+            return
+        w_px, h_px = float(tracks.frame_size_px[0]), float(tracks.frame_size_px[1])
+        mx, my = ENTRANCE_EDGE_MARGIN_FRAC * w_px, ENTRANCE_EDGE_MARGIN_FRAC * h_px
+        for k in born:
+            if not any(bool(inside[zid][k]) for zid in entrances):
+                continue
+            x1, y1, x2, y2 = (float(v) for v in tracks.xyxy[k])
+            at_border = x1 <= mx or y1 <= my or x2 >= w_px - mx or y2 >= h_px - my
+            if not at_border:
+                cam.born_inside_entrance.add(ids[k])
+
+    def _entrance_clocks(self, cam: _Camera, is_staff: Any, ts: float) -> list[Message]:
         """Start the greeting clock at the first frame a customer is inside the entrance zone
         (not when hysteresis confirms it a second later: a staff member already standing at the
         door greets with latency 0); a brush past the zone that never becomes a membership
-        cancels the clock without an event."""
+        cancels the clock without an event. When the membership is confirmed, the customer has
+        entered: one ``entry`` event (footfall). Tracks born inside the zone away from the image
+        border are re-acquired ids, not people entering."""
+        out: list[Message] = []
         m = cam.membership
         for zid, zone in cam.zones.items():
             if zone.kind != "entrance":
@@ -441,17 +471,31 @@ class StoreAnalytics:
                 if tid in cam.greeting_started:
                     if not cam.greeting_started[tid] and m.is_member(zid, tid):
                         cam.greeting_started[tid] = True
+                        out.append(self._entry_event(cam, zid, tid, ts))
                     continue
-                if is_staff(tid):
+                if is_staff(tid) or tid in cam.born_inside_entrance:
                     continue
                 start = m.first_inside_s(zid, tid)
                 if start is not None and start - cam.first_seen_s.get(tid, start) <= ENTRANCE_MAX_TRACK_AGE_S:
                     cam.greeting_started[tid] = m.is_member(zid, tid)
                     r.start(tid, start)
+                    if cam.greeting_started[tid]:
+                        out.append(self._entry_event(cam, zid, tid, ts))
             for tid, confirmed in list(cam.greeting_started.items()):
                 if not confirmed and not m.is_present(zid, tid) and tid in r.pending:
                     r.cancel(tid)
                     del cam.greeting_started[tid]
+        return out
+
+    def _entry_event(self, cam: _Camera, zone_id: str, track_id: int, ts: float) -> Message:
+        entered_s = cam.membership.first_inside_s(zone_id, track_id)
+        entered_s = ts if entered_s is None else entered_s
+        payload = self._event_base("entry", self._eid(cam, track_id, "entry", zone_id, entered_s), ts)
+        payload.update({
+            "camera_id": cam.cfg.id, "zone_id": zone_id, "entered_s": _r3(entered_s),
+            "track_age_s": round(max(0.0, entered_s - cam.first_seen_s.get(track_id, entered_s)), 2),
+        })
+        return self._event("entry", payload)
 
     def _stops(self, cam: _Camera, ts: float, is_staff: Any) -> list[Message]:
         for zid, stopped in cam.stopped.items():
@@ -603,6 +647,7 @@ class StoreAnalytics:
             cam.last_seen_s.pop(tid, None)
             cam.staff_only_s.pop(tid, None)
             cam.greeting_started.pop(tid, None)
+            cam.born_inside_entrance.discard(tid)
             for s in cam.stopped.values():
                 s.discard(tid)
         cam.staff.forget(sorted(ended))
