@@ -43,12 +43,10 @@ SCHEMA_VERSION = 1
 # this long before they stepped into the entrance zone; someone who has been in the store for
 # minutes and crosses the entrance zone is leaving.
 ENTRANCE_MAX_TRACK_AGE_S = 10.0
-# People walk into view. A track whose first box already lies inside an entrance zone and
-# further than this fraction of the frame from every border is someone already there under a new
-# id (id switch, re-acquisition after an occlusion, a static false positive), not someone
-# entering: no greeting clock and no entry event. A door in the middle of the picture would need
-# a per-zone switch (not configurable yet).
-ENTRANCE_EDGE_MARGIN_FRAC = 0.05
+# A track born inside an entrance zone within STITCH_RADIUS_M of a track lost in the last
+# tracker.max_lost_s + STITCH_EXTRA_HOLD_S is that person under a new id (id switch,
+# re-acquisition after an occlusion), not someone entering: no greeting clock, no entry event.
+# Anyone else born inside the zone is entering (a door in the middle of the picture works).
 # Safety net for a tracker that never reports a track as ended: forget it after this long unseen.
 TRACK_FORGET_S = 120.0
 # A new track born inside a lane's queue/service zone within this distance of where a queuer's
@@ -101,8 +99,10 @@ class _Camera:
     staff_only_s: dict[int, float] = field(default_factory=dict)
     # entrance greeting clock started for these tracks; value: entrance membership confirmed
     greeting_started: dict[int, bool] = field(default_factory=dict)
-    # tracks born inside an entrance zone away from the image border (re-acquired, not entering)
+    # tracks born inside an entrance zone next to a just-lost track (re-acquired, not entering)
     born_inside_entrance: set[int] = field(default_factory=set)
+    # last anchor point of each track (floor m, or image widths without calibration)
+    last_pt: dict[int, tuple[float, float]] = field(default_factory=dict)
     stopped: dict[str, set[int]] = field(default_factory=dict)  # dwell zone → tracks whose visit is a stop
 
     def per_track_sizes(self) -> dict[str, int]:
@@ -112,6 +112,7 @@ class _Camera:
             "staff_only": len(self.staff_only_s),
             "greeting_started": len(self.greeting_started),
             "born_inside_entrance": len(self.born_inside_entrance),
+            "last_pt": len(self.last_pt),
             "stopped": sum(len(s) for s in self.stopped.values()),
             "membership": self.membership.tracked_count(),
             "responses": sum(len(r.pending) for r in self.responses.values()),
@@ -269,7 +270,9 @@ class StoreAnalytics:
         self._queuers_step(cam, ts, id_list, born, pts, inside, is_staff)
         for tr in transitions:
             out.extend(self._on_transition(cam, tr, is_staff(tr.track_id), ts))
-        self._mark_born_inside_entrance(cam, tracks, id_list, born, inside)
+        self._mark_born_inside_entrance(cam, ts, id_list, born, pts, inside)
+        for k, tid in enumerate(id_list):
+            cam.last_pt[tid] = (float(pts[k, 0]), float(pts[k, 1]))
         out.extend(self._entrance_clocks(cam, is_staff, ts))
         out.extend(self._stops(cam, ts, is_staff))
         out.extend(self._lanes_step(cam, ts, ended, set(id_list), is_staff))
@@ -328,6 +331,7 @@ class StoreAnalytics:
             cam.staff_only_s.clear()
             cam.greeting_started.clear()
             cam.born_inside_entrance.clear()
+            cam.last_pt.clear()
             for s in cam.stopped.values():
                 s.clear()
             for st in cam.stats.values():
@@ -439,19 +443,34 @@ class StoreAnalytics:
         return out
 
     def _mark_born_inside_entrance(
-        self, cam: _Camera, tracks: Tracks, ids: list[int], born: list[int], inside: dict[str, npt.NDArray[np.bool_]]
+        self,
+        cam: _Camera,
+        ts: float,
+        ids: list[int],
+        born: list[int],
+        pts: npt.NDArray[Any],
+        inside: dict[str, npt.NDArray[np.bool_]],
     ) -> None:
+        """A track born inside an entrance zone next to where another track was just lost is a
+        re-acquired id (the person was already there), not someone entering."""
         entrances = [zid for zid, z in cam.zones.items() if z.kind == "entrance"]
         if not entrances or not born:
             return
-        w_px, h_px = float(tracks.frame_size_px[0]), float(tracks.frame_size_px[1])
-        mx, my = ENTRANCE_EDGE_MARGIN_FRAC * w_px, ENTRANCE_EDGE_MARGIN_FRAC * h_px
+        present = set(ids)
+        hold_s = self._stitch_hold_s()
+        lost = [
+            pt for tid, pt in cam.last_pt.items()
+            if tid not in present and ts - cam.last_seen_s.get(tid, -math.inf) <= hold_s
+        ]
+        if not lost:
+            return
+        lost_pts = np.asarray(lost, dtype=np.float64)
+        radius = STITCH_RADIUS_M if cam.calibration is not None else STITCH_RADIUS_M * FALLBACK_WIDTHS_PER_M
         for k in born:
             if not any(bool(inside[zid][k]) for zid in entrances):
                 continue
-            x1, y1, x2, y2 = (float(v) for v in tracks.xyxy[k])
-            at_border = x1 <= mx or y1 <= my or x2 >= w_px - mx or y2 >= h_px - my
-            if not at_border:
+            d = np.hypot(lost_pts[:, 0] - float(pts[k, 0]), lost_pts[:, 1] - float(pts[k, 1]))
+            if bool(np.any(d <= radius)):  # NaN (beyond the horizon) never matches
                 cam.born_inside_entrance.add(ids[k])
 
     def _entrance_clocks(self, cam: _Camera, is_staff: Any, ts: float) -> list[Message]:
@@ -459,8 +478,8 @@ class StoreAnalytics:
         (not when hysteresis confirms it a second later: a staff member already standing at the
         door greets with latency 0); a brush past the zone that never becomes a membership
         cancels the clock without an event. When the membership is confirmed, the customer has
-        entered: one ``entry`` event (footfall). Tracks born inside the zone away from the image
-        border are re-acquired ids, not people entering."""
+        entered: one ``entry`` event (footfall). Tracks born inside the zone next to a just-lost
+        track are re-acquired ids, not people entering."""
         out: list[Message] = []
         m = cam.membership
         for zid, zone in cam.zones.items():
@@ -648,6 +667,7 @@ class StoreAnalytics:
             cam.staff_only_s.pop(tid, None)
             cam.greeting_started.pop(tid, None)
             cam.born_inside_entrance.discard(tid)
+            cam.last_pt.pop(tid, None)
             for s in cam.stopped.values():
                 s.discard(tid)
         cam.staff.forget(sorted(ended))
