@@ -810,8 +810,8 @@ def collect_report_data(
 ) -> ReportData:
     """Read one period out of a :class:`edge.history.HistoryReader` into a :class:`ReportData`.
 
-    Sources (docs/messages.md): footfall = greeting outcomes at entrance zones (every customer
-    who walks in gets exactly one, timed at the moment they entered); waits and arrivals =
+    Sources (docs/messages.md): footfall = ``entry`` events (older histories: greeting outcomes at
+    entrance zones, also exactly one per customer who walked in); waits and arrivals =
     ``queue_wait`` events; queue length, predicted wait, open/closed and service rate =
     ``lane_state`` snapshots; SLA = ``greeting``/``assist`` events; dwell = ``visit`` events;
     greeters present = staff count in entrance ``zone_state``.
@@ -864,6 +864,15 @@ def collect_report_data(
             lane(lid).waits.append((served, wait))
     sla: dict[str, dict[float, list[int]]] = {"greeting": defaultdict(lambda: [0, 0]), "assist": defaultdict(lambda: [0, 0])}
     entrance_zones = {zid for zid, z in zone_cfg.items() if z.kind == "entrance"}
+    # footfall: `entry` events (one per person walking in); histories written before that event
+    # existed fall back to greeting outcomes (also exactly one per customer who walked in)
+    entries = reader.payloads("storesense.event.entry", start_s=start_s - slack_s, end_s=end_s + slack_s)
+    for p in entries:
+        entered_s = _num(p.get("entered_s"))
+        h = data.hour_of(entered_s) if entered_s is not None else None
+        if h is not None:
+            data.footfall[h] = data.footfall.get(h, 0) + 1
+            entrance_zones.add(str(p.get("zone_id")))
     for kind in ("greeting", "assist"):
         for p in reader.payloads(f"storesense.event.{kind}", start_s=start_s - slack_s, end_s=end_s + slack_s):
             started = _num(p.get("started_s"))
@@ -878,7 +887,7 @@ def collect_report_data(
             sla_s = _num(p.get("sla_s"))
             if sla_s is not None:
                 data.sla_target_s[kind] = sla_s
-            if kind == "greeting":
+            if kind == "greeting" and not entries:
                 data.footfall[h] = data.footfall.get(h, 0) + 1
                 entrance_zones.add(str(p.get("zone_id")))
     data.sla = {k: {h: (v[0], v[1]) for h, v in per.items()} for k, per in sla.items() if per}
@@ -920,7 +929,7 @@ def collect_report_data(
         greeters_present=greeters_present or None,
     )
     if not data.footfall:
-        data.notes.append(bi("此时段没有入口数据", "No entrance data in this period (no greeting outcomes)."))
+        data.notes.append(bi("此时段没有入口数据", "No entrance data in this period (no entry events or greeting outcomes)."))
     if not any(ld.times_s for ld in data.lanes):
         data.notes.append(bi("此时段没有收银通道数据", "No lane states in this period."))
     return data

@@ -408,3 +408,28 @@ def test_report_without_history_is_a_clear_error(tmp_path: Path) -> None:
                           "--out", str(tmp_path / "r.html")], capture_output=True, text=True, timeout=60)
     assert run.returncode == 2
     assert "history database" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_footfall_counts_entry_events_when_the_history_has_them(tmp_path: Path) -> None:
+    """Entry events are the footfall source; greeting outcomes only for histories without them."""
+    cfg = store_config(tmp_path)
+    topics = Topics(cfg.store.id)
+    h9, h10 = hour_start(9), hour_start(10)
+    msgs = []
+    for i, t in enumerate([h9 + 60, h9 + 120, h10 + 30]):
+        msgs.append(Message(topics.event("entry"), {
+            "schema": "storesense.event.entry/1", "event_id": f"e{i}", "store_id": cfg.store.id,
+            "timestamp_s": t + 1, "camera_id": "cam-1", "zone_id": "door", "entered_s": t, "track_age_s": 0.5}))
+    # a greeting outcome in another hour must not add footfall once entry events exist
+    msgs.append(Message(topics.event("greeting"), {
+        "schema": "storesense.event.greeting/1", "event_id": "g1", "store_id": cfg.store.id,
+        "timestamp_s": hour_start(11) + 5, "started_s": hour_start(11), "zone_id": "door", "within_sla": True}))
+    db = tmp_path / "h.db"
+    sink = HistorySink(db, retention_days=30, max_size_mb=10)
+    sink.emit(msgs)
+    sink.close()
+    with HistoryReader(db) as reader:
+        data = collect_report_data(reader, cfg, hour_start(8), hour_start(12))
+    assert data.footfall.get(h9) == 2 and data.footfall.get(h10) == 1
+    assert data.footfall.get(hour_start(11), 0) == 0
+    assert data.sla["greeting"][hour_start(11)] == (1, 1)  # the greeting was read, for the SLA only
