@@ -5,6 +5,12 @@ Chromium speaks the DevTools protocol over two pipes when started with
 separated by NUL). That avoids a WebSocket client, Selenium/chromedriver version matching and
 any browser download: the Debian ``chromium`` package is all it needs. A page stays open
 across the test, so "recovers without a reload" can be checked on one live page.
+
+Pages also take real input: ``click(x, y)`` / ``click_element`` / ``click_at`` dispatch trusted
+mouse events (pointerdown/mousedown/click, as a person's pointer would), ``type_text`` and
+``clear`` go through the keyboard/IME path (trusted ``input`` events), and ``console_errors``
+reports what the browser console shows as errors (console.error, uncaught exceptions, failed
+loads) since the last ``clear_console``.
 """
 
 from __future__ import annotations
@@ -186,6 +192,7 @@ class Page:
         self.browser = browser
         self.target_id = target_id
         self.session_id = session_id
+        self._console_mark = 0
 
     def call(self, method: str, params: dict[str, Any] | None = None, timeout_s: float = 15.0) -> dict[str, Any]:
         return self.browser.call(method, params, session_id=self.session_id, timeout_s=timeout_s)
@@ -193,6 +200,7 @@ class Page:
     def setup(self) -> None:
         self.call("Page.enable")
         self.call("Runtime.enable")
+        self.call("Log.enable")
         self.call(
             "Emulation.setDeviceMetricsOverride",
             {"width": self.browser.width_px, "height": self.browser.height_px, "deviceScaleFactor": 1, "mobile": False},
@@ -225,8 +233,11 @@ class Page:
     def text(self) -> str:
         return str(self.evaluate("document.body.innerText"))
 
-    def screenshot(self, path: str | Path | None = None) -> bytes:
-        data = base64.b64decode(self.call("Page.captureScreenshot", {"format": "png"}, 30)["data"])
+    def screenshot(self, path: str | Path | None = None, *, full_page: bool = False) -> bytes:
+        params: dict[str, Any] = {"format": "png"}
+        if full_page:
+            params["captureBeyondViewport"] = True
+        data = base64.b64decode(self.call("Page.captureScreenshot", params, 30)["data"])
         if path is not None:
             Path(path).write_bytes(data)
         return data
@@ -239,6 +250,135 @@ class Page:
                 details = ev["params"]["exceptionDetails"]
                 out.append(str(details.get("exception", {}).get("description") or details.get("text")))
         return out
+
+    # -- events ----------------------------------------------------------------------------------
+    def _events(self, since: int = 0) -> list[dict[str, Any]]:
+        return [ev for ev in self.browser.events[since:] if ev.get("sessionId") == self.session_id]
+
+    def event_mark(self) -> int:
+        """A position in the event stream, for ``wait_for_event(..., since=mark)``."""
+        return len(self.browser.events)
+
+    def wait_for_event(self, method: str, *, since: int, timeout_s: float = 15.0) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            for ev in self._events(since):
+                if ev.get("method") == method:
+                    return ev
+            time.sleep(0.05)
+        raise AssertionError(f"timed out after {timeout_s} s waiting for {method}")
+
+    def wait_for_load(self, *, since: int, timeout_s: float = 15.0) -> None:
+        """After an action that navigates (a form submit, a link): wait for the new document's load."""
+        self.wait_for_event("Page.loadEventFired", since=since, timeout_s=timeout_s)
+        self.wait_for("document.readyState === 'complete'", timeout_s=timeout_s)
+
+    def clear_console(self) -> None:
+        """Forget console errors so far: ``console_errors`` only reports later ones."""
+        self._console_mark = self.event_mark()
+
+    def console_errors(self) -> list[str]:
+        """Errors the browser console shows since ``clear_console``: console.error/assert calls,
+        uncaught exceptions and browser log errors (failed resource loads, CSP, ...)."""
+        out = []
+        for ev in self._events(self._console_mark):
+            method, params = ev.get("method"), ev.get("params", {})
+            if method == "Runtime.exceptionThrown":
+                details = params["exceptionDetails"]
+                out.append("exception: " + str(details.get("exception", {}).get("description") or details.get("text")))
+            elif method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
+                args = params.get("args", [])
+                out.append(f"console.{params['type']}: " + " ".join(
+                    str(a.get("value", a.get("description", ""))) for a in args))
+            elif method == "Log.entryAdded" and params.get("entry", {}).get("level") == "error":
+                entry = params["entry"]
+                out.append(f"log ({entry.get('source')}): {entry.get('text')} {entry.get('url', '')}".rstrip())
+        return out
+
+    # -- real input ----------------------------------------------------------------------------
+    def click(self, x_px: float, y_px: float) -> None:
+        """A real left click at viewport coordinates (CSS px): move, press, release."""
+        base = {"x": x_px, "y": y_px, "modifiers": 0}
+        self.call("Input.dispatchMouseEvent", {**base, "type": "mouseMoved", "button": "none"})
+        self.call("Input.dispatchMouseEvent", {**base, "type": "mousePressed", "button": "left", "buttons": 1,
+                                               "clickCount": 1})
+        self.call("Input.dispatchMouseEvent", {**base, "type": "mouseReleased", "button": "left", "buttons": 0,
+                                               "clickCount": 1})
+
+    def rect(self, css: str) -> dict[str, float]:
+        """The element's box in viewport coordinates, scrolled into view first."""
+        value = self.evaluate(
+            f"(() => {{ const e = document.querySelector({json.dumps(css)}); if (!e) return null;"
+            " e.scrollIntoView({block: 'nearest', inline: 'nearest'});"
+            " const r = e.getBoundingClientRect();"
+            " return {x: r.left, y: r.top, width: r.width, height: r.height}; })()"
+        )
+        if not value:
+            raise AssertionError(f"no element {css!r} on the page")
+        return dict(value)
+
+    def click_at(self, css: str, x_px: float, y_px: float) -> None:
+        """A real click at (x, y) CSS px from the element's top-left corner; the point must hit it."""
+        r = self.rect(css)
+        if not (0 <= x_px < r["width"] and 0 <= y_px < r["height"]):
+            raise AssertionError(f"({x_px}, {y_px}) is outside {css!r} ({r['width']} x {r['height']})")
+        x, y = r["x"] + x_px, r["y"] + y_px
+        hit = self.evaluate(
+            f"(() => {{ const e = document.querySelector({json.dumps(css)});"
+            f" const h = document.elementFromPoint({x}, {y}); return !!h && (h === e || e.contains(h)); }})()"
+        )
+        if not hit:
+            raise AssertionError(f"a click at ({x}, {y}) would not reach {css!r}: another element covers it")
+        self.click(x, y)
+
+    def click_element(self, css: str) -> None:
+        """A real click in the middle of the element (as WebDriver's element click)."""
+        r = self.rect(css)
+        self.click_at(css, r["width"] / 2, r["height"] / 2)
+
+    def _key(self, key: str, code: str, key_code: int) -> None:
+        base = {"key": key, "code": code, "windowsVirtualKeyCode": key_code, "nativeVirtualKeyCode": key_code}
+        self.call("Input.dispatchKeyEvent", {**base, "type": "rawKeyDown"})
+        self.call("Input.dispatchKeyEvent", {**base, "type": "keyUp"})
+
+    def _focus_end(self, css: str) -> None:
+        """Focus the element with a real click and put the caret after its text."""
+        self.click_element(css)
+        self.evaluate(
+            f"(() => {{ const e = document.querySelector({json.dumps(css)});"
+            " try { e.setSelectionRange(e.value.length, e.value.length); } catch (err) {} })()"
+        )
+
+    def type_text(self, css: str, text: str) -> None:
+        """Click into a field and type ``text`` at its end (trusted beforeinput/input events)."""
+        self._focus_end(css)
+        self.call("Input.insertText", {"text": text})
+
+    def clear(self, css: str) -> None:
+        """Click into a field, select its text and delete it with Backspace."""
+        self.click_element(css)
+        self.evaluate(f"document.querySelector({json.dumps(css)}).select()")
+        self._key("Backspace", "Backspace", 8)
+        value = self.evaluate(f"document.querySelector({json.dumps(css)}).value")
+        if value != "":
+            raise AssertionError(f"{css!r} still holds {value!r} after clearing it")
+
+    def select_option(self, css: str, value: str) -> None:
+        """Choose an option of a <select> from the keyboard (focus it, type the option's text),
+        as a person does; fires a trusted change event. The option must end up selected."""
+        text = self.evaluate(
+            f"(() => {{ const s = document.querySelector({json.dumps(css)}); if (!s) return null;"
+            f" const o = Array.from(s.options).find(o => o.value === {json.dumps(value)});"
+            " if (!o) return null; s.focus(); return o.text; })()"
+        )
+        if text is None:
+            raise AssertionError(f"no option {value!r} in {css!r}")
+        for ch in str(text):
+            self.call("Input.dispatchKeyEvent", {"type": "keyDown", "text": ch, "key": ch, "unmodifiedText": ch})
+            self.call("Input.dispatchKeyEvent", {"type": "keyUp", "key": ch})
+        chosen = self.evaluate(f"document.querySelector({json.dumps(css)}).value")
+        if chosen != value:
+            raise AssertionError(f"typing {text!r} into {css!r} selected {chosen!r}, not {value!r}")
 
     def close(self) -> None:
         with contextlib.suppress(CdpError):

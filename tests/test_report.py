@@ -25,7 +25,7 @@ from edge.history import HistoryReader, HistorySink
 from edge.ops_cli import parse_range, parse_when
 from edge.report import cjk_font_name, collect_report_data, peak_hours, summary_numbers
 from mqtt_bridge.topics import Topics
-from tests.chromedriver_client import Chrome
+from tests.browser import Browser
 from zones.heatmap import HeatmapAccumulator, heatmap_png_size
 
 ARTIFACTS = Path("/tmp/storesense-test-artifacts")
@@ -291,24 +291,22 @@ def test_report_cli_writes_a_self_contained_page_that_renders_in_chromium(
     assert f">{sum(FOOTFALL):,}<" in html
     assert "18:00–19:00" in html
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with Chrome(width_px=1280, height_px=900) as c:
-        c.get(out.as_uri())
-        c.wait_until("return document.readyState === 'complete'")
-        sections = c.execute("return Array.from(document.querySelectorAll('section[id]')).map(s => s.id)")
+    with Browser(width_px=1280, height_px=900) as b:
+        page = b.new_page(out.as_uri())  # returns once document.readyState is 'complete'
+        sections = page.evaluate("Array.from(document.querySelectorAll('section[id]')).map(s => s.id)")
         assert sections[:7] == ["peaks", "footfall", "queues", "sla", "dwell", "staffing", "heatmaps"]
-        images = c.execute(
-            "return Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight])"
+        images = page.evaluate(
+            "Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth, i.naturalHeight])"
         )
         assert len(images) == 6  # five plots and the camera's heatmap
         for alt, complete, width, height in images:
             assert complete and width > 0 and height > 0, alt
-        external = c.execute(
-            "return performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('data:'))"
+        external = page.evaluate(
+            "performance.getEntriesByType('resource').map(e => e.name).filter(n => !n.startsWith('data:'))"
         )
         assert external == []
-        errors = [e for e in c.console() if e.get("level") in ("SEVERE", "ERROR")]
-        assert errors == []
-        c.screenshot(ARTIFACTS / "report.png")
+        assert page.console_errors() == []
+        page.screenshot(ARTIFACTS / "report.png", full_page=True)
     heat = next(img for img in images if img[0].startswith("heatmap"))
     assert heat[2] >= 700  # camera view and floor plan side by side
 

@@ -25,7 +25,7 @@ from edge.config import load_config
 from mqtt_bridge.broker import MosquittoProcess
 from mqtt_bridge.display import DisplayServer
 from mqtt_bridge.setup_page import SetupPage, client_allowed, setup_routes
-from tests.chromedriver_client import Chrome
+from tests.browser import Browser
 
 PASSWORD = "correct horse battery"
 PW_ENV = "STORESENSE_TEST_SETUP_PASSWORD"
@@ -226,59 +226,59 @@ def test_installer_draws_a_zone_and_calibrates_with_real_clicks(
     watcher, seen = _watch_mqtt(mosquitto.port)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
-        with Chrome(width_px=1500, height_px=1000) as c:
-            c.get(server.url + "setup")
-            password = c.wait_for("#password")
-            c.send_keys(password, PASSWORD)
-            c.click(c.find("#login"))
-            c.wait_until("return document.body.dataset.ready === '1'", 20)
-            c.wait_until("return !!document.querySelector('#zone-list li')")
-            c.console()  # drop the login page's expected 401 entry; from here on the log must stay clean
-            size = c.execute("return [document.getElementById('canvas').width, document.getElementById('canvas').height]")
+        with Browser(width_px=1500, height_px=1000) as b:
+            page = b.new_page(server.url + "setup")
+            page.wait_for("!!document.getElementById('password')")
+            page.type_text("#password", PASSWORD)
+            mark = page.event_mark()
+            page.click_element("#login")
+            page.wait_for_load(since=mark)  # the form posts, the server answers 303 → /setup with a cookie
+            page.wait_for("document.body.dataset.ready === '1'", 20)
+            page.wait_for("!!document.querySelector('#zone-list li')")
+            page.clear_console()  # drop the login page's expected 401 entry; from here on the log must stay clean
+            size = page.evaluate("[document.getElementById('canvas').width, document.getElementById('canvas').height]")
             assert size[0] > 100 and size[1] > 100  # the snapshot is drawn at its own size
-            canvas = c.find("#canvas")
-            rect = c.execute("const r = document.getElementById('canvas').getBoundingClientRect(); return [r.width, r.height]")
+            rect = page.evaluate("(() => { const r = document.getElementById('canvas').getBoundingClientRect();"
+                                 " return [r.width, r.height]; })()")
             scale = size[0] / rect[0]
 
             # draw a dwell zone: four real clicks and Finish
-            c.click(c.find("#mode-zone"))
+            page.click_element("#mode-zone")
             corners_css = [(0.10, 0.15), (0.40, 0.15), (0.40, 0.45), (0.10, 0.45)]
             for fx, fy in corners_css:
-                c.click_at(canvas, fx * rect[0], fy * rect[1])
-            assert "4" in c.text(c.find("#drawing-count"))
-            c.click(c.find("#finish-zone"))
-            new_id = c.find("#zone-list li:last-child input.zone-id")
-            c.clear(new_id)
-            c.send_keys(new_id, "display-table")
-            c.send_keys(c.find("#zone-list li:last-child input.zone-label"), "Display table 展台")
-            c.click(c.find("#zone-list li:last-child select.zone-kind option[value='dwell']"))
+                page.click_at("#canvas", fx * rect[0], fy * rect[1])
+            assert "4" in page.evaluate("document.getElementById('drawing-count').innerText")
+            page.click_element("#finish-zone")
+            page.clear("#zone-list li:last-child input.zone-id")
+            page.type_text("#zone-list li:last-child input.zone-id", "display-table")
+            page.type_text("#zone-list li:last-child input.zone-label", "Display table 展台")
+            page.select_option("#zone-list li:last-child select.zone-kind", "dwell")
 
             # calibrate: four floor marks and their coordinates
-            c.click(c.find("#mode-calib"))
+            page.click_element("#mode-calib")
             marks_css = [(0.20, 0.60), (0.80, 0.60), (0.90, 0.95), (0.10, 0.95)]
             floor_m = [(0.0, 4.0), (4.0, 4.0), (4.0, 0.0), (0.0, 0.0)]
             for (fx, fy), (mx, my) in zip(marks_css, floor_m, strict=True):
-                c.click_at(canvas, fx * rect[0], fy * rect[1])
-                rows = c.find_all("#calib-table tbody tr")
-                x_in = c.find(f"#calib-table tbody tr:nth-child({len(rows)}) input.floor-x")
-                y_in = c.find(f"#calib-table tbody tr:nth-child({len(rows)}) input.floor-y")
-                c.send_keys(x_in, f"{mx}")
-                c.send_keys(y_in, f"{my}")
-            status_text = c.wait_until(
-                "const s = document.getElementById('calib-status').textContent; return s.includes('RMS') && s", 10
+                page.click_at("#canvas", fx * rect[0], fy * rect[1])
+                n_rows = page.evaluate("document.querySelectorAll('#calib-table tbody tr').length")
+                page.type_text(f"#calib-table tbody tr:nth-child({n_rows}) input.floor-x", f"{mx}")
+                page.type_text(f"#calib-table tbody tr:nth-child({n_rows}) input.floor-y", f"{my}")
+            status_text = page.wait_for(
+                "(() => { const s = document.getElementById('calib-status').textContent;"
+                " return s.includes('RMS') && s; })()", 10
             )
             assert "RMS" in status_text
-            n_grid = c.wait_until("return window.setupState.grid.length", 5)
+            n_grid = page.wait_for("window.setupState.grid.length", 5)
             assert n_grid >= 4  # the projected 1 m floor grid is drawn
-            c.click(c.find("#mode-select"))
-            c.screenshot(ARTIFACTS / "setup_page.png")
-            c.click(c.find("#save"))
-            saved = c.wait_until(
-                "const m = document.querySelector('#messages .ok, #messages .problem'); return m && m.textContent", 15
+            page.click_element("#mode-select")
+            page.screenshot(ARTIFACTS / "setup_page.png", full_page=True)
+            page.click_element("#save")
+            saved = page.wait_for(
+                "(() => { const m = document.querySelector('#messages .ok, #messages .problem');"
+                " return m && m.textContent; })()", 15
             )
             assert saved.startswith("已保存 Saved"), saved
-            errors = [e for e in c.console() if e.get("level") == "SEVERE"]
-            assert errors == []
+            assert page.console_errors() == []
     finally:
         watcher.loop_stop()
         watcher.disconnect()
