@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(
   mosquitto mosquitto-clients   # the MQTT broker (edge and tests) + mosquitto_passwd
-  chromium chromium-driver      # headless browser for display/report tests (never downloaded by a tool)
+  chromium                      # headless browser for display/report/setup tests (never downloaded by a tool)
   fonts-wqy-zenhei              # CJK glyphs for Chinese labels in the display and reports
 )
 
