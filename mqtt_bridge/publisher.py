@@ -165,6 +165,20 @@ class _InFlight:
     sent_mono_s: float
 
 
+class _PahoLogger(logging.Logger):
+    """paho's log for one client, at DEBUG once its publisher is closing (the disconnect noise
+    of paho's last loop turns is expected). Not registered with the logging manager, so it goes
+    away with the publisher; it propagates to ``storesense.mqtt`` like a child logger."""
+
+    def __init__(self, closing: Callable[[], bool]) -> None:
+        super().__init__("storesense.mqtt.paho")
+        self.parent = logging.getLogger("storesense.mqtt")
+        self._closing = closing
+
+    def log(self, level: int, msg: object, *args: Any, **kwargs: Any) -> None:
+        super().log(logging.DEBUG if self._closing() else level, msg, *args, **kwargs)
+
+
 class MqttPublisher:
     """The MQTT Sink. ``start()`` connects in the background; ``emit()`` never blocks on the network."""
 
@@ -196,6 +210,11 @@ class MqttPublisher:
         self._dirty: dict[str, None] = {}  # insertion-ordered set of topics to (re)publish
         self._volatile: list[tuple[str, bytes]] = []  # qos 0, not retained: best effort
         self._inflight: list[_InFlight] = []
+        # mids whose PUBACK arrived (on_publish), consumed by the sender. Not info.is_published():
+        # that raises for a message paho queued while reporting "not connected" (the link dropped
+        # as it was sent), which would stop the sender on every tick.
+        self._acked_mids: set[int] = set()
+        self._acked_lock = threading.Lock()
         self._cursor = 0  # highest outbox row id handed to paho
         self._stats = PublisherStats(queued=len(self.outbox), dropped=0)
 
@@ -223,7 +242,9 @@ class MqttPublisher:
         if not self._v5:
             kwargs["clean_session"] = True  # commands are live: never queue them while we are away
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=protocol, **kwargs)
-        client.enable_logger(logging.getLogger("storesense.mqtt.paho"))
+        # one logger adapter per client: once close() has begun, paho's "not connected" errors
+        # from its last loop turns are expected, and an operator must not see ERROR on a clean stop
+        client.enable_logger(_PahoLogger(lambda: self._closed))
         client.reconnect_delay_set(min_delay=1, max_delay=max(1, int(round(self.cfg.reconnect_max_backoff_s))))
         client.will_set(self.availability_topic, AVAILABILITY_OFFLINE, qos=1, retain=True)
         client.on_connect = self._guard("on_connect", self._on_connect)
@@ -391,7 +412,10 @@ class MqttPublisher:
     # -- paho callbacks (network thread) -------------------------------------------------------
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
         if getattr(reason_code, "is_failure", False):
-            log.warning("broker %s:%d refused the connection: %s", self.cfg.host, self.cfg.port, reason_code)
+            hint = ""
+            if self._v5 and str(reason_code) in ("Unsupported protocol version", "Unacceptable protocol version"):
+                hint = ' (the broker does not speak MQTT 5: set mqtt.protocol: "3.1.1" in the store config)'
+            log.warning("broker %s:%d refused the connection: %s%s", self.cfg.host, self.cfg.port, reason_code, hint)
             return
         self._stats.connects += 1
         if self._stats.connects > 1:
@@ -429,6 +453,8 @@ class MqttPublisher:
             log.warning("disconnected from MQTT broker (%s); reconnecting", reason_code)
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason_code: Any, properties: Any) -> None:
+        with self._acked_lock:
+            self._acked_mids.add(int(mid))
         if getattr(reason_code, "is_failure", False):
             self._stats.rejected += 1
             log.error("broker rejected message mid %d: %s (check the ACL for this device)", mid, reason_code)
@@ -512,10 +538,15 @@ class MqttPublisher:
             self._cursor = row.id
 
     def _collect_acks(self) -> None:
-        done = [f for f in self._inflight if f.info.is_published()]
+        # Runs on the sender thread after any _publish of this tick has been added to _inflight,
+        # so an ack that raced ahead of that append is still in the set; acks of state and
+        # availability publishes (not in flight) are dropped here, which keeps the set small.
+        with self._acked_lock:
+            acked, self._acked_mids = self._acked_mids, set()
+        done = [f for f in self._inflight if f.info.mid in acked]
         if not done:
             return
-        self._inflight = [f for f in self._inflight if not f.info.is_published()]
+        self._inflight = [f for f in self._inflight if f.info.mid not in acked]
         self.outbox.ack([f.row.id for f in done])
         self._stats.acked += len(done)
 

@@ -22,11 +22,18 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.contract import Message
 from edge.errors import UserFacingError
-from mqtt_bridge.broker import MosquittoProcess, free_port, start_mosquitto_config, write_password_file
+from mqtt_bridge.broker import (
+    MosquittoProcess,
+    free_port,
+    start_mosquitto,
+    start_mosquitto_config,
+    write_password_file,
+)
 from mqtt_bridge.commands import CommandError, parse_lane_command
 from mqtt_bridge.config import MqttConfig, TlsConfig
 from mqtt_bridge.publisher import MqttPublisher, find_image_data, resolve_password
 from mqtt_bridge.topics import Topics
+from tests.certs import make_certs
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "mqtt_bridge" / "schemas"
@@ -178,6 +185,72 @@ def test_retained_state_late_subscriber_and_availability(
         after.close()
 
 
+def test_mqtt_311_mode_state_events_and_commands(
+    mosquitto: MosquittoProcess, make_pub: Callable[..., MqttPublisher]
+) -> None:
+    """``mqtt.protocol: "3.1.1"`` for brokers without MQTT 5: everything works except expiry."""
+    received: list[tuple[str, str]] = []
+    events_sub = Sub(mosquitto.port, T.all_events())
+    pub = make_pub(mosquitto.port, protocol="3.1.1", state_expiry_s=90,
+                   on_lane_command=lambda lane, state: received.append((lane, state)), known_lanes=LANES)
+    try:
+        pub.emit([lane_state(lane, 4) for lane in LANES])
+        pub.emit([event(j) for j in range(20)])
+        assert wait_until(lambda: [e["seq"] for e in events_sub.json_on(T.base)] == list(range(20)))
+        assert wait_until(lambda: pub.stats.acked == 20 and len(pub.outbox) == 0)
+        late = Sub(mosquitto.port, T.everything())
+        try:
+            assert wait_until(lambda: all(late.payloads(T.lane_state(x)) for x in LANES))
+            with late.lock:
+                props = {t: (r, p) for t, _, r, p in late.messages}
+            retained, p = props[T.lane_state(LANES[0])]
+            assert retained and not hasattr(p, "MessageExpiryInterval")  # no expiry in 3.1.1
+            late.publish(T.lane_set(LANES[0]), b'{"state": "closed"}')
+            assert wait_until(lambda: received == [(LANES[0], "closed")])
+        finally:
+            late.close()
+        assert pub.connected and pub.stats.callback_errors == 0
+    finally:
+        events_sub.close()
+
+
+def test_broker_without_mqtt5_gets_a_clear_hint(
+    tmp_path: Path, make_pub: Callable[..., MqttPublisher], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A peer that answers CONNECT with 'Unsupported protocol version' (what an MQTT 3.1.1-only
+    broker means): the log says which setting fixes it. One fake socket peer, one class."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(4)
+    port = server.getsockname()[1]
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(1024)
+                conn.sendall(bytes([0x20, 0x03, 0x00, 0x84, 0x00]))  # v5 CONNACK, reason 0x84
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    caplog.set_level(logging.WARNING, logger="storesense")
+    try:
+        pub = make_pub(port, start=False)
+        pub.start()
+        assert wait_until(lambda: any('mqtt.protocol: "3.1.1"' in r.getMessage() for r in caplog.records), 10)
+        assert not pub.ready
+    finally:
+        stop.set()
+        thread.join(2)
+        server.close()
+
+
 def test_events_in_order_deleted_on_puback(mosquitto: MosquittoProcess, make_pub: Callable[..., MqttPublisher]) -> None:
     sub = Sub(mosquitto.port, T.all_events())
     pub = make_pub(mosquitto.port)
@@ -233,6 +306,41 @@ def test_broker_outage_no_loss_order_kept_state_back(tmp_path: Path) -> None:
     # end-to-end privacy: a module tried to send an image, nothing of it reached the broker
     assert r.refused_by_privacy_guard > 0
     assert r.payloads_checked > r.events_in and r.payloads_with_image_data == 0
+
+
+def test_event_sent_as_the_link_drops_is_delivered_after_reconnect(
+    tmp_path: Path, make_pub: Callable[..., MqttPublisher], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race of a broker dying (or Ctrl-C reaching the demo's broker) just as events go out:
+    paho hands back 'not connected' for messages it still queues. Such an event must neither wedge
+    the sender (its ack check used to raise on every tick) nor be lost."""
+    broker = start_mosquitto(workdir=tmp_path / "broker")
+    try:
+        pub = make_pub(broker.port)
+        pub.emit([event(0)])
+        assert wait_until(lambda: pub.stats.acked == 1)
+        broker.stop()
+        assert wait_until(lambda: not pub.connected, 10)
+        # fault injection: the sender still believes the link is up for one more round of events
+        monkeypatch.setattr(MqttPublisher, "connected", property(lambda self: True))
+        monkeypatch.setattr(MqttPublisher, "ready", property(lambda self: True))
+        pub._ready = True  # noqa: SLF001 - the flag the sender reads; cleared again on disconnect
+        pub.emit([event(j) for j in range(1, 6)])
+        assert wait_until(lambda: pub.stats.published >= 6, 5)
+        time.sleep(0.5)  # several sender ticks with those messages in flight
+        monkeypatch.undo()
+        assert pub.stats.callback_errors == 0
+        broker.start()
+        sub = Sub(broker.port, T.all_events())
+        try:
+            pub.emit([event(6)])
+            assert wait_until(lambda: pub.stats.acked == 7 and len(pub.outbox) == 0, 20), pub.stats
+            assert wait_until(lambda: {e["seq"] for e in sub.json_on(T.base)} >= set(range(1, 7)), 10)
+        finally:
+            sub.close()
+        assert pub.stats.callback_errors == 0
+    finally:
+        broker.stop()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -530,24 +638,9 @@ def test_missing_secret_is_a_clear_error(kw: dict[str, str], message: str) -> No
         resolve_password(cfg)
 
 
-def _make_certs(d: Path) -> None:
-    d.mkdir(parents=True, exist_ok=True)
-
-    def run(*args: str) -> None:
-        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
-
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "1",
-        "-subj", "/CN=storesense-test-ca")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
-        "-subj", "/CN=localhost")
-    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-        "-out", "server.crt", "-days", "1", "-extfile", "san.ext")
-
-
 def test_tls_connection_from_config(tmp_path: Path, make_pub: Callable[..., MqttPublisher]) -> None:
     certs = tmp_path / "certs"
-    _make_certs(certs)
+    make_certs(certs)
     port, plain = free_port(), free_port()
     text = (f"user root\nper_listener_settings false\nallow_anonymous true\n"
             f"listener {port} 127.0.0.1\ncafile {certs / 'ca.crt'}\ncertfile {certs / 'server.crt'}\n"
