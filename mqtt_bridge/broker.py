@@ -56,6 +56,7 @@ class MosquittoProcess:
     proc: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     # a complete config (e.g. rendered from mqtt_bridge/broker/ templates); replaces the generated one
     config_text: str | None = field(default=None, repr=False)
+    own_process_group: bool = False
 
     @property
     def log_path(self) -> Path:
@@ -92,10 +93,15 @@ class MosquittoProcess:
 
     def start(self, timeout_s: float = 10.0) -> MosquittoProcess:
         self.write_config()
+        # own_process_group: Ctrl-C in a terminal signals the whole foreground process group;
+        # a broker owned by an interactive command (storesense demo) must outlive that command's
+        # clean shutdown (drain the outbox, publish "stopped"), and the owner then stops it.
         self.proc = subprocess.Popen(
             [mosquitto_binary(), "-c", str(self.config_path)],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
+            # (process_group=0 needs Python 3.11; setpgrp is async-signal-safe for preexec_fn)
+            preexec_fn=os.setpgrp if self.own_process_group else None,
         )
         try:
             wait_for_port("127.0.0.1", self.port, timeout_s)
@@ -130,13 +136,14 @@ class MosquittoProcess:
 
 
 def start_mosquitto(
-    *, websockets: bool = False, extra_config: str = "", workdir: Path | None = None
+    *, websockets: bool = False, extra_config: str = "", workdir: Path | None = None, own_process_group: bool = False
 ) -> MosquittoProcess:
     """Start mosquitto with a TCP listener (and optionally WebSockets) on free loopback ports."""
     wd = workdir or Path(tempfile.mkdtemp(prefix="storesense-mosquitto-"))
     wd.mkdir(parents=True, exist_ok=True)
     ws = free_port() if websockets else None
-    return MosquittoProcess(port=free_port(), ws_port=ws, workdir=wd, extra_config=extra_config).start()
+    return MosquittoProcess(port=free_port(), ws_port=ws, workdir=wd, extra_config=extra_config,
+                            own_process_group=own_process_group).start()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ publish, over TCP and WebSockets) and the edge -> central bridge of a chain of s
 
 from __future__ import annotations
 
+import ssl
 import threading
 import time
 import uuid
@@ -28,6 +29,7 @@ from mqtt_bridge.broker import (
     write_password_file,
 )
 from mqtt_bridge.topics import DEFAULT_PREFIX, Topics
+from tests.certs import make_certs
 
 PASSWORDS = {
     "edge-store-a": "pw-edge-a-" + uuid.uuid4().hex[:8],
@@ -66,7 +68,8 @@ def edge_config(workdir: Path, store: str, acl_text: str, port: int, ws_port: in
 class Client:
     """A real paho client that records what it receives."""
 
-    def __init__(self, port: int, user: str | None = None, *, websockets: bool = False, tag: str = "") -> None:
+    def __init__(self, port: int, user: str | None = None, *, websockets: bool = False, tag: str = "",
+                 ca_file: Path | None = None) -> None:
         self.messages: list[tuple[str, bytes, bool]] = []
         self.connected = threading.Event()
         self.connect_rc: Any = None
@@ -80,6 +83,8 @@ class Client:
         )
         if user:
             self.c.username_pw_set(user, PASSWORDS[user])
+        if ca_file is not None:
+            self.c.tls_set(ca_certs=str(ca_file))
         self.c.on_connect = self._on_connect
         self.c.on_message = lambda c, u, m: self.messages.append((m.topic, bytes(m.payload), bool(m.retain)))
         self.c.on_subscribe = self._on_subscribe
@@ -289,3 +294,86 @@ def test_bridge_edge_to_central(tmp_path: Path) -> None:
             e.stop()
         central.stop()
 
+
+def uncomment(text: str, replacements: dict[str, str]) -> str:
+    """Turn a template's commented-out example lines into live ones (each must be there)."""
+    for old, new in replacements.items():
+        assert old in text, f"template no longer has {old!r}"
+        text = text.replace(old, new)
+    return text
+
+
+def with_tls_listeners(text: str, certs: Path, tls_port: int, wss_port: int) -> str:
+    """The edge template's two commented TLS blocks (mqtts and wss), enabled on test ports."""
+    return uncomment(text, {
+        "#listener 8883 0.0.0.0": f"listener {tls_port} 127.0.0.1",
+        "#listener 8884 0.0.0.0": f"listener {wss_port} 127.0.0.1",
+        "#protocol mqtt\n": "protocol mqtt\n",
+        "#protocol websockets\n": "protocol websockets\n",
+        "#cafile /etc/mosquitto/ca_certificates/ca.crt": f"cafile {certs / 'ca.crt'}",
+        "#certfile /etc/mosquitto/certs/edge.crt": f"certfile {certs / 'server.crt'}",
+        "#keyfile /etc/mosquitto/certs/edge.key": f"keyfile {certs / 'server.key'}",
+        "#tls_version tlsv1.2": "tls_version tlsv1.2",
+    })
+
+
+def test_tls_templates_bridge_and_websockets(tmp_path: Path) -> None:
+    """The commented TLS examples of both templates work as shipped: the edge broker bridges to
+    the central broker over verified TLS, the edge process publishes over mqtts and a screen
+    reads over wss; a client that does not trust the CA is refused."""
+    certs = make_certs(tmp_path / "certs")
+    ports = {name: free_port() for name in ("c", "c_ws", "c_tls", "c_wss", "e", "e_ws", "e_tls", "e_wss")}
+    central_dir = tmp_path / "central"
+    central_text = with_tls_listeners(
+        edge_config(central_dir, "central", acl_block("store-a"), ports["c"], ports["c_ws"]),
+        certs, ports["c_tls"], ports["c_wss"])
+    central = start_mosquitto_config(central_text, port=ports["c"], ws_port=ports["c_ws"], workdir=central_dir)
+    edge: MosquittoProcess | None = None
+    clients: list[Client] = []
+    try:
+        bridge = uncomment(render_template(
+            "bridge.conf", STORE="store-a", CONNECTION_NAME="central-tls", CENTRAL_HOST="127.0.0.1",
+            CENTRAL_PORT=ports["c_tls"], LOCAL_PREFIX=f"{DEFAULT_PREFIX}/store-a",
+            REMOTE_PREFIX=f"{DEFAULT_PREFIX}/store-a", BRIDGE_USERNAME="edge-store-a",
+            BRIDGE_PASSWORD=PASSWORDS["edge-store-a"], BRIDGE_CLIENT_ID="bridge-tls-store-a",
+        ), {
+            "#bridge_cafile /etc/mosquitto/ca_certificates/central-ca.crt": f"bridge_cafile {certs / 'ca.crt'}",
+            "#bridge_insecure false": "bridge_insecure false",  # the certificate name is checked
+            "#bridge_tls_version tlsv1.2": "bridge_tls_version tlsv1.2",
+        })
+        edge_dir = tmp_path / "store-a"
+        edge_text = with_tls_listeners(
+            edge_config(edge_dir, "store-a", acl_block("store-a"), ports["e"], ports["e_ws"], bridge),
+            certs, ports["e_tls"], ports["e_wss"])
+        edge = start_mosquitto_config(edge_text, port=ports["e"], ws_port=ports["e_ws"], workdir=edge_dir)
+        ta = Topics("store-a")
+
+        hq = Client(ports["c_tls"], "edge-store-a", tag="hq-tls", ca_file=certs / "ca.crt")
+        clients.append(hq)
+        assert hq.wait_connected()
+        hq.subscribe(ta.everything())
+        assert wait_until(lambda: f"{ta.base}/edge/bridge/connection" in hq.topics(), 10), (
+            (edge_dir / "mosquitto.log").read_text())
+
+        screen = Client(ports["e_wss"], "screen-store-a", websockets=True, tag="screen-wss", ca_file=certs / "ca.crt")
+        clients.append(screen)
+        assert screen.wait_connected()
+        screen.subscribe(f"{ta.base}/lane/+/state")
+        publisher = Client(ports["e_tls"], "edge-store-a", tag="edge-mqtts", ca_file=certs / "ca.crt")
+        clients.append(publisher)
+        assert publisher.wait_connected()
+        publisher.publish(ta.lane_state("l1"), '{"queue_length": 2}', retain=True)
+        assert wait_until(lambda: ta.lane_state("l1") in screen.topics(), 10)  # wss at the edge
+        assert wait_until(lambda: ta.lane_state("l1") in hq.topics(), 10)  # TLS bridge to central
+
+        # TLS is really checked: a client that does not trust the test CA cannot connect
+        untrusted = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="untrusted", protocol=mqtt.MQTTv5)
+        untrusted.tls_set()  # system CAs only
+        with pytest.raises(ssl.SSLError):
+            untrusted.connect("127.0.0.1", ports["e_tls"])
+    finally:
+        for c in clients:
+            c.close()
+        if edge is not None:
+            edge.stop()
+        central.stop()
