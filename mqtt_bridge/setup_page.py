@@ -4,6 +4,8 @@ An installer stands in the store with a laptop on the local network, sees what t
 sees, draws zones, clicks floor marks and types their floor coordinates, checks the projected
 1 m grid, and saves the store YAML. The file is validated with :func:`edge.config.parse_config`
 (and the calibration fitted) *before* it replaces the old one, which is kept as ``.bak``.
+The file is edited round-trip (ruamel.yaml): the installer's comments, key order, quoting and
+``${VAR}`` references survive; only the saved camera's zones and calibration change.
 
 Privacy and safety, because this page is the one place where camera images are served:
 
@@ -37,7 +39,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import cv2
 import numpy as np
-import yaml
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from edge.config import ConfigError, StoreConfig, parse_config
 from edge.errors import UserFacingError
@@ -51,6 +54,7 @@ SESSION_S = 8 * 3600.0
 MAX_BODY_BYTES = 2 * 1024 * 1024
 SNAPSHOT_TIMEOUT_S = 8.0
 GRID_MAX_LINES = 80
+SAVED_HEADER = "# Saved by the StoreSense /setup page; the previous version is in "
 _CAMERA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
 
 
@@ -281,10 +285,13 @@ class SetupPage:
         handler.send_body(200, data, "image/jpeg")
 
     # -- config view ----------------------------------------------------------------------------
-    def _raw(self) -> dict[str, Any]:
+    def _raw(self) -> CommentedMap:
         assert self.config_path is not None
-        data = yaml.safe_load(self.config_path.read_text(encoding="utf-8"))
-        if not isinstance(data, dict):
+        try:
+            data = _round_trip_yaml().load(self.config_path.read_text(encoding="utf-8"))
+        except Exception as exc:  # ruamel's errors have no common public base; the text says where
+            raise UserFacingError(f"{self.config_path}: not readable YAML: {exc}") from None
+        if not isinstance(data, CommentedMap):
             raise UserFacingError(f"{self.config_path}: not a store config mapping")
         return data
 
@@ -385,16 +392,16 @@ class SetupPage:
                 cal = Calibration.from_pairs(img, flo, reference_size_px=ref, source=f"camera {camera_id} calibration")
             except UserFacingError as exc:
                 return 422, {"ok": False, "problems": [str(exc)]}
-            old = cam_raw.get("calibration") if isinstance(cam_raw.get("calibration"), dict) else {}
-            new_cal: dict[str, Any] = {
-                "image_points_px": [[round(float(x), 1), round(float(y), 1)] for x, y in img],
-                "floor_points_m": [[round(float(x), 3), round(float(y), 3)] for x, y in flo],
-                "reference_size_px": [int(width), int(height)],
-            }
-            if isinstance(old, dict) and "max_reprojection_error_m" in old:
-                new_cal["max_reprojection_error_m"] = old["max_reprojection_error_m"]
-            if isinstance(old, dict) and old.get("file"):
-                warnings.append(f"calibration was in {old['file']}; it is now inline in the store config")
+            old = cam_raw.get("calibration")
+            # edit the existing mapping in place (keeps its comments); keys other than the points
+            # and the reference size (e.g. max_reprojection_error_m) are kept as they are
+            new_cal = old if isinstance(old, CommentedMap) else CommentedMap()
+            if new_cal.get("file"):
+                warnings.append(f"calibration was in {new_cal['file']}; it is now inline in the store config")
+                del new_cal["file"]
+            new_cal["image_points_px"] = _flow([[round(float(x), 1), round(float(y), 1)] for x, y in img])
+            new_cal["floor_points_m"] = _flow([[round(float(x), 3), round(float(y), 3)] for x, y in flo])
+            new_cal["reference_size_px"] = _flow([int(width), int(height)])
             cam_raw["calibration"] = new_cal
             if not cal.within_tolerance:
                 warnings.append(cal.summary())
@@ -409,7 +416,10 @@ class SetupPage:
             if not isinstance(z, dict):
                 raise _BadRequest("every zone must be an object")
             zid = z.get("original_id") or z.get("id")
-            merged = dict(old_zones.get(zid, {}))
+            merged = old_zones.get(zid)
+            if not isinstance(merged, CommentedMap):  # a new zone: one flow mapping, like the examples
+                merged = CommentedMap()
+                merged.fa.set_flow_style()
             units = z.get("units") or merged.get("units") or "norm"
             poly_px = np.asarray(z.get("polygon_px") or [], dtype=np.float64).reshape(-1, 2)
             if units == "m":
@@ -417,8 +427,7 @@ class SetupPage:
                     from calibration.homography import Calibration
 
                     try:
-                        cur = parse_config(yaml.safe_dump({**raw}, sort_keys=False, allow_unicode=True),
-                                           str(self.config_path), self.config_path)
+                        cur = parse_config(_dump(raw), str(self.config_path), self.config_path)
                         cc = cur.camera(str(camera_id)).calibration
                         cal = Calibration.from_config(cc, cur.resolve_path) if cc is not None else None
                     except (ConfigError, UserFacingError):
@@ -436,7 +445,7 @@ class SetupPage:
             else:
                 norm = np.clip(poly_px / np.array([width, height]), 0.0, 1.0)
                 polygon = [[round(float(x), 4), round(float(y), 4)] for x, y in norm]
-            merged.update({"id": z.get("id"), "kind": z.get("kind"), "polygon": polygon})
+            merged.update({"id": z.get("id"), "kind": z.get("kind"), "polygon": _flow(polygon)})
             if units == "m" or "units" in merged:
                 merged["units"] = units
             for key in ("label", "lane", "service_zone"):
@@ -446,8 +455,12 @@ class SetupPage:
                 else:
                     merged[key] = value
             new_zones.append(merged)
-        cam_raw["zones"] = new_zones
-        text = yaml.safe_dump(raw, sort_keys=False, allow_unicode=True, default_flow_style=None, width=110)
+        zones_seq = cam_raw.get("zones")
+        if isinstance(zones_seq, CommentedSeq):  # keep the list node, and with it its comments
+            zones_seq[:] = new_zones
+        else:
+            cam_raw["zones"] = CommentedSeq(new_zones)
+        text = _dump(raw)
         try:
             parsed = parse_config(text, str(self.config_path), self.config_path)
             cam_cfg = parsed.camera(str(camera_id))
@@ -459,10 +472,9 @@ class SetupPage:
             return 422, {"ok": False, "problems": exc.problems}
         except UserFacingError as exc:
             return 422, {"ok": False, "problems": [str(exc)]}
-        header = (
-            "# Saved by the StoreSense /setup page; the previous version is in "
-            f"{self.config_path.name}.bak\n"
-        )
+        header = f"{SAVED_HEADER}{self.config_path.name}.bak\n"
+        if text.startswith(SAVED_HEADER):  # saved here before: one header, not one per save
+            text = text.split("\n", 1)[1]
         backup = self.config_path.with_name(self.config_path.name + ".bak")
         tmp = self.config_path.with_name(self.config_path.name + ".tmp")
         tmp.write_text(header + text, encoding="utf-8")
@@ -579,3 +591,27 @@ button{margin-top:16px;width:100%;font-size:16px;padding:10px;background:#2f6fde
 <button id="login" type="submit">登录 Log in</button>
 </form></body></html>
 """
+
+
+def _round_trip_yaml() -> YAML:
+    """A round-trip YAML (comments, order, quotes kept) laid out like the shipped examples."""
+    y = YAML(typ="rt")
+    y.preserve_quotes = True
+    y.width = 4096  # a zone stays one flow mapping per line; never a break inside a point
+    y.indent(mapping=2, sequence=4, offset=2)
+    return y
+
+
+def _dump(data: Any) -> str:
+    import io
+
+    buf = io.StringIO()
+    _round_trip_yaml().dump(data, buf)
+    return buf.getvalue()
+
+
+def _flow(values: list[Any]) -> CommentedSeq:
+    """Points as ``[[x, y], ...]`` on one line instead of one number per line."""
+    seq = CommentedSeq(_flow(v) if isinstance(v, list) else v for v in values)
+    seq.fa.set_flow_style()
+    return seq

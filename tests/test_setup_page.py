@@ -39,8 +39,9 @@ version: 1
 store: {{id: setup-store, name: "Setup Store 安装店", timezone: Asia/Shanghai}}
 cameras:
   - id: cam-1
-    source: {video}
+    source: {video}   # the table clip
     zones:
+      # lane 1 is the one by the door
       - {{id: lane-1-queue, kind: queue, lane: lane-1, label: "Lane 1", service_zone: lane-1-till,
          polygon: [[0.6, 0.5], [0.8, 0.5], [0.8, 1.0], [0.6, 1.0]]}}
       - {{id: lane-1-till, kind: service, lane: lane-1, polygon: [[0.8, 0.5], [1.0, 0.5], [1.0, 1.0], [0.8, 1.0]]}}
@@ -205,6 +206,38 @@ def test_save_validates_before_replacing_the_file(setup_server: tuple[DisplaySer
                            "Content-Type": "application/x-www-form-urlencoded"})
     assert status == 400  # only JSON: a cross-site form cannot post here
     assert path.read_bytes() == before
+
+
+def test_save_keeps_the_installers_comments(setup_server: tuple[DisplayServer, Path]) -> None:
+    """Round-trip edit: comments, quoting and the other camera keys survive two saves."""
+    server, path = setup_server
+    url = server.url + "setup/api/save"
+    headers = {**basic(PASSWORD), "Content-Type": "application/json"}
+    body = {
+        "camera_id": "cam-1", "frame_size_px": [200, 100],
+        "zones": [
+            {"id": "lane-1-queue", "kind": "queue", "lane": "lane-1", "label": "Lane 1", "service_zone": "lane-1-till",
+             "polygon_px": [[120, 50], [160, 50], [160, 100], [120, 100]]},
+            {"id": "lane-1-till", "kind": "service", "lane": "lane-1",
+             "polygon_px": [[160, 50], [200, 50], [200, 100], [160, 100]]},
+            {"id": "shelf", "kind": "dwell", "polygon_px": [[10, 10], [60, 10], [60, 40], [10, 40]]},
+        ],
+        "calibration": {"image_points_px": [[20, 90], [180, 90], [150, 30], [50, 30]],
+                        "floor_points_m": [[0, 0], [4, 0], [4, 6], [0, 6]]},
+    }
+    for _ in range(2):
+        status, _, answer = request(url, method="POST", body=json.dumps(body).encode(), headers=headers)
+        assert status == 200, answer
+    text = path.read_text(encoding="utf-8")
+    for kept in ("# store used by the /setup tests", "# the table clip", "# lane 1 is the one by the door",
+                 'name: "Setup Store 安装店"'):
+        assert kept in text, (kept, text)
+    assert text.count("# Saved by the StoreSense /setup page") == 1  # one header, not one per save
+    assert "polygon: [[0.05, 0.1], [0.3, 0.1], [0.3, 0.4], [0.05, 0.4]]" in text  # points on one line
+    assert "polygon: [[0.6, 0.5], [0.8, 0.5], [0.8, 1.0], [0.6, 1.0]]" in text  # never broken inside a point
+    cam = load_config(path).camera("cam-1")
+    assert [z.id for z in cam.zones] == ["lane-1-queue", "lane-1-till", "shelf"]
+    assert cam.calibration is not None and cam.calibration.floor_points_m[2] == (4.0, 6.0)
 
 
 def _watch_mqtt(port: int) -> tuple[mqtt.Client, list[mqtt.MQTTMessage]]:
