@@ -27,7 +27,7 @@ from zones.simulator import (
 HEADER = (
     "| noise | seed | customers | truly greeted in SLA | outcome agreement | latency median abs err s | p90 s | max s "
     "| false greeted | false missed | no event | duplicates | events on staff | events on false positives "
-    "| staff contacts | compliance true / measured |"
+    "| staff contacts | compliance true / measured | entries true / measured | entries on false positives |"
 )
 
 
@@ -36,7 +36,8 @@ def row(noise: str, seed: int, r: GreetingReport) -> str:
         f"| {noise} | {seed} | {r.customers} | {r.true_greeted} | {100 * r.outcome_agreement:.1f} % "
         f"| {r.latency_median_abs_err_s:.2f} | {r.latency_p90_abs_err_s:.2f} | {r.latency_max_abs_err_s:.2f} "
         f"| {r.false_greeted} | {r.false_missed} | {r.no_event} | {r.duplicate_events} | {r.staff_events} "
-        f"| {r.false_positive_events} | {r.staff_contacts} | {r.compliance_true_pct:.1f} % / {r.compliance_measured_pct:.1f} % |"
+        f"| {r.false_positive_events} | {r.staff_contacts} | {r.compliance_true_pct:.1f} % / {r.compliance_measured_pct:.1f} % "
+        f"| {r.entries_true} / {r.entries_measured} | {r.entry_false_positives} |"
     )
 
 

@@ -110,8 +110,12 @@ def test_greeting_latency_and_staff_contacts(tmp_path: Path, noisy: bool) -> Non
         assert r.staff_events == 0 and r.outcome_agreement == 1.0 and r.no_event == 0
         assert r.latency_max_abs_err_s <= 1.0 / sc.fps + 1e-6
         assert r.compliance_measured_pct == pytest.approx(r.compliance_true_pct, abs=1e-6)
+        assert r.entries_measured == r.entries_true and r.entry_false_positives == 0
     else:
-        assert r.outcome_agreement >= 0.9, r
+        assert r.outcome_agreement >= 0.93, r
         assert r.staff_events <= 6
+        # detector flickers in the entrance are not customers (entering_min_seen_s)
+        assert r.false_positive_events <= 2 and r.entry_false_positives <= 2, r
+        assert r.duplicate_events <= 1, r
     lat = [e["latency_s"] for e in events if e["outcome"] == "greeted"]
     assert lat and np.all(np.array(lat) <= sc.sla_s + 1e-6)  # a late greeting is a miss, not a latency

@@ -24,7 +24,7 @@ from edge.contract import Message, Tracks
 from edge.errors import UserFacingError
 from mqtt_bridge.topics import Topics
 from zones.analytics import StoreAnalytics, UnknownLaneError
-from zones.queues import LANE_CLOSE_HOLD_S
+from zones.config import QueueModelConfig
 
 T0 = 1_714_550_400.0  # 2024-05-01 08:00 UTC
 W = H = 1000
@@ -280,10 +280,10 @@ def test_lane_open_by_staff_and_by_command() -> None:
             if m.topic == TOPICS.lane_state("lane-1") and (not opened or opened[-1][1] != m.payload["open"]):
                 opened.append((t, bool(m.payload["open"]), str(m.payload["open_source"])))
 
-    run_scene(a, [cashier], 20.0 + LANE_CLOSE_HOLD_S + 5.0, on_frame=check, finish=False)
+    run_scene(a, [cashier], 20.0 + QueueModelConfig().lane_close_hold_s + 5.0, on_frame=check, finish=False)
     assert [(o, s) for _, o, s in opened] == [(False, "staff"), (True, "staff"), (False, "staff")]
     assert 2.5 <= opened[1][0] <= 3.5  # as soon as the identified cashier reaches the till
-    assert opened[2][0] == pytest.approx(20.0 + LANE_CLOSE_HOLD_S, abs=0.25)
+    assert opened[2][0] == pytest.approx(20.0 + QueueModelConfig().lane_close_hold_s, abs=0.25)
 
     ts = T0 + 100.0
     msgs = a.set_lane_state("lane-1", "open", ts)
@@ -487,11 +487,25 @@ def test_greeting(name: str, staff_arrives_at: float | None, expected_outcome: s
     assert z["response_compliance_pct"] == (100.0 if expected_outcome == "greeted" else 0.0)
 
 
-def test_customer_leaving_through_the_entrance_is_not_owed_a_greeting() -> None:
-    """A track that has been in the store for a minute crosses the entrance zone on its way out."""
-    w = Walker(4, [(0.0, *TABLE), (60.0, *TABLE), (61.0, *ENTRANCE), (70.0, *ENTRANCE)])
-    a = StoreAnalytics(make_config(), TOPICS)
-    assert events(run_scene(a, [w], 75.0), "greeting") == []
+@pytest.mark.parametrize(
+    ("in_store_s", "max_age_s", "entering"),
+    [
+        (60.0, None, False),  # a minute in the store, crossing the entrance on the way out
+        (5.0, None, True),  # appeared 5 s before stepping in (the default allows 10 s)
+        (15.0, None, False),
+        (15.0, 30.0, True),  # a wide shop window: the store allows 30 s of approach
+    ],
+)
+def test_only_young_tracks_are_entering(in_store_s: float, max_age_s: float | None, entering: bool) -> None:
+    """A track seen for ``in_store_s`` elsewhere steps into the entrance zone and stays 10 s."""
+    zones = ZONES_CAM1
+    if max_age_s is not None:
+        zones = zones.replace("{id: entrance, kind: entrance,", f"{{id: entrance, kind: entrance, entering_max_track_age_s: {max_age_s},")
+    w = Walker(4, [(0.0, *TABLE), (in_store_s, *TABLE), (in_store_s + 1.0, *ENTRANCE), (in_store_s + 10.0, *ENTRANCE)])
+    a = StoreAnalytics(make_config(zones=zones), TOPICS)
+    msgs = run_scene(a, [w], in_store_s + 15.0)
+    assert len(events(msgs, "greeting")) == int(entering)
+    assert len(events(msgs, "entry")) == int(entering)
 
 
 def test_staff_to_staff_never_counts() -> None:
@@ -746,13 +760,18 @@ ENTRANCE_AT_BORDER = """
         ("appears mid-image with nobody lost nearby: a door in the middle of the picture", ZONES_CAM1,
          [stay(1, ENTRANCE, 0.0, 20.0)], [1], 1),
         ("customer's id switches inside the zone", ZONES_CAM1,
-         [Walker(1, [(0.0, 0.8, 0.97), (0.3, *ENTRANCE), (5.0, *ENTRANCE)]), stay(2, ENTRANCE, 5.1, 20.0)], [1], 1),
+         [Walker(1, [(0.0, 0.8, 0.97), (0.3, *ENTRANCE), (5.0, *ENTRANCE)]), stay(2, ENTRANCE, 5.1, 20.0)], [2], 1),
+        ("a 1.5 s flicker in the entrance is not a customer", ZONES_CAM1, [stay(1, ENTRANCE, 3.0, 4.5)], [], 0),
+        ("a flicker, with entering_min_seen_s lowered to 1 s, is", ZONES_CAM1.replace(
+            "{id: entrance, kind: entrance,", "{id: entrance, kind: entrance, entering_min_seen_s: 1.0,"),
+         [stay(1, ENTRANCE, 3.0, 4.5)], [1], 1),
         ("born inside a zone that reaches the border: a door at the edge", ENTRANCE_AT_BORDER,
          [Walker(1, [(0.0, 0.8, 0.97), (0.5, *ENTRANCE), (20.0, *ENTRANCE)])], [1], 1),
         ("staff member's id switches inside the zone", ZONES_CAM1,
          [staff_member(91, 0.0, [(3.0, *ENTRANCE), (8.0, *ENTRANCE)]), stay(92, ENTRANCE, 8.1, 30.0)], [], 0),
     ],
-    ids=["walks-in", "door-mid-picture", "customer-switch", "door-at-border", "staff-switch"],
+    ids=["walks-in", "door-mid-picture", "customer-switch", "flicker", "flicker-allowed", "door-at-border",
+         "staff-switch"],
 )
 def test_only_people_walking_in_start_a_greeting_clock(
     name: str, zones: str, walkers: list[Walker], greeting_tracks: list[int], entries: int
@@ -765,5 +784,10 @@ def test_only_people_walking_in_start_a_greeting_clock(
     for e in entry:
         assert e["zone_id"] == "entrance" and 0.0 <= float(e["track_age_s"]) <= 1.0
         assert float(e["timestamp_s"]) - float(e["entered_s"]) == pytest.approx(1.0, abs=0.11)  # enter_after_s
+    ignored = last_state(msgs, TOPICS.zone_state("entrance"))["short_tracks_ignored"]
+    assert ignored == (1 if name.endswith("is not a customer") else 0), name
+    for g, e in zip(events(msgs, "greeting"), entry, strict=True):  # one clock per person, from their entry
+        assert float(g["started_s"]) == pytest.approx(float(e["entered_s"]), abs=1e-3)
     sizes = a.per_track_state_sizes()
     assert sizes["born_inside_entrance"] == 0 and sizes["last_pt"] == 0
+    assert sizes["entrance_held"] == 0 and sizes["seen_from"] == 0

@@ -9,7 +9,7 @@ import math
 import pytest
 
 from zones.config import AlertRule, QueueModelConfig
-from zones.queues import BAND_Z, LANE_CLOSE_HOLD_S, AlertEngine, LaneQueue
+from zones.queues import BAND_Z, AlertEngine, LaneQueue
 
 T0 = 1_700_000_000.0
 
@@ -129,20 +129,22 @@ def test_service_resets_the_no_service_clock() -> None:
 
 
 @pytest.mark.parametrize(
-    ("staff_detection", "staff_at", "now_s", "command", "expected"),
+    ("staff_detection", "staff_at", "now_s", "command", "hold_s", "expected"),
     [
-        (True, None, 5.0, "auto", (False, "staff")),
-        (True, 0.0, 5.0, "auto", (True, "staff")),
-        (True, 0.0, LANE_CLOSE_HOLD_S + 1.0, "auto", (False, "staff")),
-        (True, 0.0, 5.0, "closed", (False, "command")),
-        (True, None, 5.0, "open", (True, "command")),
-        (False, None, 5.0, "auto", (True, "default")),
-        (False, None, 5.0, "closed", (False, "command")),
+        (True, None, 5.0, "auto", 15.0, (False, "staff")),
+        (True, 0.0, 5.0, "auto", 15.0, (True, "staff")),
+        (True, 0.0, 14.0, "auto", 15.0, (True, "staff")),  # cashier stepped away: still open
+        (True, 0.0, 16.0, "auto", 15.0, (False, "staff")),
+        (True, 0.0, 5.0, "auto", 3.0, (False, "staff")),  # a store that wants a shorter hold
+        (True, 0.0, 5.0, "closed", 15.0, (False, "command")),
+        (True, None, 5.0, "open", 15.0, (True, "command")),
+        (False, None, 5.0, "auto", 15.0, (True, "default")),
+        (False, None, 5.0, "closed", 15.0, (False, "command")),
     ],
 )
 def test_open_closed(staff_detection: bool, staff_at: float | None, now_s: float, command: str,
-                     expected: tuple[bool, str]) -> None:
-    lane = _lane()
+                     hold_s: float, expected: tuple[bool, str]) -> None:
+    lane = _lane(lane_close_hold_s=hold_s)
     lane.staff_detection = staff_detection
     if staff_at is not None:
         lane.advance(T0 + staff_at, 0, False, True)

@@ -40,9 +40,8 @@ log = logging.getLogger("storesense.analytics")
 
 SCHEMA_VERSION = 1
 # A customer counts as *entering* (and is owed a greeting) only if their track started at most
-# this long before they stepped into the entrance zone; someone who has been in the store for
-# minutes and crosses the entrance zone is leaving.
-ENTRANCE_MAX_TRACK_AGE_S = 10.0
+# the entrance zone's entering_max_track_age_s before they stepped into it; someone who has been
+# in the store for minutes and crosses the entrance zone is leaving.
 # A track born inside an entrance zone within STITCH_RADIUS_M of a track lost in the last
 # tracker.max_lost_s + STITCH_EXTRA_HOLD_S is that person under a new id (id switch,
 # re-acquisition after an occlusion), not someone entering: no greeting clock, no entry event.
@@ -99,8 +98,17 @@ class _Camera:
     staff_only_s: dict[int, float] = field(default_factory=dict)
     # entrance greeting clock started for these tracks; value: entrance membership confirmed
     greeting_started: dict[int, bool] = field(default_factory=dict)
-    # tracks born inside an entrance zone next to a just-lost track (re-acquired, not entering)
-    born_inside_entrance: set[int] = field(default_factory=set)
+    # tracks born inside an entrance zone next to a just-lost track (re-acquired, not entering);
+    # value: that lost track, whose greeting clock they take over (None once handed over)
+    born_inside_entrance: dict[int, int | None] = field(default_factory=dict)
+    # entrance events (entry, greeting outcome) of tracks not yet seen for the zone's
+    # entering_min_seen_s: (that threshold, [(outcome or None, message)]); released once the track
+    # has been seen long enough, dropped if it ends first (a flicker is not a customer)
+    entrance_held: dict[int, tuple[float, list[tuple[ResponseOutcome | None, Message]]]] = field(default_factory=dict)
+    # first sighting of a re-acquired person under their earlier id (for entering_min_seen_s)
+    seen_from_s: dict[int, float] = field(default_factory=dict)
+    # entrance zone → tracks seen too briefly to count (see entering_min_seen_s); since start
+    short_tracks_ignored: dict[str, int] = field(default_factory=dict)
     # last anchor point of each track (floor m, or image widths without calibration)
     last_pt: dict[int, tuple[float, float]] = field(default_factory=dict)
     stopped: dict[str, set[int]] = field(default_factory=dict)  # dwell zone → tracks whose visit is a stop
@@ -112,6 +120,8 @@ class _Camera:
             "staff_only": len(self.staff_only_s),
             "greeting_started": len(self.greeting_started),
             "born_inside_entrance": len(self.born_inside_entrance),
+            "entrance_held": len(self.entrance_held),
+            "seen_from": len(self.seen_from_s),
             "last_pt": len(self.last_pt),
             "stopped": sum(len(s) for s in self.stopped.values()),
             "membership": self.membership.tracked_count(),
@@ -277,6 +287,7 @@ class StoreAnalytics:
         out.extend(self._stops(cam, ts, is_staff))
         out.extend(self._lanes_step(cam, ts, ended, set(id_list), is_staff))
         out.extend(self._responses_step(cam, ts, id_list, pts, is_staff))
+        out.extend(self._release_entrance_events(cam))
         self._zone_occupancy(cam, is_staff)
         out.extend(self._heatmap_step(cam, tracks, floor, dt_s, ts, is_staff))
         out.extend(self._evict(cam, ended, ts))
@@ -331,6 +342,8 @@ class StoreAnalytics:
             cam.staff_only_s.clear()
             cam.greeting_started.clear()
             cam.born_inside_entrance.clear()
+            cam.entrance_held.clear()  # never seen long enough to tell a customer from a flicker
+            cam.seen_from_s.clear()
             cam.last_pt.clear()
             for s in cam.stopped.values():
                 s.clear()
@@ -439,6 +452,7 @@ class StoreAnalytics:
             if closed_by is None:
                 o = cam.responses[zone.id].left(tr.track_id, tr.time_s)
                 if o is not None:
+                    cam.responses[zone.id].record(o)
                     out.append(self._response_event(cam, zone, o, ts))
         return out
 
@@ -459,19 +473,22 @@ class StoreAnalytics:
         present = set(ids)
         hold_s = self._stitch_hold_s()
         lost = [
-            pt for tid, pt in cam.last_pt.items()
+            (tid, pt) for tid, pt in cam.last_pt.items()
             if tid not in present and ts - cam.last_seen_s.get(tid, -math.inf) <= hold_s
         ]
         if not lost:
             return
-        lost_pts = np.asarray(lost, dtype=np.float64)
-        radius = STITCH_RADIUS_M if cam.calibration is not None else STITCH_RADIUS_M * FALLBACK_WIDTHS_PER_M
+        lost_ids = [tid for tid, _ in lost]
+        lost_pts = np.asarray([pt for _, pt in lost], dtype=np.float64)
+        radius = self._stitch_radius(cam)
         for k in born:
             if not any(bool(inside[zid][k]) for zid in entrances):
                 continue
             d = np.hypot(lost_pts[:, 0] - float(pts[k, 0]), lost_pts[:, 1] - float(pts[k, 1]))
-            if bool(np.any(d <= radius)):  # NaN (beyond the horizon) never matches
-                cam.born_inside_entrance.add(ids[k])
+            d = np.where(np.isnan(d), np.inf, d)  # NaN (beyond the horizon) never matches
+            nearest = int(np.argmin(d))
+            if d[nearest] <= radius:
+                cam.born_inside_entrance[ids[k]] = lost_ids[nearest]
 
     def _entrance_clocks(self, cam: _Camera, is_staff: Any, ts: float) -> list[Message]:
         """Start the greeting clock at the first frame a customer is inside the entrance zone
@@ -482,6 +499,7 @@ class StoreAnalytics:
         track are re-acquired ids, not people entering."""
         out: list[Message] = []
         m = cam.membership
+        self._hand_over_reacquired(cam)
         for zid, zone in cam.zones.items():
             if zone.kind != "entrance":
                 continue
@@ -490,20 +508,74 @@ class StoreAnalytics:
                 if tid in cam.greeting_started:
                     if not cam.greeting_started[tid] and m.is_member(zid, tid):
                         cam.greeting_started[tid] = True
-                        out.append(self._entry_event(cam, zid, tid, ts))
+                        self._emit_entrance(cam, zone, tid, None, self._entry_event(cam, zid, tid, ts), out)
                     continue
                 if is_staff(tid) or tid in cam.born_inside_entrance:
                     continue
                 start = m.first_inside_s(zid, tid)
-                if start is not None and start - cam.first_seen_s.get(tid, start) <= ENTRANCE_MAX_TRACK_AGE_S:
+                if start is not None and start - cam.first_seen_s.get(tid, start) <= zone.entering_max_track_age_s:
                     cam.greeting_started[tid] = m.is_member(zid, tid)
                     r.start(tid, start)
                     if cam.greeting_started[tid]:
-                        out.append(self._entry_event(cam, zid, tid, ts))
+                        self._emit_entrance(cam, zone, tid, None, self._entry_event(cam, zid, tid, ts), out)
             for tid, confirmed in list(cam.greeting_started.items()):
                 if not confirmed and not m.is_present(zid, tid) and tid in r.pending:
                     r.cancel(tid)
                     del cam.greeting_started[tid]
+        return out
+
+    @staticmethod
+    def _hand_over_reacquired(cam: _Camera) -> None:
+        """A customer re-acquired under a new id inside the entrance keeps their greeting clock,
+        entry and held events: otherwise the old id would end as 'missed' while they are still
+        standing there, and the new id would get nothing."""
+        for tid, origin in list(cam.born_inside_entrance.items()):
+            if origin is None:
+                continue
+            cam.born_inside_entrance[tid] = None
+            if origin in cam.first_seen_s:
+                cam.born_inside_entrance[origin] = None  # if the old id is found again: no fresh clock
+            for r in (cam.responses[zid] for zid, z in cam.zones.items() if z.kind == "entrance"):
+                r.transfer(origin, tid)
+            if origin in cam.greeting_started:
+                cam.greeting_started[tid] = cam.greeting_started.pop(origin)
+            if origin in cam.entrance_held:
+                cam.entrance_held[tid] = cam.entrance_held.pop(origin)
+            first = cam.seen_from_s.get(origin, cam.first_seen_s.get(origin))
+            if first is not None:
+                cam.seen_from_s[tid] = min(first, cam.first_seen_s.get(tid, first))
+
+    @staticmethod
+    def _seen_for_s(cam: _Camera, tid: int) -> float:
+        """How long this person has been seen, across re-acquisitions."""
+        last = cam.last_seen_s.get(tid)
+        first = cam.seen_from_s.get(tid, cam.first_seen_s.get(tid))
+        return 0.0 if last is None or first is None else last - first
+
+    def _emit_entrance(
+        self, cam: _Camera, zone: ZoneConfig, tid: int, o: ResponseOutcome | None, msg: Message, out: list[Message]
+    ) -> None:
+        """Emit an entrance event now, or hold it until the track has been seen for the zone's
+        entering_min_seen_s. Outcomes count in the compliance only when emitted."""
+        held = cam.entrance_held.get(tid)
+        if held is None and self._seen_for_s(cam, tid) >= zone.entering_min_seen_s:
+            if o is not None:
+                cam.responses[zone.id].record(o)
+            out.append(msg)
+            return
+        threshold_s, items = held if held is not None else (zone.entering_min_seen_s, [])
+        items.append((o, msg))
+        cam.entrance_held[tid] = (max(threshold_s, zone.entering_min_seen_s), items)
+
+    def _release_entrance_events(self, cam: _Camera) -> list[Message]:
+        out: list[Message] = []
+        for tid, (threshold_s, items) in list(cam.entrance_held.items()):
+            if self._seen_for_s(cam, tid) >= threshold_s:
+                del cam.entrance_held[tid]
+                for o, msg in items:
+                    if o is not None:
+                        cam.responses[o.zone_id].record(o)
+                    out.append(msg)
         return out
 
     def _entry_event(self, cam: _Camera, zone_id: str, track_id: int, ts: float) -> Message:
@@ -531,6 +603,11 @@ class StoreAnalytics:
     def _stitch_hold_s(self) -> float:
         return self.cfg.tracker.max_lost_s + STITCH_EXTRA_HOLD_S
 
+    @staticmethod
+    def _stitch_radius(cam: _Camera) -> float:
+        """STITCH_RADIUS_M in the units of the anchor points (image widths without calibration)."""
+        return STITCH_RADIUS_M if cam.calibration is not None else STITCH_RADIUS_M * FALLBACK_WIDTHS_PER_M
+
     def _queuers_step(
         self,
         cam: _Camera,
@@ -546,7 +623,7 @@ class StoreAnalytics:
         and the lost id is not reported abandoned)."""
         if not cam.lanes:
             return
-        radius = STITCH_RADIUS_M if cam.calibration is not None else STITCH_RADIUS_M * FALLBACK_WIDTHS_PER_M
+        radius = self._stitch_radius(cam)
         present = set(ids)
         for lane in cam.lanes:
             in_lane = np.asarray(inside[lane.queue_zone], dtype=bool)
@@ -619,8 +696,14 @@ class StoreAnalytics:
         for zid, r in cam.responses.items():
             for tid in [t for t in r.pending if is_staff(t)]:
                 r.cancel(tid)
+            zone = cam.zones[zid]
             for o in r.update(ts, cust_ids, cust_pts, staff_pts):
-                out.append(self._response_event(cam, cam.zones[zid], o, ts))
+                msg = self._response_event(cam, zone, o, ts)
+                if zone.kind == "entrance":
+                    self._emit_entrance(cam, zone, o.track_id, o, msg, out)
+                else:
+                    r.record(o)
+                    out.append(msg)
         return out
 
     def _zone_occupancy(self, cam: _Camera, is_staff: Any) -> None:
@@ -652,13 +735,27 @@ class StoreAnalytics:
         out: list[Message] = []
         for tid in ended:
             last = cam.last_seen_s.get(tid, ts)
+            seen_s = self._seen_for_s(cam, tid)
+            held = cam.entrance_held.pop(tid, None)  # not released: seen too briefly
+            short_zones = {str(msg.payload["zone_id"]) for _, msg in held[1]} if held is not None else set()
+            for zid, r in cam.responses.items():
+                zone = cam.zones[zid]
+                if tid in r.pending and zone.kind == "entrance" and seen_s < zone.entering_min_seen_s:
+                    short_zones.add(zid)
+            short = bool(short_zones)
+            for zid in short_zones:
+                cam.short_tracks_ignored[zid] = cam.short_tracks_ignored.get(zid, 0) + 1
+            if short:
+                log.debug("camera %s: track %d seen %.1f s at the entrance, too briefly to be a customer; "
+                          "no entry or greeting event", cam.cfg.id, tid, seen_s)
             for zid, r in cam.responses.items():
                 if tid in r.pending:
-                    if cam.staff.is_staff(tid):
+                    if cam.staff.is_staff(tid) or (short and cam.zones[zid].kind == "entrance"):
                         r.cancel(tid)
                         continue
                     o = r.left(tid, last)
                     if o is not None:
+                        r.record(o)
                         out.append(self._response_event(cam, cam.zones[zid], o, ts))
             for lane in cam.lanes:
                 lane.pending.pop(tid, None)
@@ -666,7 +763,8 @@ class StoreAnalytics:
             cam.last_seen_s.pop(tid, None)
             cam.staff_only_s.pop(tid, None)
             cam.greeting_started.pop(tid, None)
-            cam.born_inside_entrance.discard(tid)
+            cam.born_inside_entrance.pop(tid, None)
+            cam.seen_from_s.pop(tid, None)
             cam.last_pt.pop(tid, None)
             for s in cam.stopped.values():
                 s.discard(tid)
@@ -788,6 +886,8 @@ class StoreAnalytics:
         if r is not None:
             payload.update(r.summary(cam.last_ts if cam.last_ts is not None else now))
             payload["distance_method"] = cam.distance_method
+        if zone.kind == "entrance":
+            payload["short_tracks_ignored"] = cam.short_tracks_ignored.get(zid, 0)
         return payload
 
     def _event_base(self, event_type: str, event_id: str, ts: float) -> dict[str, Any]:

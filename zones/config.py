@@ -44,6 +44,21 @@ class ZoneConfig(Strict):
     response_sla_s: float | None = Field(
         default=None, gt=0.0, le=3600.0, description="entrance: default 10 s; dwell: default 30 s"
     )
+    entering_min_seen_s: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=60.0,
+        description="entrance: a track seen for less than this in all is a detector flicker, not a customer: "
+        "its entry and greeting events wait until it has been seen this long and are dropped if it ends "
+        "first. Lower it for a camera that sees people for less than this as they come in",
+    )
+    entering_max_track_age_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=600.0,
+        description="entrance: a track older than this when it steps into the zone is someone leaving "
+        "or passing, not a customer entering (no greeting owed, no footfall)",
+    )
 
     @field_validator("polygon")
     @classmethod
@@ -158,6 +173,13 @@ class QueueModelConfig(Strict):
     stale_after_s: float = Field(default=10.0, gt=0.0, le=600.0)
     smoothing_s: float = Field(default=3.0, ge=0.0, le=120.0)
     default_service_time_s: float = Field(default=60.0, gt=0.0, le=3600.0)
+    lane_close_hold_s: float = Field(
+        default=15.0,
+        ge=0.0,
+        le=600.0,
+        description="a lane detected by staff at the till shows closed only after nobody has been "
+        "there this long (a cashier stepping away for a moment does not close it on the screens)",
+    )
 
 
 class AnalyticsConfig(Strict):

@@ -44,8 +44,6 @@ from zones.config import AlertRule, QueueModelConfig
 
 LaneCommand = Literal["open", "closed", "auto"]
 
-# A cashier who steps away for a moment does not close the lane on the screens.
-LANE_CLOSE_HOLD_S = 15.0
 # z-score of the ~80 % band
 BAND_Z = 1.2816
 # measured waits shown as "recent": the last few customers, if served within this window
@@ -277,7 +275,7 @@ class LaneQueue:
             return True, "default"
         if self.staff_last_seen_s is None or self.last_frame_s is None:
             return False, "staff"
-        return self.last_frame_s - self.staff_last_seen_s <= LANE_CLOSE_HOLD_S, "staff"
+        return self.last_frame_s - self.staff_last_seen_s <= self.cfg.lane_close_hold_s, "staff"
 
     def stale_reason(self, now_s: float) -> str | None:
         if self.last_frame_s is None or now_s - self.last_frame_s > self.cfg.stale_after_s:

@@ -66,7 +66,7 @@ class ResponseTracker:
         start = self.pending.pop(track_id, None)
         if start is None:
             return None
-        return self._record(ResponseOutcome(self.zone_id, track_id, start, "missed", now_s, None, True, None))
+        return ResponseOutcome(self.zone_id, track_id, start, "missed", now_s, None, True, None)
 
     def update(
         self,
@@ -91,13 +91,23 @@ class ResponseTracker:
             dist = nearest.get(tid)
             if dist is not None and dist <= self.radius:
                 del self.pending[tid]
-                out.append(self._record(ResponseOutcome(self.zone_id, tid, start, "greeted", now_s, now_s - start, False, dist)))
+                out.append(ResponseOutcome(self.zone_id, tid, start, "greeted", now_s, now_s - start, False, dist))
             elif now_s - start > self.sla_s:
                 del self.pending[tid]
-                out.append(self._record(ResponseOutcome(self.zone_id, tid, start, "missed", now_s, None, False, None)))
+                out.append(ResponseOutcome(self.zone_id, tid, start, "missed", now_s, None, False, None))
         return out
 
-    def _record(self, o: ResponseOutcome) -> ResponseOutcome:
+    def transfer(self, old_track_id: int, new_track_id: int) -> bool:
+        """The same customer under a new id (re-acquired after an id switch): the clock goes on."""
+        start = self.pending.pop(old_track_id, None)
+        if start is None:
+            return False
+        self.pending[new_track_id] = start
+        return True
+
+    def record(self, o: ResponseOutcome) -> ResponseOutcome:
+        """Count an outcome in the rolling compliance. Separate from deciding it, because the
+        caller may hold an outcome back (a track too short-lived to be a customer) and drop it."""
         ok = o.outcome == "greeted" and o.latency_s is not None and o.latency_s <= self.sla_s
         self.outcomes.append((o.decided_s, ok, o.latency_s))
         return o

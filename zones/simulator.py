@@ -1400,6 +1400,9 @@ class GreetingReport:
     staff_contacts: int
     compliance_true_pct: float
     compliance_measured_pct: float
+    entries_true: int  # customers who walked in (footfall truth)
+    entries_measured: int  # entry events
+    entry_false_positives: int  # entry events matching no true entry within 1.5 s
 
 
 def evaluate_greeting(sim: EntranceSimulation, rep: Replay) -> GreetingReport:
@@ -1444,6 +1447,17 @@ def evaluate_greeting(sim: EntranceSimulation, rep: Replay) -> GreetingReport:
         elif g.outcome == "greeted":
             false_m += 1
     n = len(judged)
+    # entry events carry no track id: match each to an unclaimed true entry within 1.5 s
+    entries = rep.payloads("/events/entry")
+    unclaimed = sorted(g.entered_s for g in sim.greetings)
+    entry_fp = 0
+    for e in sorted(entries, key=lambda e: float(e["entered_s"])):
+        t = float(e["entered_s"]) - epoch
+        near = [i for i, x in enumerate(unclaimed) if abs(x - t) <= 1.5]
+        if near:
+            del unclaimed[min(near, key=lambda i: abs(unclaimed[i] - t))]
+        else:
+            entry_fp += 1
     le = np.array(lat_err) if lat_err else np.array([np.nan])
     firsts = [min(by_person[g.customer_id], key=lambda e: float(e["started_s"])) for g in judged
               if by_person.get(g.customer_id)]
@@ -1467,4 +1481,7 @@ def evaluate_greeting(sim: EntranceSimulation, rep: Replay) -> GreetingReport:
         staff_contacts=sim.staff_contacts,
         compliance_true_pct=100.0 * truth_ok / n if n else float("nan"),
         compliance_measured_pct=100.0 * measured_ok / measured_n if measured_n else float("nan"),
+        entries_true=len(sim.greetings),
+        entries_measured=len(entries),
+        entry_false_positives=entry_fp,
     )
