@@ -265,7 +265,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("STORESENSE_VIDEOS_DIR", str(videos_dir()))
     cfg = load_config(args.config or DEMO_CONFIG)
-    broker = start_mosquitto(websockets=False)
+    broker = start_mosquitto(websockets=False, own_process_group=True)  # Ctrl-C stops us first, then it
     cfg.mqtt.port = broker.port
     cfg.mqtt.host = "127.0.0.1"
     log.info("private Mosquitto broker on 127.0.0.1:%d", broker.port)

@@ -40,6 +40,7 @@ from mqtt_bridge.display import (
 )
 from mqtt_bridge.topics import Topics
 
+ROOT = Path(__file__).resolve().parents[1]
 STALE_AFTER_S = 1.5
 EXPIRY_S = 120
 HEARTBEAT_S = 0.5
@@ -743,3 +744,43 @@ def test_page_languages_follow_config(
             assert not any(a in text for a in absent), text
         finally:
             page.close()
+
+
+def test_kiosk_waits_for_the_display_then_opens_it(tmp_path: Path, mosquitto: MosquittoProcess) -> None:
+    """scripts/kiosk.sh started before the display server: it waits instead of showing the
+    browser's own error page, then opens the page in real headless Chromium once it answers."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/"
+    seen = tmp_path / "seen.json"
+    browser = tmp_path / "browser.py"
+    # Real headless Chromium stands in for the kiosk screen. It opens the URL the kiosk passes,
+    # waits until the page's script has rendered the lanes (a plain --dump-dom can capture the
+    # page before that), records what it saw and exits.
+    browser.write_text(
+        f"#!{sys.executable}\n"
+        "import json, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "from browser import Browser\n"
+        "with Browser() as b:\n"
+        "    page = b.new_page(sys.argv[-1])\n"
+        "    page.wait_for(\"document.body.innerText.includes('Lane C')\", timeout_s=20)\n"
+        f"    json.dump({{'argv': sys.argv[1:], 'text': page.text()}}, open({str(seen)!r}, 'w'))\n"
+    )
+    browser.chmod(0o755)
+    env = {**os.environ, "STORESENSE_KIOSK_BROWSER": str(browser), "STORESENSE_KIOSK_RETRY_S": "0.3",
+           "STORESENSE_KIOSK_MAX_LAUNCHES": "1", "PYTHON": sys.executable}
+    kiosk = subprocess.Popen([str(ROOT / "scripts" / "kiosk.sh"), url], env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.5)
+        assert kiosk.poll() is None and not seen.exists()  # still waiting: no browser on a dead URL
+        with DisplayServer(make_cfg(), host="127.0.0.1", port=port, mqtt_port=mosquitto.port):
+            rc = kiosk.wait(timeout=60)
+        err = kiosk.stderr.read() if kiosk.stderr else ""
+        assert rc == 0, err
+        assert "does not answer yet" in err and f"opening {url}" in err
+        got = json.loads(seen.read_text())
+        assert got["argv"][0] == "--kiosk" and got["argv"][-1] == url
+        assert "Lane A" in got["text"] and "Lane C" in got["text"], got["text"][:800]  # rendered lanes
+    finally:
+        if kiosk.poll() is None:
+            kiosk.kill()

@@ -1,0 +1,86 @@
+"""`storesense demo`, the README's main command, as a user runs it: started in a terminal's
+process group, checked over HTTP and MQTT, stopped with Ctrl-C (SIGINT to the whole group)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from mqtt_bridge.broker import free_port
+from mqtt_bridge.topics import Topics
+
+
+def _read_lines(proc: subprocess.Popen[str], out: list[str]) -> None:
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        out.append(line)
+
+
+def _wait_for(pred, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.1)
+    return bool(pred())
+
+
+def test_demo_serves_lanes_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    port = free_port()
+    env = {**os.environ, "STORESENSE_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "demo", "--port", str(port)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)  # its own group, like a terminal's foreground job
+    lines: list[str] = []
+    reader = threading.Thread(target=_read_lines, args=(proc, lines), daemon=True)
+    reader.start()
+    watcher = None
+    try:
+        assert _wait_for(lambda: any("StoreSense demo: open" in ln for ln in lines), 60), "".join(lines)
+        assert f"http://127.0.0.1:{port}/" in "".join(lines)
+        broker_port = int(re.search(r"private Mosquitto broker on 127\.0\.0\.1:(\d+)", "".join(lines)).group(1))  # type: ignore[union-attr]
+
+        def lanes() -> dict[str, object]:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/state", timeout=5) as r:
+                return {str(lane["lane_id"]): lane for lane in json.loads(r.read())["lanes"]}
+
+        assert _wait_for(lambda: {"lane-1", "lane-2"} <= set(lanes()), 30)
+        assert _wait_for(lambda: all(lane["status"] == "ok" for lane in lanes().values()), 30), lanes()
+
+        seen: list[bytes] = []
+        watcher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="demo-watcher", protocol=mqtt.MQTTv5)
+        watcher.on_connect = lambda c, *_: c.subscribe(Topics("demo-store").availability("demo-edge"), qos=1)
+        watcher.on_message = lambda _c, _u, m: seen.append(bytes(m.payload))
+        watcher.connect("127.0.0.1", broker_port)
+        watcher.loop_start()
+        assert _wait_for(lambda: seen[-1:] == [b"online"], 10), seen
+
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the broker child gets it too unless it is apart
+        rc = proc.wait(timeout=30)
+        reader.join(5)
+        text = "".join(lines)
+        assert rc in (0, 130), text
+        assert _wait_for(lambda: seen[-1:] == [b"stopped"], 5), (seen, text)  # clean stop, broker still up
+        assert "ERROR" not in text and "Traceback" not in text, text
+        assert "still in the outbox" not in text  # drained before the broker went away
+        with socket.socket() as s:  # the demo stopped its private broker
+            assert s.connect_ex(("127.0.0.1", broker_port)) != 0
+    finally:
+        if watcher is not None:
+            watcher.loop_stop()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
