@@ -265,7 +265,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     os.environ.setdefault("STORESENSE_VIDEOS_DIR", str(videos_dir()))
     cfg = load_config(args.config or DEMO_CONFIG)
-    broker = start_mosquitto(websockets=False, own_process_group=True)  # Ctrl-C stops us first, then it
+    # own group: Ctrl-C stops the pipeline first, then the broker; stop_with_owner: a demo killed
+    # outright (SIGKILL, closed terminal) does not leave its private broker running
+    broker = start_mosquitto(websockets=False, own_process_group=True, stop_with_owner=True)
     cfg.mqtt.port = broker.port
     cfg.mqtt.host = "127.0.0.1"
     log.info("private Mosquitto broker on 127.0.0.1:%d", broker.port)

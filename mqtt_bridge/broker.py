@@ -12,6 +12,7 @@ import shutil
 import socket
 import string
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Mapping
@@ -45,6 +46,9 @@ def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
     raise TimeoutError(f"nothing listens on {host}:{port} after {timeout_s} s")
 
 
+GUARD_SCRIPT = Path(__file__).resolve().parent / "broker_guard.py"
+
+
 @dataclass
 class MosquittoProcess:
     """A running broker. ``port`` is the MQTT/TCP listener, ``ws_port`` the WebSocket one (if any)."""
@@ -57,6 +61,8 @@ class MosquittoProcess:
     # a complete config (e.g. rendered from mqtt_bridge/broker/ templates); replaces the generated one
     config_text: str | None = field(default=None, repr=False)
     own_process_group: bool = False
+    # stop the broker when this process dies, even by SIGKILL (see mqtt_bridge/broker_guard.py)
+    stop_with_owner: bool = False
 
     @property
     def log_path(self) -> Path:
@@ -96,8 +102,11 @@ class MosquittoProcess:
         # own_process_group: Ctrl-C in a terminal signals the whole foreground process group;
         # a broker owned by an interactive command (storesense demo) must outlive that command's
         # clean shutdown (drain the outbox, publish "stopped"), and the owner then stops it.
+        cmd = [mosquitto_binary(), "-c", str(self.config_path)]
+        if self.stop_with_owner:  # isolated mode (-I): the guard needs nothing but the stdlib
+            cmd = [sys.executable, "-I", str(GUARD_SCRIPT), str(os.getpid()), "--", *cmd]
         self.proc = subprocess.Popen(
-            [mosquitto_binary(), "-c", str(self.config_path)],
+            cmd,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             # (process_group=0 needs Python 3.11; setpgrp is async-signal-safe for preexec_fn)
@@ -136,14 +145,19 @@ class MosquittoProcess:
 
 
 def start_mosquitto(
-    *, websockets: bool = False, extra_config: str = "", workdir: Path | None = None, own_process_group: bool = False
+    *,
+    websockets: bool = False,
+    extra_config: str = "",
+    workdir: Path | None = None,
+    own_process_group: bool = False,
+    stop_with_owner: bool = False,
 ) -> MosquittoProcess:
     """Start mosquitto with a TCP listener (and optionally WebSockets) on free loopback ports."""
     wd = workdir or Path(tempfile.mkdtemp(prefix="storesense-mosquitto-"))
     wd.mkdir(parents=True, exist_ok=True)
     ws = free_port() if websockets else None
     return MosquittoProcess(port=free_port(), ws_port=ws, workdir=wd, extra_config=extra_config,
-                            own_process_group=own_process_group).start()
+                            own_process_group=own_process_group, stop_with_owner=stop_with_owner).start()
 
 
 # ---------------------------------------------------------------------------------------------

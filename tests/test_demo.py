@@ -84,3 +84,58 @@ def test_demo_serves_lanes_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+_OWNER = """
+import sys, time
+from pathlib import Path
+from mqtt_bridge.broker import start_mosquitto
+b = start_mosquitto(own_process_group=True, stop_with_owner=True, workdir=Path(sys.argv[1]))
+print(b.port, flush=True)
+if sys.argv[2] == "stop":
+    b.stop()
+    print("stopped", flush=True)
+time.sleep(60)
+"""
+
+
+def test_private_broker_does_not_outlive_an_owner_killed_by_sigkill(tmp_path: Path) -> None:
+    """The demo's private broker runs in its own process group (Ctrl-C does not reach it), so
+    an owner killed outright must not leave it running: its guard stops it."""
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER, str(tmp_path / "b"), "run"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        port = int(owner.stdout.readline())
+        assert _port_open(port)
+        time.sleep(0.5)
+        assert _port_open(port)  # the guard leaves it alone while the owner lives
+        owner.kill()
+        owner.wait()
+        assert _wait_for(lambda: not _port_open(port), 5), "broker still running after its owner was SIGKILLed"
+        gone = subprocess.run(["pgrep", "-f", str(tmp_path / "b" / "mosquitto.conf")], capture_output=True, text=True)
+        assert gone.stdout.strip() == "", gone.stdout  # neither the broker nor its guard is left
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+        subprocess.run(["pkill", "-f", str(tmp_path / "b")], check=False)
+
+
+def test_private_broker_stop_goes_through_its_guard(tmp_path: Path) -> None:
+    owner = subprocess.Popen([sys.executable, "-c", _OWNER, str(tmp_path / "b"), "stop"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None
+        port = int(owner.stdout.readline())
+        assert owner.stdout.readline().strip() == "stopped"
+        assert not _port_open(port)  # stop() returned only once the broker itself had exited
+        conf = str(tmp_path / "b" / "mosquitto.conf")  # on the command lines of the broker and its guard
+        assert subprocess.run(["pgrep", "-f", conf], capture_output=True).stdout == b""
+    finally:
+        owner.kill()
+        subprocess.run(["pkill", "-f", str(tmp_path / "b")], check=False)
