@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import hmac
+import io
 import ipaddress
 import json
 import logging
@@ -603,8 +604,6 @@ def _round_trip_yaml() -> YAML:
 
 
 def _dump(data: Any) -> str:
-    import io
-
     buf = io.StringIO()
     _round_trip_yaml().dump(data, buf)
     return buf.getvalue()
