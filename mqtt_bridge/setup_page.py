@@ -458,7 +458,12 @@ class SetupPage:
             new_zones.append(merged)
         zones_seq = cam_raw.get("zones")
         if isinstance(zones_seq, CommentedSeq):  # keep the list node, and with it its comments
+            # ruamel keeps a zone's end-of-line comment by its index in the list: make it follow
+            # the zone when zones are reordered, added or deleted
+            by_zone = {id(z): zones_seq.ca.items[i] for i, z in enumerate(zones_seq) if i in zones_seq.ca.items}
             zones_seq[:] = new_zones
+            zones_seq.ca.items.clear()
+            zones_seq.ca.items.update({i: by_zone[id(z)] for i, z in enumerate(zones_seq) if id(z) in by_zone})
         else:
             cam_raw["zones"] = CommentedSeq(new_zones)
         text = _dump(raw)

@@ -43,8 +43,8 @@ cameras:
     zones:
       # lane 1 is the one by the door
       - {{id: lane-1-queue, kind: queue, lane: lane-1, label: "Lane 1", service_zone: lane-1-till,
-         polygon: [[0.6, 0.5], [0.8, 0.5], [0.8, 1.0], [0.6, 1.0]]}}
-      - {{id: lane-1-till, kind: service, lane: lane-1, polygon: [[0.8, 0.5], [1.0, 0.5], [1.0, 1.0], [0.8, 1.0]]}}
+         polygon: [[0.6, 0.5], [0.8, 0.5], [0.8, 1.0], [0.6, 1.0]]}}  # queue comment
+      - {{id: lane-1-till, kind: service, lane: lane-1, polygon: [[0.8, 0.5], [1.0, 0.5], [1.0, 1.0], [0.8, 1.0]]}}  # till comment
 {display}data_dir: {tmp_path / "data"}
 """
     path = tmp_path / "store.yaml"
@@ -238,6 +238,34 @@ def test_save_keeps_the_installers_comments(setup_server: tuple[DisplayServer, P
     cam = load_config(path).camera("cam-1")
     assert [z.id for z in cam.zones] == ["lane-1-queue", "lane-1-till", "shelf"]
     assert cam.calibration is not None and cam.calibration.floor_points_m[2] == (4.0, 6.0)
+
+
+def test_a_zones_comment_follows_the_zone(setup_server: tuple[DisplayServer, Path]) -> None:
+    """ruamel keeps end-of-line comments by list index; a reordered save must not swap them."""
+    server, path = setup_server
+    headers = {**basic(PASSWORD), "Content-Type": "application/json"}
+    body = {
+        "camera_id": "cam-1", "frame_size_px": [200, 100],
+        "zones": [  # the till first now, the queue second, and a new zone
+            {"id": "lane-1-till", "kind": "service", "lane": "lane-1",
+             "polygon_px": [[160, 50], [200, 50], [200, 100], [160, 100]]},
+            {"id": "lane-1-queue", "kind": "queue", "lane": "lane-1", "service_zone": "lane-1-till",
+             "polygon_px": [[120, 50], [160, 50], [160, 100], [120, 100]]},
+            {"id": "shelf", "kind": "dwell", "polygon_px": [[10, 10], [60, 10], [60, 40], [10, 40]]},
+        ],
+    }
+    status, _, answer = request(server.url + "setup/api/save", method="POST", body=json.dumps(body).encode(),
+                                headers=headers)
+    assert status == 200, answer
+    lines = path.read_text(encoding="utf-8").splitlines()
+    till = next(ln for ln in lines if "id: lane-1-till" in ln)
+    queue_end = next(i for i, ln in enumerate(lines) if "id: lane-1-queue" in ln)
+    queue_text = " ".join(lines[queue_end:queue_end + 2])  # a long flow mapping may wrap once
+    shelf = next(ln for ln in lines if "id: shelf" in ln)
+    assert till.rstrip().endswith("# till comment"), lines
+    assert "# queue comment" in queue_text and "# till comment" not in queue_text, lines
+    assert "#" not in shelf, lines
+    assert [z.id for z in load_config(path).camera("cam-1").zones] == ["lane-1-till", "lane-1-queue", "shelf"]
 
 
 def _watch_mqtt(port: int) -> tuple[mqtt.Client, list[mqtt.MQTTMessage]]:
