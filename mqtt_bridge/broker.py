@@ -63,6 +63,8 @@ class MosquittoProcess:
     own_process_group: bool = False
     # stop the broker when this process dies, even by SIGKILL (see mqtt_bridge/broker_guard.py)
     stop_with_owner: bool = False
+    # a temporary workdir made for this broker is removed by stop(): a demo run leaves nothing
+    remove_workdir_on_stop: bool = False
 
     @property
     def log_path(self) -> Path:
@@ -98,6 +100,7 @@ class MosquittoProcess:
         self.config_path.write_text("\n".join(lines) + "\n" + self.extra_config + "\n")
 
     def start(self, timeout_s: float = 10.0) -> MosquittoProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)  # again after a stop() that removed it
         self.write_config()
         # own_process_group: Ctrl-C in a terminal signals the whole foreground process group;
         # a broker owned by an interactive command (storesense demo) must outlive that command's
@@ -117,8 +120,8 @@ class MosquittoProcess:
             if self.ws_port is not None:  # libwebsockets opens its socket a few ms after the TCP one
                 wait_for_port("127.0.0.1", self.ws_port, timeout_s)
         except TimeoutError:
+            log = self.log_path.read_text() if self.log_path.exists() else ""  # before stop() removes it
             self.stop()
-            log = self.log_path.read_text() if self.log_path.exists() else ""
             err = self.proc.stderr.read().decode() if self.proc and self.proc.stderr else ""
             raise RuntimeError(f"mosquitto did not start on port {self.port}:\n{err}\n{log}") from None
         return self
@@ -131,6 +134,8 @@ class MosquittoProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if self.remove_workdir_on_stop:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def restart(self) -> None:
         """Stop and start again on the same ports (for outage tests)."""
@@ -157,7 +162,8 @@ def start_mosquitto(
     wd.mkdir(parents=True, exist_ok=True)
     ws = free_port() if websockets else None
     return MosquittoProcess(port=free_port(), ws_port=ws, workdir=wd, extra_config=extra_config,
-                            own_process_group=own_process_group, stop_with_owner=stop_with_owner).start()
+                            own_process_group=own_process_group, stop_with_owner=stop_with_owner,
+                            remove_workdir_on_stop=workdir is None).start()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -139,3 +139,15 @@ def test_private_broker_stop_goes_through_its_guard(tmp_path: Path) -> None:
     finally:
         owner.kill()
         subprocess.run(["pkill", "-f", str(tmp_path / "b")], check=False)
+
+
+def test_a_private_broker_in_a_temporary_dir_leaves_nothing_behind() -> None:
+    from mqtt_bridge.broker import start_mosquitto
+
+    broker = start_mosquitto()
+    wd = broker.workdir
+    assert (wd / "mosquitto.conf").exists()
+    broker.restart()  # outage tests stop and start the same broker: its dir must come back
+    assert _port_open(broker.port) and (wd / "mosquitto.conf").exists()
+    broker.stop()
+    assert not wd.exists() and not _port_open(broker.port)
