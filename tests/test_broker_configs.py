@@ -30,6 +30,7 @@ from mqtt_bridge.broker import (
 )
 from mqtt_bridge.topics import DEFAULT_PREFIX, Topics
 from tests.certs import make_certs
+from tests.waiting import wait_until
 
 PASSWORDS = {
     "edge-store-a": "pw-edge-a-" + uuid.uuid4().hex[:8],
@@ -117,15 +118,6 @@ class Client:
     def close(self) -> None:
         self.c.disconnect()
         self.c.loop_stop()
-
-
-def wait_until(pred: Any, timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.05)
-    return bool(pred())
 
 
 @pytest.fixture

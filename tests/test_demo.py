@@ -20,21 +20,13 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from mqtt_bridge.broker import free_port
 from mqtt_bridge.topics import Topics
+from tests.waiting import wait_until
 
 
 def _read_lines(proc: subprocess.Popen[str], out: list[str]) -> None:
     assert proc.stdout is not None
     for line in proc.stdout:
         out.append(line)
-
-
-def _wait_for(pred, timeout_s: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.1)
-    return bool(pred())
 
 
 def test_demo_serves_lanes_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
@@ -48,7 +40,7 @@ def test_demo_serves_lanes_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
     reader.start()
     watcher = None
     try:
-        assert _wait_for(lambda: any("StoreSense demo: open" in ln for ln in lines), 60), "".join(lines)
+        assert wait_until(lambda: any("StoreSense demo: open" in ln for ln in lines), 60), "".join(lines)
         assert f"http://127.0.0.1:{port}/" in "".join(lines)
         broker_port = int(re.search(r"private Mosquitto broker on 127\.0\.0\.1:(\d+)", "".join(lines)).group(1))  # type: ignore[union-attr]
 
@@ -56,8 +48,8 @@ def test_demo_serves_lanes_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/state", timeout=5) as r:
                 return {str(lane["lane_id"]): lane for lane in json.loads(r.read())["lanes"]}
 
-        assert _wait_for(lambda: {"lane-1", "lane-2"} <= set(lanes()), 30)
-        assert _wait_for(lambda: all(lane["status"] == "ok" for lane in lanes().values()), 30), lanes()
+        assert wait_until(lambda: {"lane-1", "lane-2"} <= set(lanes()), 30)
+        assert wait_until(lambda: all(lane["status"] == "ok" for lane in lanes().values()), 30), lanes()
 
         seen: list[bytes] = []
         watcher = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="demo-watcher", protocol=mqtt.MQTTv5)
@@ -65,14 +57,14 @@ def test_demo_serves_lanes_and_stops_cleanly_on_ctrl_c(tmp_path: Path) -> None:
         watcher.on_message = lambda _c, _u, m: seen.append(bytes(m.payload))
         watcher.connect("127.0.0.1", broker_port)
         watcher.loop_start()
-        assert _wait_for(lambda: seen[-1:] == [b"online"], 10), seen
+        assert wait_until(lambda: seen[-1:] == [b"online"], 10), seen
 
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the broker child gets it too unless it is apart
         rc = proc.wait(timeout=30)
         reader.join(5)
         text = "".join(lines)
         assert rc in (0, 130), text
-        assert _wait_for(lambda: seen[-1:] == [b"stopped"], 5), (seen, text)  # clean stop, broker still up
+        assert wait_until(lambda: seen[-1:] == [b"stopped"], 5), (seen, text)  # clean stop, broker still up
         assert "ERROR" not in text and "Traceback" not in text, text
         assert "still in the outbox" not in text  # drained before the broker went away
         with socket.socket() as s:  # the demo stopped its private broker
@@ -117,7 +109,7 @@ def test_private_broker_does_not_outlive_an_owner_killed_by_sigkill(tmp_path: Pa
         assert _port_open(port)  # the guard leaves it alone while the owner lives
         owner.kill()
         owner.wait()
-        assert _wait_for(lambda: not _port_open(port), 5), "broker still running after its owner was SIGKILLed"
+        assert wait_until(lambda: not _port_open(port), 5), "broker still running after its owner was SIGKILLed"
         gone = subprocess.run(["pgrep", "-f", str(tmp_path / "b" / "mosquitto.conf")], capture_output=True, text=True)
         assert gone.stdout.strip() == "", gone.stdout  # neither the broker nor its guard is left
     finally:

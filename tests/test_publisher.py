@@ -34,6 +34,7 @@ from mqtt_bridge.config import MqttConfig, TlsConfig
 from mqtt_bridge.publisher import MqttPublisher, find_image_data, resolve_password
 from mqtt_bridge.topics import Topics
 from tests.certs import make_certs
+from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMAS = ROOT / "mqtt_bridge" / "schemas"
@@ -52,15 +53,6 @@ def load_outage_script() -> Any:
     sys.modules["outage_test"] = mod  # dataclasses look their module up there
     spec.loader.exec_module(mod)
     return mod
-
-
-def wait_until(pred: Callable[[], Any], timeout_s: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if pred():
-            return True
-        time.sleep(0.02)
-    return bool(pred())
 
 
 class Sub:
