@@ -17,6 +17,7 @@ from edge.contract import Frame, Tracks
 from edge.errors import UserFacingError
 from edge.history import history_sink_from_config
 from edge.resources import videos_dir
+from edge.sd_notify import SystemdNotifier
 from edge.sinks import FanoutSink, JsonlSink, MemorySink, Sink
 from mqtt_bridge.topics import Topics
 
@@ -137,11 +138,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     events = JsonlSink(args.events) if args.events else None
     if events is not None:
         sinks.append(events)
-    if args.config and not args.no_history:
-        # the recording's metrics go into the box's history so `storesense heatmap/report` can review them
+    if args.history:
+        # opt-in: analysing a recording on a live box used to add it to the store's history
+        # silently, doubling that period's figures in every report
+        if not args.config:
+            raise UserFacingError("--history needs --config (the store whose history the recording joins)")
         history = history_sink_from_config(cfg)
-        if history is not None:
-            sinks.append(history)
+        if history is None:
+            raise UserFacingError(f"--history: history is disabled in {args.config} (history.enabled: false)")
+        sinks.append(history)
     mot = MotWriter(args.mot) if args.mot else None
     assert worker.file is not None
     progress = Progress(worker.file.frame_count, video.name, enabled=not args.no_progress)
@@ -230,7 +235,8 @@ def run_store(cfg: StoreConfig, *, realtime: bool = False, loop: bool = False, e
     if events_path:
         sinks.append(JsonlSink(events_path))
     sink = FanoutSink(sinks)
-    runtime = Runtime(cfg, workers, sink, build_analytics(cfg, topics), topics=topics)
+    notifier = SystemdNotifier()
+    runtime = Runtime(cfg, workers, sink, build_analytics(cfg, topics), topics=topics, heartbeat=notifier.watchdog)
     runtime_ref.append(runtime)
     if publisher is not None:
         publisher.start()
@@ -242,10 +248,15 @@ def run_store(cfg: StoreConfig, *, realtime: bool = False, loop: bool = False, e
 
         threading.Thread(target=stop_on_event, daemon=True).start()
     log.info("running store %s with %d camera(s)", cfg.store.id, len(workers))
+    # READY once the model is loaded, cameras are opened and the publisher is connecting: a
+    # Type=notify unit orders dependants after this, and the watchdog starts counting
+    notifier.ready(f"store {cfg.store.id}: {len(workers)} camera(s)")
     try:
         summary = runtime.run()
     finally:
+        notifier.stopping()
         sink.close()
+        notifier.close()
     log.info("stopped: %s frames, %d messages", summary.frames_processed, summary.messages)
     return 0
 
@@ -324,7 +335,10 @@ def register(sub: Any) -> None:
     p.add_argument("--mot", help="write tracks in MOTChallenge format to this file")
     p.add_argument("--events", help="write messages as JSONL {topic, payload} to this file")
     p.add_argument("--no-analytics", action="store_true", help="detect and track only")
-    p.add_argument("--no-history", action="store_true", help="do not add the results to the history database")
+    p.add_argument("--history", action="store_true",
+                   help="also add the results to the store's history database (for `storesense report`); "
+                   "off by default so a test recording never mixes with the store's real figures")
+    p.add_argument("--no-history", action="store_true", help=argparse.SUPPRESS)  # the old default, kept for scripts
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_analyze)
 

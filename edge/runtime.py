@@ -163,6 +163,7 @@ class Runtime:
         topics: Topics | None = None,
         on_tracks: Callable[[Tracks, Frame], None] | None = None,
         save_reference_frames: bool = True,
+        heartbeat: Callable[[], object] | None = None,
     ) -> None:
         self.cfg = cfg
         self.workers = list(workers)
@@ -171,6 +172,8 @@ class Runtime:
         self.topics = topics or Topics(cfg.store.id, cfg.mqtt.prefix)
         self.on_tracks = on_tracks
         self.save_reference_frames = save_reference_frames
+        # called once per loop iteration: the systemd watchdog ping, so a hung loop gets restarted
+        self.heartbeat = heartbeat
         self._stop = threading.Event()
         self._commands: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=1000)
         self._last_status_mono: dict[str, float] = {}
@@ -210,6 +213,8 @@ class Runtime:
                     self._process(w, frame)
                 for w in self.workers:
                     self._emit_status(w)
+                if self.heartbeat is not None:
+                    self.heartbeat()
                 if all(w.finished for w in self.workers):
                     break
                 if not worked:

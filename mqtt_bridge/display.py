@@ -46,6 +46,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import StoreConfig
 from edge.errors import UserFacingError
+from edge.sd_notify import SystemdNotifier
 from mqtt_bridge.topics import Topics, topic_id
 
 log = logging.getLogger("storesense.display")
@@ -769,6 +770,11 @@ class DisplayServer:
         log.info("checkout display on %s (broker %s:%d)", self.url, self.mqtt_host, self.mqtt_port)
         return self
 
+    @property
+    def serving(self) -> bool:
+        """The HTTP thread is alive (what the systemd watchdog of the display checks)."""
+        return self._http_thread is not None and self._http_thread.is_alive() and not self.stopping
+
     def acquire_stream(self) -> bool:
         return self._streams.acquire(blocking=False)
 
@@ -841,11 +847,17 @@ def cmd_display(args: argparse.Namespace) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     print(f"StoreSense checkout display: open {server.url} (Ctrl-C to stop)", flush=True)
+    notifier = SystemdNotifier()
+    notifier.ready(f"serving {server.url}")
     try:
         while not stop.wait(0.5):
-            pass
+            # the watchdog vouches for both halves: the HTTP server and the MQTT network thread
+            if server.serving and server.health()["mqtt_thread_alive"]:
+                notifier.watchdog()
     finally:
+        notifier.stopping()
         server.stop()
+        notifier.close()
     return 0
 
 

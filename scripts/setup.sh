@@ -8,6 +8,7 @@ APT_PACKAGES=(
   mosquitto mosquitto-clients   # the MQTT broker (edge and tests) + mosquitto_passwd
   chromium                      # headless browser for display/report/setup tests (never downloaded by a tool)
   fonts-wqy-zenhei              # CJK glyphs for Chinese labels in the display and reports
+  systemd                       # systemd-analyze verify of the service units (works without systemd as PID 1)
 )
 
 need_apt=()

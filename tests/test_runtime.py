@@ -143,6 +143,21 @@ def test_run_store_from_python_with_stop_event(tmp_path: Path, videos_path: Path
     assert time.monotonic() - t0 < 20
 
 
+def test_analyze_keeps_out_of_the_store_history_unless_asked(tmp_path: Path, videos_path: Path) -> None:
+    """An installer analysing a recording on a live box must not add it to the store's figures:
+    history is opt-in (--history). Before the fix this run wrote data/history.db."""
+    cfg = tmp_path / "store.yaml"
+    cfg.write_text(_store(tmp_path, f"- id: aisle\n  source: unused.gif\n  fps: 2\n").replace(
+        "history: {enabled: false}\n", ""))
+    clip = videos_path / "people-detection.gif"
+    base = [sys.executable, "-m", "edge.cli", "analyze", str(clip), "--config", str(cfg), "--no-progress"]
+    proc = subprocess.run(base, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert not (tmp_path / "data" / "history.db").exists()
+    no_cfg = subprocess.run([*base[:5], "--history", "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert no_cfg.returncode == 2 and "--history needs --config" in no_cfg.stderr
+
+
 # Visits to the standing table counted by eye on 1-second contact sheets (enter, exit), seconds
 # from the start of the clip. The product must report the same visits within 2 s.
 TABLE_VISITS_BY_EYE_S = [(7, 19), (23, 44), (51, 69), (75, 86), (93, 119), (124, 136)]
@@ -172,7 +187,7 @@ def test_analyze_real_clip_writes_mot_and_events(tmp_path: Path, table_video: Pa
     start = "2026-11-23T10:00:00+00:00"
     proc = subprocess.run(
         [sys.executable, "-m", "edge.cli", "analyze", str(table_video), "--config", str(cfg), "--mot", str(mot),
-         "--events", str(events), "--start", start, "--no-progress"],
+         "--events", str(events), "--start", start, "--no-progress", "--history"],
         capture_output=True, text=True, timeout=600,
     )
     assert proc.returncode == 0, proc.stderr

@@ -1,0 +1,164 @@
+"""The box as IT runs it: systemd units that `systemd-analyze verify` accepts, the install script,
+and the notify/watchdog protocol spoken over a real unix datagram socket (NOTIFY_SOCKET)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from edge.sd_notify import SystemdNotifier
+
+REPO = Path(__file__).resolve().parents[1]
+INSTALL = REPO / "scripts" / "install-service.sh"
+
+
+class NotifyListener:
+    """What systemd does for Type=notify: a SOCK_DGRAM socket that collects the state strings."""
+
+    def __init__(self, path: Path | None = None, abstract: str | None = None) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if abstract is not None:
+            self.sock.bind("\0" + abstract)
+            self.env_value = "@" + abstract
+        else:
+            assert path is not None
+            self.sock.bind(str(path))
+            self.env_value = str(path)
+        self.sock.settimeout(0.2)
+        self.messages: list[tuple[float, str]] = []
+
+    def collect(self, until: float, stop_when: str | None = None) -> None:
+        while time.monotonic() < until:
+            try:
+                data = self.sock.recv(4096)
+            except TimeoutError:
+                continue
+            self.messages.append((time.monotonic(), data.decode()))
+            if stop_when is not None and stop_when in data.decode():
+                return
+
+    def lines(self) -> list[str]:
+        return [line for _, m in self.messages for line in m.splitlines()]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+@pytest.fixture
+def listener(tmp_path: Path) -> Iterator[NotifyListener]:
+    lst = NotifyListener(tmp_path / "notify.sock")
+    try:
+        yield lst
+    finally:
+        lst.close()
+
+
+def test_notifier_speaks_the_protocol_on_a_real_socket(listener: NotifyListener) -> None:
+    n = SystemdNotifier({"NOTIFY_SOCKET": listener.env_value, "WATCHDOG_USEC": "200000"})
+    assert n.enabled and n.watchdog_interval_s == pytest.approx(0.2)
+    assert n.ready("store x: 2 camera(s)")
+    pings = sum(n.watchdog() for _ in range(1000))  # a tight loop: rate-limited to every 0.1 s
+    time.sleep(0.11)
+    assert n.watchdog()
+    assert n.stopping()
+    n.close()
+    listener.collect(time.monotonic() + 0.5, stop_when="STOPPING=1")
+    assert pings == 1
+    assert listener.lines() == ["READY=1", "STATUS=store x: 2 camera(s)", "WATCHDOG=1", "WATCHDOG=1", "STOPPING=1"]
+
+
+def test_notifier_abstract_socket_and_foreign_watchdog() -> None:
+    lst = NotifyListener(abstract=f"storesense-test-{os.getpid()}")
+    try:
+        n = SystemdNotifier({"NOTIFY_SOCKET": lst.env_value})
+        assert n.ready() and not n.watchdog()  # no WATCHDOG_USEC: no watchdog
+        lst.collect(time.monotonic() + 0.5, stop_when="READY=1")
+        assert lst.lines() == ["READY=1"]
+    finally:
+        lst.close()
+    # the watchdog was meant for another process (WATCHDOG_PID): do not ping it
+    assert SystemdNotifier({"NOTIFY_SOCKET": "/x", "WATCHDOG_USEC": "1000", "WATCHDOG_PID": "1"}).watchdog_interval_s is None
+    outside = SystemdNotifier({})
+    assert not outside.enabled and not outside.ready() and not outside.watchdog()
+
+
+def test_notifier_survives_a_vanished_socket(tmp_path: Path) -> None:
+    n = SystemdNotifier({"NOTIFY_SOCKET": str(tmp_path / "gone.sock"), "WATCHDOG_USEC": "1000000"})
+    assert n.ready() is False and n.errors == 1  # logged, never raised
+
+
+def test_edge_service_notifies_ready_pings_watchdog_from_the_loop_and_stops(
+    tmp_path: Path, listener: NotifyListener, videos_path: Path
+) -> None:
+    """A real `storesense run` as systemd would start it: READY=1 after start-up, WATCHDOG=1 while
+    the analysis loop runs, STOPPING=1 on SIGTERM."""
+    cfg = tmp_path / "store.yaml"
+    cfg.write_text(
+        "version: 1\nstore: {id: svc-store}\ncameras:\n"
+        f"  - {{id: aisle, source: {videos_path / 'people-detection.gif'}, fps: 5}}\n"
+        f"mqtt: {{enabled: false}}\nhistory: {{enabled: false}}\ndata_dir: {tmp_path / 'data'}\n"
+    )
+    env = {**os.environ, "NOTIFY_SOCKET": listener.env_value, "WATCHDOG_USEC": "400000"}
+    env.pop("WATCHDOG_PID", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edge.cli", "run", "--config", str(cfg), "--realtime", "--loop"],
+        env=env, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        listener.collect(time.monotonic() + 60, stop_when="READY=1")
+        assert any(line == "READY=1" for line in listener.lines()), proc.poll()
+        t_ready = listener.messages[-1][0]
+        listener.collect(t_ready + 2.0)
+        pings = [t for t, m in listener.messages if m == "WATCHDOG=1"]
+        # every 0.2 s (half of WATCHDOG_USEC) for 2 s while the loop runs
+        assert len(pings) >= 6, listener.messages
+        assert max(b - a for a, b in zip(pings, pings[1:], strict=False)) < 0.4
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    listener.collect(time.monotonic() + 1.0, stop_when="STOPPING=1")
+    assert proc.returncode == 0, err
+    assert listener.lines()[-1] == "STOPPING=1"
+
+
+def _verify(paths: list[Path]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["systemd-analyze", "verify", *map(str, paths)], capture_output=True, text=True)
+
+
+def test_install_script_stages_units_that_systemd_analyze_verifies(tmp_path: Path) -> None:
+    assert shutil.which("systemd-analyze"), "scripts/setup.sh installs systemd"
+    root = tmp_path / "root"
+    bin_path = shutil.which("storesense")
+    assert bin_path
+    proc = subprocess.run(["bash", str(INSTALL), "--root", str(root), "--bin", bin_path], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "systemd-analyze verify OK" in proc.stdout
+    units = [root / "etc/systemd/system" / u for u in ("storesense-edge.service", "storesense-display.service")]
+    for unit in units:
+        text = unit.read_text()
+        assert "@STORESENSE@" not in text and os.path.realpath(bin_path) in text
+        for key in ("Type=notify", "WatchdogSec=", "StateDirectory=storesense", "LoadCredential=mqtt.pw:",
+                    "Restart=on-failure", "NoNewPrivileges=yes", "ProtectSystem=strict"):
+            assert key in text, (unit.name, key)
+    verified = _verify(units)
+    assert verified.returncode == 0 and not verified.stderr.strip(), verified.stderr
+    assert (root / "etc/storesense/mqtt.pw").stat().st_mode & 0o077 == 0
+    # the shipped store template validates with the paths systemd gives the service
+    env = {**os.environ, "STATE_DIRECTORY": str(tmp_path / "state"), "CREDENTIALS_DIRECTORY": str(root / "etc/storesense")}
+    check = subprocess.run([sys.executable, "-m", "edge.cli", "validate-config", str(root / "etc/storesense/store.yaml")],
+                           capture_output=True, text=True, env=env)
+    assert check.returncode == 0, check.stderr
+    # and the check can fail: a misspelt key is only a warning for systemd, the script refuses it
+    broken = units[0].read_text().replace("WatchdogSec=", "WatchdogSecs=")
+    (tmp_path / "units").mkdir()
+    (tmp_path / "units" / "storesense-edge.service").write_text(broken)
+    bad = _verify([tmp_path / "units" / "storesense-edge.service"])
+    assert "Unknown key" in bad.stderr
