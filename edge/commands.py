@@ -217,6 +217,20 @@ def build_live_sinks(cfg: StoreConfig, topics: Topics, runtime_ref: list[Any]) -
     return sinks, publisher
 
 
+def _start_metrics(cfg: StoreConfig, workers: list[Any], publisher: Any, runtime: Any) -> Any:
+    """Prometheus /metrics (metrics: section): collectors read the workers and the publisher."""
+    if not cfg.metrics.enabled:
+        return None
+    from edge.metrics import StoreCollector, StoreMetrics
+
+    metrics = StoreMetrics(cfg.metrics)
+    for w in workers:
+        w.pipeline.timer.on_sample = metrics.stage_observer(w.camera.id)
+    metrics.add_collector(StoreCollector(cfg.store.id, cfg.data_path(), workers, publisher, runtime))
+    metrics.start()
+    return metrics
+
+
 def run_store(cfg: StoreConfig, *, realtime: bool = False, loop: bool = False, events_path: str | None = None,
               stop_event: threading.Event | None = None) -> int:
     from edge.runtime import Runtime, build_analytics, build_detector, build_tracker, open_worker
@@ -247,6 +261,7 @@ def run_store(cfg: StoreConfig, *, realtime: bool = False, loop: bool = False, e
             runtime.stop()
 
         threading.Thread(target=stop_on_event, daemon=True).start()
+    metrics = _start_metrics(cfg, workers, publisher, runtime)
     log.info("running store %s with %d camera(s)", cfg.store.id, len(workers))
     # READY once the model is loaded, cameras are opened and the publisher is connecting: a
     # Type=notify unit orders dependants after this, and the watchdog starts counting
@@ -257,6 +272,8 @@ def run_store(cfg: StoreConfig, *, realtime: bool = False, loop: bool = False, e
         notifier.stopping()
         sink.close()
         notifier.close()
+        if metrics is not None:
+            metrics.stop()
     log.info("stopped: %s frames, %d messages", summary.frames_processed, summary.messages)
     return 0
 

@@ -129,6 +129,16 @@ class CameraConfig(Strict):
         return isinstance(self.source, int) or bool(re.match(r"^(rtsp|rtsps|rtmp|http|https|udp|tcp)://", self.source))
 
 
+class MetricsConfig(Strict):
+    """Prometheus ``/metrics`` of `storesense run`: per-camera frames, latency and state, and the
+    box's outbox, publishing and disk. Loopback by default: scrape it from a Prometheus on the box,
+    or set ``host: 0.0.0.0`` behind the store's firewall."""
+
+    enabled: bool = Field(default=True, description="serve /metrics while `storesense run` runs")
+    host: str = Field(default="127.0.0.1", description="listen address; 0.0.0.0 exposes it to the network")
+    port: int = Field(default=9464, ge=0, le=65535, description="listen port; 0 picks a free one (tests)")
+
+
 class StoreConfig(Strict):
     version: Literal[1]
     store: StoreInfo
@@ -140,6 +150,7 @@ class StoreConfig(Strict):
     mqtt: MqttConfig = Field(default_factory=MqttConfig)
     display: DisplayConfig = Field(default_factory=DisplayConfig)
     history: HistoryConfig = Field(default_factory=HistoryConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     data_dir: str = Field(
         default="storesense-data",
         description="local folder (relative to this file) for the outbox, history, heatmaps and reference "

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -48,8 +48,12 @@ class StageTimer:
 
     window: int = 5000
     samples_ms: dict[str, deque[float]] = field(default_factory=dict)
+    # also told every sample (the Prometheus latency histograms); None outside `storesense run`
+    on_sample: Callable[[str, float], None] | None = None
 
     def add(self, stage: str, ms: float) -> None:
+        if self.on_sample is not None:
+            self.on_sample(stage, ms)
         if stage not in self.samples_ms:
             self.samples_ms[stage] = deque(maxlen=self.window)
         self.samples_ms[stage].append(ms)

@@ -156,6 +156,7 @@ class PublisherStats:
     loop_restarts: int = 0  # network thread found dead and restarted by the watchdog
     commands_accepted: int = 0
     commands_rejected: int = 0
+    last_ack_mono_s: float | None = None  # monotonic time of the broker's last successful PUBACK
 
 
 @dataclasses.dataclass
@@ -458,6 +459,8 @@ class MqttPublisher:
         if getattr(reason_code, "is_failure", False):
             self._stats.rejected += 1
             log.error("broker rejected message mid %d: %s (check the ACL for this device)", mid, reason_code)
+        else:
+            self._stats.last_ack_mono_s = time.monotonic()
         self._wake.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:

@@ -147,7 +147,7 @@ def test_analyze_keeps_out_of_the_store_history_unless_asked(tmp_path: Path, vid
     """An installer analysing a recording on a live box must not add it to the store's figures:
     history is opt-in (--history). Before the fix this run wrote data/history.db."""
     cfg = tmp_path / "store.yaml"
-    cfg.write_text(_store(tmp_path, f"- id: aisle\n  source: unused.gif\n  fps: 2\n").replace(
+    cfg.write_text(_store(tmp_path, "- id: aisle\n  source: unused.gif\n  fps: 2\n").replace(
         "history: {enabled: false}\n", ""))
     clip = videos_path / "people-detection.gif"
     base = [sys.executable, "-m", "edge.cli", "analyze", str(clip), "--config", str(cfg), "--no-progress"]
