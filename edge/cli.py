@@ -15,6 +15,7 @@ COMMAND_MODULES = [
     "calibration.cli",  # calibrate
     "mqtt_bridge.display",  # display
     "edge.ops_cli",  # heatmap, report
+    "edge.evaluate",  # evaluate
 ]
 
 

@@ -26,6 +26,8 @@ fi
 PY=${PYTHON:-python3}
 echo "setup: pip install -e .[dev]"
 $PY -m pip install -q --disable-pip-version-check -e ".[dev]"
+# the accuracy audit's metrics (storesense evaluate); --no-deps: see pyproject.toml
+$PY -m pip install -q --disable-pip-version-check --no-deps "trackeval==1.3.0"
 command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
 
 # models and sample clips are never downloaded: they come from ../shared (or STORESENSE_SHARED)

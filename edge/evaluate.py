@@ -1,0 +1,676 @@
+"""Accuracy audit: score tracks against MOTChallenge ground truth, and zones against ground-truth visits.
+
+Why a library for the tracking metrics: CLEAR-MOT, IDF1 and HOTA have subtle matching rules
+(IDF1's global bipartite match, HOTA's alpha sweep) that every hand-written copy gets slightly
+wrong, so figures would not be comparable with published ones. We use TrackEval's metric classes
+(the code the MOTChallenge benchmark itself runs; the packaged ``trackeval`` fork supports numpy 2
+and needs no torch). py-motmetrics 1.4.0, the other candidate, fails on numpy 2 (``np.asfarray``).
+
+What is ours is what no library knows: the store's zones. Occupancy and dwell are scored by
+applying the *same* membership rules (feet anchor, each zone's hysteresis, ``ZoneMembership``) to
+the ground-truth tracks and to the predicted ones, so a zone error is the tracker's, not a
+difference of definitions.
+
+Ignore rules (unannotated areas): ground-truth boxes whose feet fall in an ignore region or that are
+shorter than ``min_height_px`` are dropped, and so is every predicted box that matches one of them
+(IoU >= 0.5), or that lies in such an area without matching any kept ground truth. This is
+MOTChallenge's "distractor" handling: a correct detection of an unannotated person is neither
+rewarded nor punished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import linear_sum_assignment
+
+from edge.config import CameraConfig, StoreConfig, load_config
+from edge.contract import Frame, Tracks
+from edge.errors import UserFacingError
+
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+
+class EvaluationInputError(UserFacingError, ValueError):
+    """A ground-truth/prediction file or an ignore rule that cannot be used; says file and line."""
+
+
+# ---------------------------------------------------------------------------------------------
+# MOTChallenge files
+
+
+@dataclass
+class MotSequence:
+    """Boxes per frame. ``frames`` maps the 1-based frame number to (ids, xyxy boxes)."""
+
+    frames: dict[int, tuple[I64, F64]] = field(default_factory=dict)
+
+    def add(self, frame: int, ids: Iterable[int], xyxy: Iterable[Sequence[float]]) -> None:
+        ids_a = np.asarray(list(ids), dtype=np.int64)
+        boxes = np.asarray(list(xyxy), dtype=np.float64).reshape(-1, 4)
+        old = self.frames.get(frame)
+        if old is not None:
+            ids_a = np.concatenate([old[0], ids_a])
+            boxes = np.concatenate([old[1], boxes])
+        self.frames[frame] = (ids_a, boxes)
+
+    def get(self, frame: int) -> tuple[I64, F64]:
+        return self.frames.get(frame, (np.zeros(0, np.int64), np.zeros((0, 4), np.float64)))
+
+    @property
+    def ids(self) -> set[int]:
+        return {int(i) for ids, _ in self.frames.values() for i in ids.tolist()}
+
+    @property
+    def rows(self) -> int:
+        return sum(len(ids) for ids, _ in self.frames.values())
+
+
+def read_mot(path: str | Path, *, what: str = "MOT file") -> MotSequence:
+    """Read ``frame,id,x,y,w,h[,conf,...]`` rows (frames from 1). GT rows whose 7th column is 0 are
+    "do not consider" in MOTChallenge and are skipped. Errors name the file and line."""
+    p = Path(path)
+    if not p.is_file():
+        raise EvaluationInputError(f"{what} not found: {p}")
+    seq = MotSequence()
+    rows: dict[int, tuple[list[int], list[list[float]]]] = {}
+    seen: set[tuple[int, int]] = set()
+    with p.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            parts = [s.strip() for s in text.split(",")]
+            try:
+                if len(parts) < 6:
+                    raise ValueError(f"{len(parts)} fields")
+                frame, tid = int(float(parts[0])), int(float(parts[1]))
+                x, y, w, h = (float(v) for v in parts[2:6])
+                flag = float(parts[6]) if len(parts) > 6 else 1.0
+            except ValueError as exc:
+                raise EvaluationInputError(
+                    f"{p}:{lineno}: expected 'frame,id,x,y,w,h[,conf,...]' with numbers, found {text[:80]!r} ({exc})"
+                ) from None
+            if frame < 1 or not all(math.isfinite(v) for v in (x, y, w, h)) or w < 0 or h < 0:
+                raise EvaluationInputError(
+                    f"{p}:{lineno}: expected frame >= 1 and a finite box with w, h >= 0, found {text[:80]!r}"
+                )
+            if (frame, tid) in seen:
+                raise EvaluationInputError(f"{p}:{lineno}: id {tid} appears twice in frame {frame}")
+            seen.add((frame, tid))
+            if flag == 0.0 and what.startswith("ground"):
+                continue
+            ids, boxes = rows.setdefault(frame, ([], []))
+            ids.append(tid)
+            boxes.append([x, y, x + w, y + h])
+    for frame, (ids, boxes) in rows.items():
+        seq.add(frame, ids, boxes)
+    return seq
+
+
+def sequence_from_tracks(tracks: Iterable[Tracks]) -> MotSequence:
+    seq = MotSequence()
+    for t in tracks:
+        seq.add(t.frame_index + 1, t.track_id.tolist(), t.xyxy.tolist())
+    return seq
+
+
+# ---------------------------------------------------------------------------------------------
+# ignore rules
+
+
+@dataclass(frozen=True)
+class IgnoreRules:
+    """Where the ground truth has no annotations. ``regions_px``: polygons in pixels of the video."""
+
+    min_height_px: float = 0.0
+    regions_px: tuple[tuple[tuple[float, float], ...], ...] = ()
+
+    @classmethod
+    def parse_region(cls, text: str) -> tuple[tuple[float, float], ...]:
+        """``"x1,y1 x2,y2 x3,y3 ..."`` (pixels) -> polygon."""
+        try:
+            pts = tuple((float(a), float(b)) for a, b in (p.split(",") for p in text.split()))
+        except ValueError:
+            raise EvaluationInputError(
+                f"--ignore-region {text!r}: expected at least 3 points 'x,y' in pixels separated by spaces, "
+                "e.g. '0,0 384,0 384,70 0,70'"
+            ) from None
+        if len(pts) < 3:
+            raise EvaluationInputError(f"--ignore-region {text!r}: a polygon needs at least 3 points, found {len(pts)}")
+        return pts
+
+    def ignored(self, xyxy: F64) -> npt.NDArray[np.bool_]:
+        """(N,) mask of boxes in an unannotated area (feet in a region, or too short)."""
+        boxes = np.asarray(xyxy, dtype=np.float64).reshape(-1, 4)
+        out = (boxes[:, 3] - boxes[:, 1]) < self.min_height_px
+        if self.regions_px and boxes.shape[0]:
+            import shapely
+            from shapely.geometry import Polygon
+
+            fx, fy = (boxes[:, 0] + boxes[:, 2]) / 2.0, boxes[:, 3]
+            for region in self.regions_px:
+                out |= np.asarray(shapely.intersects_xy(Polygon(region), fx, fy), dtype=bool)
+        return np.asarray(out, dtype=bool)
+
+
+def iou_pairs(a: F64, b: F64) -> F64:
+    """(N, M) IoU of xyxy boxes."""
+    if a.shape[0] == 0 or b.shape[0] == 0:
+        return np.zeros((a.shape[0], b.shape[0]))
+    iw = np.clip(np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
+    ih = np.clip(np.minimum(a[:, None, 3], b[None, :, 3]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
+    inter = iw * ih
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1e-12), 0.0)
+
+
+def apply_ignore(gt: MotSequence, pred: MotSequence, frames: Sequence[int], rules: IgnoreRules,
+                 iou_threshold: float = 0.5) -> tuple[MotSequence, MotSequence]:
+    """Drop unannotated areas from both sides (see the module docstring), frame by frame."""
+    gt_out, pred_out = MotSequence(), MotSequence()
+    for f in frames:
+        g_ids, g_box = gt.get(f)
+        p_ids, p_box = pred.get(f)
+        g_ign = rules.ignored(g_box)
+        drop = rules.ignored(p_box)
+        if g_box.shape[0] and p_box.shape[0]:
+            iou = iou_pairs(g_box, p_box)
+            rows, cols = linear_sum_assignment(-iou)
+            for r, c in zip(rows, cols, strict=True):
+                if iou[r, c] >= iou_threshold:
+                    # a prediction on an unannotated person goes; one on an annotated person stays
+                    drop[c] = bool(g_ign[r])
+        gt_out.add(f, g_ids[~g_ign].tolist(), g_box[~g_ign].tolist())
+        pred_out.add(f, p_ids[~drop].tolist(), p_box[~drop].tolist())
+    return gt_out, pred_out
+
+
+# ---------------------------------------------------------------------------------------------
+# tracking metrics (TrackEval)
+
+
+def _trackeval_metrics() -> Any:
+    try:
+        # trackeval prints a notice about optional dataset loaders on import; keep stdout clean (--json -)
+        with contextlib.redirect_stdout(io.StringIO()):
+            from trackeval.metrics import CLEAR, HOTA, Identity
+    except ImportError:
+        raise UserFacingError(
+            "storesense evaluate needs the trackeval package: pip install --no-deps 'trackeval==1.3.0' "
+            "(scripts/setup.sh does this; --no-deps because its metadata pulls the GUI build of OpenCV)"
+        ) from None
+    return CLEAR, HOTA, Identity
+
+
+def tracking_metrics(gt: MotSequence, pred: MotSequence, frames: Sequence[int]) -> dict[str, float]:
+    """MOTA, IDF1, HOTA, ID switches, precision, recall over ``frames`` (both already ignore-filtered)."""
+    CLEAR, HOTA, Identity = _trackeval_metrics()
+    g_map = {g: k for k, g in enumerate(sorted(gt.ids))}
+    p_map = {p: k for k, p in enumerate(sorted(pred.ids))}
+    data: dict[str, Any] = {"gt_ids": [], "tracker_ids": [], "similarity_scores": [],
+                            "num_gt_ids": len(g_map), "num_tracker_ids": len(p_map), "num_timesteps": len(frames)}
+    for f in frames:
+        g_ids, g_box = gt.get(f)
+        p_ids, p_box = pred.get(f)
+        data["gt_ids"].append(np.array([g_map[int(i)] for i in g_ids], dtype=int))
+        data["tracker_ids"].append(np.array([p_map[int(i)] for i in p_ids], dtype=int))
+        data["similarity_scores"].append(iou_pairs(g_box, p_box))
+    data["num_gt_dets"] = sum(len(x) for x in data["gt_ids"])
+    data["num_tracker_dets"] = sum(len(x) for x in data["tracker_ids"])
+    quiet = {"PRINT_CONFIG": False}
+    with contextlib.redirect_stdout(io.StringIO()):
+        clear = CLEAR(quiet).eval_sequence(data)
+        ident = Identity(quiet).eval_sequence(data)
+        hota = HOTA().eval_sequence(data)
+    return {
+        "MOTA": float(clear["MOTA"]),
+        "IDF1": float(ident["IDF1"]),
+        "HOTA": float(np.mean(hota["HOTA"])),
+        "DetA": float(np.mean(hota["DetA"])),
+        "AssA": float(np.mean(hota["AssA"])),
+        "IDs": int(clear["IDSW"]),
+        "precision": float(clear["CLR_Pr"]),
+        "recall": float(clear["CLR_Re"]),
+        "TP": int(clear["CLR_TP"]),
+        "FP": int(clear["CLR_FP"]),
+        "FN": int(clear["CLR_FN"]),
+        "gt_ids": len(g_map),
+        "pred_ids": len(p_map),
+        "frames": len(frames),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# zones: occupancy and dwell, with the product's membership rules on both sides
+
+
+@dataclass(frozen=True)
+class Visit:
+    zone_id: str
+    track_id: int
+    start_s: float
+    end_s: float
+
+    @property
+    def dwell_s(self) -> float:
+        return self.end_s - self.start_s
+
+
+@dataclass
+class ZoneTimeline:
+    """Per zone: members at each scored frame, and the closed visits."""
+
+    occupancy: dict[str, dict[int, int]] = field(default_factory=dict)
+    visits: list[Visit] = field(default_factory=list)
+
+
+class _FloorPoints:
+    """Feet in the zones' spaces: normalised image coordinates, and floor metres if calibrated."""
+
+    def __init__(self, cfg: StoreConfig, camera: CameraConfig, frame_size_px: tuple[int, int]) -> None:
+        from zones.geometry import ZoneSet
+
+        self.zone_set = ZoneSet(camera.zones)
+        self.size = frame_size_px
+        self.calibration: Any = None
+        if camera.calibration is not None and self.zone_set.needs_floor:
+            from calibration.homography import Calibration
+
+            self.calibration = Calibration.from_config(camera.calibration, cfg.resolve_path).for_frame_size(
+                frame_size_px
+            )
+
+    def inside(self, boxes: F64) -> dict[str, npt.NDArray[np.bool_]]:
+        foot = np.stack([(boxes[:, 0] + boxes[:, 2]) / 2.0, boxes[:, 3]], axis=1) if len(boxes) else np.zeros((0, 2))
+        norm = foot / np.array(self.size, dtype=np.float64)
+        floor = self.calibration.image_to_floor(foot) if self.calibration is not None else None
+        return self.zone_set.inside(norm, floor)
+
+
+def zone_timeline(seq: MotSequence, frames: Sequence[int], fps: float, points: _FloorPoints,
+                  camera: CameraConfig, held: dict[int, tuple[int, ...]] | None = None) -> ZoneTimeline:
+    """Run ``ZoneMembership`` (each zone's hysteresis) over ``frames`` of ``seq``.
+
+    A track ends (leaves every zone at its last-inside time) after its last frame in ``seq``, as the
+    tracker's ``ended_ids`` make it end in the product. ``held``: frame -> ids the tracker holds
+    through an occlusion (kept as members without being seen), as analytics receive them."""
+    from zones.membership import Hysteresis, ZoneMembership
+
+    membership = ZoneMembership({z.id: Hysteresis(z.enter_after_s, z.leave_after_s) for z in camera.zones})
+    last_frame: dict[int, int] = {}
+    for f in frames:
+        for tid in seq.get(f)[0].tolist():
+            last_frame[int(tid)] = f
+    out = ZoneTimeline({z.id: {} for z in camera.zones})
+    pending_end: set[int] = set()
+    for f in frames:
+        ts = (f - 1) / fps
+        ids, boxes = seq.get(f)
+        kwargs: dict[str, Any] = {}
+        if held is not None:
+            kwargs["held_ids"] = held.get(f, ())
+        transitions = membership.update(ts, ids, points.inside(boxes), sorted(pending_end), **kwargs)
+        pending_end = {int(t) for t in ids.tolist() if last_frame[int(t)] == f}
+        out.visits.extend(_visits(transitions))
+        for zid in out.occupancy:
+            out.occupancy[zid][f] = len(membership.members(zid))
+    end_ts = (frames[-1] - 1) / fps if frames else 0.0
+    out.visits.extend(_visits(membership.close_all(end_ts)))
+    return out
+
+
+def _visits(transitions: Iterable[Any]) -> list[Visit]:
+    return [Visit(t.zone_id, t.track_id, t.entered_s, t.time_s) for t in transitions if t.kind == "exit"]
+
+
+def match_visits(gt: Sequence[Visit], pred: Sequence[Visit]) -> list[tuple[Visit, Visit]]:
+    """One-to-one match of ground-truth and predicted visits of one zone by temporal IoU (> 0)."""
+    if not gt or not pred:
+        return []
+    iou = np.zeros((len(gt), len(pred)))
+    for i, g in enumerate(gt):
+        for j, p in enumerate(pred):
+            inter = min(g.end_s, p.end_s) - max(g.start_s, p.start_s)
+            union = max(g.end_s, p.end_s) - min(g.start_s, p.start_s)
+            iou[i, j] = inter / union if inter > 0 and union > 0 else 0.0
+    rows, cols = linear_sum_assignment(-iou)
+    return [(gt[r], pred[c]) for r, c in zip(rows, cols, strict=True) if iou[r, c] > 0]
+
+
+def zone_metrics(gt_tl: ZoneTimeline, pred_tl: ZoneTimeline, frames: Sequence[int],
+                 min_visit_s: float) -> dict[str, dict[str, Any]]:
+    """Per zone: occupancy MAE and bias (persons/frame, at the scored frames); dwell error of the
+    ground-truth visits of at least ``min_visit_s``; visit counts (a split visit shows as extra)."""
+    out: dict[str, dict[str, Any]] = {}
+    for zid, gt_occ in gt_tl.occupancy.items():
+        g = np.array([gt_occ.get(f, 0) for f in frames], dtype=np.float64)
+        p = np.array([pred_tl.occupancy[zid].get(f, 0) for f in frames], dtype=np.float64)
+        gv = [v for v in gt_tl.visits if v.zone_id == zid]
+        pv = [v for v in pred_tl.visits if v.zone_id == zid]
+        pairs = [(a, b) for a, b in match_visits(gv, pv) if a.dwell_s >= min_visit_s]
+        long_gt = [v for v in gv if v.dwell_s >= min_visit_s]
+        errors = [abs(b.dwell_s - a.dwell_s) for a, b in pairs]
+        out[zid] = {
+            "occupancy_mae": float(np.mean(np.abs(p - g))) if len(frames) else 0.0,
+            "occupancy_bias": float(np.mean(p - g)) if len(frames) else 0.0,
+            "gt_visits": len(gv),
+            "pred_visits": len(pv),
+            "long_gt_visits": len(long_gt),
+            "long_visits_matched": len(pairs),
+            "dwell_mae_s": float(np.mean(errors)) if errors else None,
+            "dwell_max_err_s": float(np.max(errors)) if errors else None,
+        }
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# running the pipeline and the whole audit
+
+
+@dataclass(frozen=True)
+class DevsetCase:
+    """A clip with ground truth, the store config whose zones are scored, and its ignore rules."""
+
+    name: str
+    video: Path
+    gt: Path
+    config: Path
+    ignore: IgnoreRules
+
+
+def devset(name: str = "caviar-corridor") -> DevsetCase:
+    """The dev clips in ``../shared/devset`` (``STORESENSE_SHARED``). The far end of the CAVIAR
+    corridor (feet above y = 70 px) is not annotated: that band is ignored, as its README says."""
+    from edge.resources import shared_dir
+
+    if name != "caviar-corridor":
+        raise EvaluationInputError(f"unknown devset {name!r}; known: caviar-corridor")
+    base = shared_dir() / "devset" / name
+    band = ((0.0, 0.0), (384.0, 0.0), (384.0, 70.0), (0.0, 70.0))
+    return DevsetCase(name, base / "video.avi", base / "gt.txt", Path(__file__).parent / "demo" / f"{name}.yaml",
+                      IgnoreRules(regions_px=(band,)))
+
+
+@dataclass
+class PipelineRun:
+    """What the pipeline produced on a recording: the tracks of every analysed frame."""
+
+    seq: MotSequence
+    frames: list[int]  # 1-based numbers of the analysed frames
+    held: dict[int, tuple[int, ...]]
+    wall_s: float
+    errors: int
+
+
+def run_pipeline(cfg: StoreConfig, camera: CameraConfig, video: Path, *, fps_override: float | None = None,
+                 progress: bool = False, on_tracks: Callable[[Tracks, Frame], None] | None = None) -> PipelineRun:
+    """The same detector, tracker and stages as ``storesense analyze`` (``Runtime``), without analytics."""
+    from edge.runtime import Runtime, build_detector, build_tracker, open_worker
+    from edge.sinks import MemorySink
+
+    worker = open_worker(cfg, camera, build_detector(cfg), build_tracker(cfg), fps_override=fps_override,
+                         source_override=str(video), start_epoch_s=0.0)
+    run = PipelineRun(MotSequence(), [], {}, 0.0, 0)
+    bar: Any = None
+    if progress:
+        import sys
+
+        from tqdm import tqdm
+
+        total = worker.file.frame_count if worker.file is not None else 0
+        bar = tqdm(total=total or None, desc=video.name, unit="frame", file=sys.stderr, mininterval=0.5)
+
+    def collect(tracks: Tracks, frame: Frame) -> None:
+        f = frame.index + 1
+        run.frames.append(f)
+        run.seq.add(f, tracks.track_id.tolist(), tracks.xyxy.tolist())
+        held = tuple(int(i) for i in getattr(tracks, "held_ids", ()))
+        if held:
+            run.held[f] = held
+        if on_tracks is not None:
+            on_tracks(tracks, frame)
+        if bar is not None:
+            bar.update(f - bar.n)
+
+    runtime = Runtime(cfg, [worker], MemorySink(), None, on_tracks=collect, save_reference_frames=False)
+    summary = runtime.run()
+    if bar is not None:
+        bar.close()
+    run.wall_s = summary.wall_s
+    run.errors = summary.errors.get(camera.id, 0)
+    return run
+
+
+@dataclass
+class EvalReport:
+    """Everything ``storesense evaluate`` prints; ``to_dict()`` is the ``--json`` document."""
+
+    video: str
+    gt: str
+    config: str | None
+    camera: str
+    model: str | None
+    analysis_fps: float | None
+    source: str  # "pipeline" or the --pred file
+    tracking: dict[str, float]
+    zones: dict[str, dict[str, Any]]
+    ignore: dict[str, Any]
+    min_visit_s: float
+    wall_s: float = 0.0
+    frames_per_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @property
+    def occupancy_mae(self) -> float | None:
+        """Mean over zones (persons/frame)."""
+        vals = [z["occupancy_mae"] for z in self.zones.values()]
+        return float(np.mean(vals)) if vals else None
+
+    @property
+    def dwell_mae_s(self) -> float | None:
+        """Mean over the matched long visits of every zone."""
+        errs = [(z["dwell_mae_s"], z["long_visits_matched"]) for z in self.zones.values() if z["dwell_mae_s"] is not None]
+        n = sum(k for _, k in errs)
+        return float(sum(e * k for e, k in errs) / n) if n else None
+
+
+def _video_info(video: Path, fps_override: float | None) -> tuple[float, tuple[int, int], int]:
+    import cv2
+
+    cap = cv2.VideoCapture(str(video))
+    try:
+        if not cap.isOpened():
+            raise EvaluationInputError(f"OpenCV cannot open {video} (unsupported or corrupt file)")
+        fps = float(fps_override or cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        size = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    finally:
+        cap.release()
+    if not 0.5 <= fps <= 240.0:
+        raise EvaluationInputError(f"{video}: frame rate {fps!r} is not usable; give the real one with --fps")
+    return fps, size, count
+
+
+def _pred_frames(pred: MotSequence, count: int, frame_step: int | None) -> list[int]:
+    """Frames a --pred file was computed on: every ``frame_step``-th frame from its first one
+    (default: the most common step between its frames, so a 5 fps export of a 25 fps clip is not
+    charged for the frames it never analysed)."""
+    have = sorted(pred.frames)
+    if not have:
+        return list(range(1, count + 1))
+    if frame_step is None:
+        steps = np.diff(have)
+        frame_step = int(np.bincount(steps).argmax()) if steps.size else 1
+    first = have[0] % frame_step or frame_step
+    return list(range(first, max(count, have[-1]) + 1, max(frame_step, 1)))
+
+
+def evaluate(
+    video: str | Path,
+    gt: str | Path,
+    *,
+    config: str | Path | StoreConfig | None = None,
+    camera: str | None = None,
+    model: str | None = None,
+    pred: str | Path | None = None,
+    ignore: IgnoreRules | None = None,
+    analysis_fps: float | None = None,
+    fps: float | None = None,
+    frame_step: int | None = None,
+    min_visit_s: float = 5.0,
+    progress: bool = False,
+    mot_out: str | Path | None = None,
+) -> EvalReport:
+    """The audit as a function (``storesense bench`` calls it). Runs the pipeline on ``video`` (or
+    reads ``pred``), scores it against ``gt`` and the camera's zones. ``model`` overrides
+    ``model.name`` of the config; ``config`` may be a loaded ``StoreConfig``."""
+    video_p, ignore = Path(video), ignore or IgnoreRules()
+    if not video_p.is_file():
+        raise EvaluationInputError(f"video not found: {video_p}")
+    cfg = _load_cfg(config, video_p)
+    if model is not None:
+        cfg.model = cfg.model.model_copy(update={"name": model, "path": None})
+    cam = cfg.camera(camera) if camera else cfg.cameras[0]
+    if analysis_fps is not None:
+        cam = cam.model_copy(update={"fps": analysis_fps})
+    src_fps, size, count = _video_info(video_p, fps or cam.source_fps)
+    gt_seq = read_mot(gt, what="ground-truth file")
+    count = max(count, max(gt_seq.frames, default=0))
+    held: dict[int, tuple[int, ...]] = {}
+    wall_s = 0.0
+    if pred is not None:
+        pred_seq = read_mot(pred, what="prediction file")
+        frames = _pred_frames(pred_seq, count, frame_step)
+    else:
+        run = run_pipeline(cfg, cam, video_p, fps_override=fps or cam.source_fps, progress=progress)
+        pred_seq, frames, held, wall_s = run.seq, run.frames, run.held, run.wall_s
+        if mot_out is not None:
+            _write_mot(pred_seq, mot_out)
+    gt_f, pred_f = apply_ignore(gt_seq, pred_seq, frames, ignore)
+    tracking = tracking_metrics(gt_f, pred_f, frames)
+    points = _FloorPoints(cfg, cam, size)
+    all_frames = list(range(1, count + 1))
+    gt_all, _ = apply_ignore(gt_seq, MotSequence(), all_frames, ignore)
+    gt_tl = zone_timeline(gt_all, all_frames, src_fps, points, cam)
+    pred_tl = zone_timeline(pred_f, frames, src_fps, points, cam, held=held or None)
+    return EvalReport(
+        video=str(video_p), gt=str(gt), config=str(cfg.source_path) if cfg.source_path else None, camera=cam.id,
+        model=cfg.model.name if cfg.model.path is None else cfg.model.path,
+        analysis_fps=None if pred is not None else cam.fps, source=str(pred) if pred is not None else "pipeline",
+        tracking=tracking, zones=zone_metrics(gt_tl, pred_tl, frames, min_visit_s),
+        ignore={"min_height_px": ignore.min_height_px, "regions_px": [list(r) for r in ignore.regions_px]},
+        min_visit_s=min_visit_s, wall_s=wall_s, frames_per_s=len(frames) / wall_s if wall_s else 0.0,
+    )
+
+
+def _load_cfg(config: str | Path | StoreConfig | None, video: Path) -> StoreConfig:
+    if isinstance(config, StoreConfig):
+        return config.model_copy(deep=True)
+    if config is not None:
+        return load_config(config)
+    from edge.commands import default_store_config
+
+    return default_store_config(str(video.resolve()))
+
+
+def _write_mot(seq: MotSequence, path: str | Path) -> None:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    with p.open("w", encoding="utf-8") as fh:
+        for f in sorted(seq.frames):
+            ids, boxes = seq.frames[f]
+            for tid, (x1, y1, x2, y2) in zip(ids.tolist(), boxes.tolist(), strict=True):
+                fh.write(f"{f},{tid},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},1,-1,-1,-1\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# command line
+
+
+def format_report(rep: EvalReport) -> str:
+    t = rep.tracking
+    lines = [
+        f"{Path(rep.video).name} vs {Path(rep.gt).name}: model {rep.model}, camera {rep.camera}, "
+        f"{t['frames']} frames scored ({rep.source}" + (f", {rep.analysis_fps:g} fps" if rep.analysis_fps else "") + ")",
+        f"  MOTA {t['MOTA']:.3f}  IDF1 {t['IDF1']:.3f}  HOTA {t['HOTA']:.3f}  ID switches {t['IDs']}  "
+        f"precision {t['precision']:.3f}  recall {t['recall']:.3f}",
+        f"  TP {t['TP']}  FP {t['FP']}  FN {t['FN']}  ids: {t['gt_ids']} true, {t['pred_ids']} predicted",
+    ]
+    for zid, z in rep.zones.items():
+        dwell = "n/a" if z["dwell_mae_s"] is None else f"{z['dwell_mae_s']:.2f} s (max {z['dwell_max_err_s']:.2f})"
+        lines.append(
+            f"  zone {zid}: occupancy MAE {z['occupancy_mae']:.3f} (bias {z['occupancy_bias']:+.3f}) person/frame; "
+            f"visits {z['pred_visits']} predicted / {z['gt_visits']} true; dwell error, visits >= "
+            f"{rep.min_visit_s:g} s: {dwell} over {z['long_visits_matched']}/{z['long_gt_visits']}"
+        )
+    if rep.wall_s:
+        lines.append(f"  pipeline: {rep.wall_s:.1f} s, {rep.frames_per_s:.1f} frames/s")
+    return "\n".join(lines)
+
+
+def cmd_evaluate(args: Any) -> int:
+    import json
+    import sys
+
+    ignore = IgnoreRules(args.min_height_px, tuple(IgnoreRules.parse_region(r) for r in args.ignore_region or ()))
+    video, gt, config = args.video, args.gt, args.config
+    if args.devset:
+        case = devset(args.devset)
+        video, gt = video or case.video, gt or case.gt
+        config = config or case.config
+        ignore = IgnoreRules(ignore.min_height_px, ignore.regions_px + case.ignore.regions_px)
+    if video is None or gt is None:
+        raise EvaluationInputError("give VIDEO and --gt GT.txt (or --devset caviar-corridor)")
+    reports = []
+    for model in args.model or [None]:
+        rep = evaluate(video, gt, config=config, camera=args.camera, model=model, pred=args.pred, ignore=ignore,
+                       analysis_fps=args.analysis_fps, fps=args.fps, frame_step=args.frame_step,
+                       min_visit_s=args.min_visit_s, progress=not args.no_progress and sys.stderr.isatty(),
+                       mot_out=args.mot)
+        reports.append(rep)
+        if args.json != "-":
+            print(format_report(rep), flush=True)
+    if args.json:
+        doc = [r.to_dict() for r in reports]
+        text = json.dumps(doc[0] if len(doc) == 1 else doc, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n", encoding="utf-8")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("evaluate", help="accuracy audit: MOTA/IDF1/HOTA and zone occupancy/dwell against ground truth")
+    p.add_argument("video", nargs="?", help="the recording (default with --devset: the dev clip)")
+    p.add_argument("--gt", help="MOTChallenge ground truth: frame,id,x,y,w,h,... (frames from 1, video pixels)")
+    p.add_argument("--devset", choices=["caviar-corridor"], help="the dev clip with its ground truth, zones and ignore band")
+    p.add_argument("--config", help="store config whose camera zones are scored (default: no zones)")
+    p.add_argument("--camera", help="camera id in the config (default: first)")
+    p.add_argument("--model", action="append", help="override model.name (repeatable: one audit per model)")
+    p.add_argument("--pred", help="score this MOT file instead of running the pipeline")
+    p.add_argument("--frame-step", type=int, help="--pred: it holds every N-th frame (default: inferred)")
+    p.add_argument("--fps", type=float, help="the video's real frame rate, if its container is wrong")
+    p.add_argument("--analysis-fps", type=float, help="override the camera's analysis fps")
+    p.add_argument("--min-height-px", type=float, default=0.0, help="ignore boxes shorter than this (unannotated)")
+    p.add_argument("--ignore-region", action="append", metavar="'x,y x,y x,y ...'",
+                   help="pixel polygon with no annotations: boxes with feet inside are not scored (repeatable)")
+    p.add_argument("--min-visit-s", type=float, default=5.0, help="dwell error over true visits at least this long")
+    p.add_argument("--mot", help="also write the predicted tracks (MOTChallenge) here")
+    p.add_argument("--json", help="write the figures as JSON to this file ('-': stdout only)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_evaluate)
