@@ -505,18 +505,20 @@ def _video_info(video: Path, fps_override: float | None) -> tuple[float, tuple[i
     return fps, size, count
 
 
-def _pred_frames(pred: MotSequence, count: int, frame_step: int | None) -> list[int]:
-    """Frames a --pred file was computed on: every ``frame_step``-th frame from its first one
-    (default: the most common step between its frames, so a 5 fps export of a 25 fps clip is not
-    charged for the frames it never analysed)."""
-    have = sorted(pred.frames)
-    if not have:
-        return list(range(1, count + 1))
-    if frame_step is None:
-        steps = np.diff(have)
-        frame_step = int(np.bincount(steps).argmax()) if steps.size else 1
-    first = have[0] % frame_step or frame_step
-    return list(range(first, max(count, have[-1]) + 1, max(frame_step, 1)))
+def _pred_frames(pred: MotSequence, count: int, frame_step: int | None, analysis_fps: float,
+                 source_fps: float) -> list[int]:
+    """Frames a --pred file was computed on, so that frames it never analysed are not charged as
+    misses: every ``frame_step``-th frame if given; else the frames the camera's analysis fps picks
+    (the runtime's own FpsGate), when the file has rows on no other frame; else every frame."""
+    from edge.pipeline import FpsGate
+
+    last = max(count, max(pred.frames, default=0))
+    if frame_step is not None:
+        first = min(pred.frames, default=1)
+        return list(range((first - 1) % frame_step + 1, last + 1, max(frame_step, 1)))
+    gate = FpsGate(analysis_fps)
+    picked = [i + 1 for i in range(last) if gate.due(i / source_fps)]
+    return picked if set(pred.frames) <= set(picked) else list(range(1, last + 1))
 
 
 def evaluate(
@@ -554,7 +556,7 @@ def evaluate(
     wall_s = 0.0
     if pred is not None:
         pred_seq = read_mot(pred, what="prediction file")
-        frames = _pred_frames(pred_seq, count, frame_step)
+        frames = _pred_frames(pred_seq, count, frame_step, cam.fps, src_fps)
     else:
         run = run_pipeline(cfg, cam, video_p, fps_override=fps or cam.source_fps, progress=progress)
         pred_seq, frames, held, wall_s = run.seq, run.frames, run.held, run.wall_s
@@ -663,7 +665,9 @@ def register(sub: Any) -> None:
     p.add_argument("--camera", help="camera id in the config (default: first)")
     p.add_argument("--model", action="append", help="override model.name (repeatable: one audit per model)")
     p.add_argument("--pred", help="score this MOT file instead of running the pipeline")
-    p.add_argument("--frame-step", type=int, help="--pred: it holds every N-th frame (default: inferred)")
+    p.add_argument("--frame-step", type=int,
+                   help="--pred: it was computed on every N-th frame (default: the camera's analysis fps, "
+                   "or every frame if it has rows elsewhere)")
     p.add_argument("--fps", type=float, help="the video's real frame rate, if its container is wrong")
     p.add_argument("--analysis-fps", type=float, help="override the camera's analysis fps")
     p.add_argument("--min-height-px", type=float, default=0.0, help="ignore boxes shorter than this (unannotated)")
