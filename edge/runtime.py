@@ -10,9 +10,9 @@ counted against that camera; the others carry on.
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +30,7 @@ from mqtt_bridge.topics import Topics
 log = logging.getLogger("storesense.runtime")
 
 STATUS_INTERVAL_S = 10.0
+MAX_PENDING_COMMANDS = 1000
 
 
 class Analytics(Protocol):
@@ -175,7 +176,10 @@ class Runtime:
         # called once per loop iteration: the systemd watchdog ping, so a hung loop gets restarted
         self.heartbeat = heartbeat
         self._stop = threading.Event()
-        self._commands: queue.Queue[tuple[str, str]] = queue.Queue(maxsize=1000)
+        # newest commands win: a deque with maxlen drops the oldest when a flood fills it
+        self._commands: deque[tuple[str, str]] = deque(maxlen=MAX_PENDING_COMMANDS)
+        self._commands_lock = threading.Lock()
+        self.commands_dropped = 0
         self._last_status_mono: dict[str, float] = {}
         self._last_state: dict[str, str] = {}
         self.summary = RunSummary()
@@ -187,10 +191,15 @@ class Runtime:
 
     def submit_lane_command(self, lane_id: str, state: str) -> None:
         """Called from the MQTT thread; applied in the analysis loop (analytics are single-threaded)."""
-        try:
-            self._commands.put_nowait((lane_id, state))
-        except queue.Full:
-            log.warning("lane command queue full; dropped %s=%s", lane_id, state)
+        with self._commands_lock:
+            full = len(self._commands) == self._commands.maxlen
+            if full:
+                old_lane, old_state = self._commands[0]
+                self.commands_dropped += 1
+            self._commands.append((lane_id, state))
+        if full and (self.commands_dropped == 1 or self.commands_dropped % 100 == 0):
+            log.warning("lane command queue full (%d pending); dropped the oldest, %s=%s (%d dropped so far)",
+                        MAX_PENDING_COMMANDS, old_lane, old_state, self.commands_dropped)
 
     # -- loop --------------------------------------------------------------------------------
     def run(self) -> RunSummary:
@@ -257,10 +266,10 @@ class Runtime:
 
     def _apply_commands(self) -> None:
         while True:
-            try:
-                lane_id, state = self._commands.get_nowait()
-            except queue.Empty:
-                return
+            with self._commands_lock:
+                if not self._commands:
+                    return
+                lane_id, state = self._commands.popleft()
             if self.analytics is None:
                 continue
             ts = max((w.last_timestamp_s or 0.0 for w in self.workers), default=0.0) or time.time()

@@ -40,6 +40,17 @@ def truncate_payload(payload: bytes, limit: int = _LOG_PAYLOAD_CHARS) -> str:
     return text + (f"... ({len(payload)} bytes)" if len(payload) > limit else "")
 
 
+def _no_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    """json's default keeps the last of repeated keys: ``{"state":"open","state":"closed"}`` would
+    mean whatever the parser happened to keep, so a repeated key is refused instead."""
+    seen: dict[str, object] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise CommandError(f"field {key[:20]!r} appears more than once")
+        seen[key] = value
+    return seen
+
+
 def lane_from_set_topic(topics: Topics, topic: str) -> str:
     prefix = f"{topics.base}/lane/"
     if not topic.startswith(prefix) or not topic.endswith("/set"):
@@ -63,7 +74,7 @@ def parse_lane_command(
     if len(payload) > MAX_COMMAND_BYTES:
         raise CommandError(f"payload too large ({len(payload)} bytes, limit {MAX_COMMAND_BYTES})")
     try:
-        obj = json.loads(payload.decode("utf-8"))
+        obj = json.loads(payload.decode("utf-8"), object_pairs_hook=_no_duplicate_keys)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise CommandError('payload is not JSON; expected {"state": "open"|"closed"|"auto"}') from None
     if not isinstance(obj, dict):

@@ -196,7 +196,7 @@ class HeatmapAccumulator:
         grid: HeatmapGrid,
         topics: Topics,
         *,
-        min_tracks_per_cell: int = 1,
+        min_tracks_per_cell: int = 3,
         timezone: str = "UTC",
     ) -> None:
         self.camera_id = camera_id
