@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 Point = tuple[float, float]
+MAX_COORDINATE = 100_000.0  # px or m
 
 
 class CalibrationConfig(BaseModel):
@@ -14,7 +15,7 @@ class CalibrationConfig(BaseModel):
     the same two keys, relative to the store config.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     image_points_px: list[Point] | None = None
     floor_points_m: list[Point] | None = None
@@ -23,6 +24,15 @@ class CalibrationConfig(BaseModel):
     reference_size_px: tuple[int, int] | None = Field(
         default=None, description="(width, height) of the frames the image points were clicked on"
     )
+
+    @field_validator("image_points_px", "floor_points_m")
+    @classmethod
+    def _plausible(cls, v: list[Point] | None) -> list[Point] | None:
+        # 1e308 is finite but turns the homography into inf/NaN; no camera or floor is that big
+        for x, y in v or []:
+            if abs(x) > MAX_COORDINATE or abs(y) > MAX_COORDINATE:
+                raise ValueError(f"point ({x:.3g}, {y:.3g}) is beyond ±{MAX_COORDINATE:.0f}: not a pixel or metre position")
+        return v
 
     @model_validator(mode="after")
     def _pairs(self) -> CalibrationConfig:

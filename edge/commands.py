@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from edge.config import StoreConfig, load_config, parse_config
+from edge.config_checks import Where
 from edge.contract import Frame, Tracks
 from edge.errors import UserFacingError
 from edge.history import history_sink_from_config
@@ -30,8 +31,37 @@ DEMO_CONFIG = Path(__file__).parent / "demo" / "store.yaml"
 # validate-config
 
 
+def check_model(data: dict[str, Any], where: Where) -> None:
+    """``model.name`` must be in the registry and its file present: otherwise ``run`` fails at start."""
+    from edge.config_checks import did_you_mean, short
+    from edge.resources import models_dir
+    from models.registry import REGISTRY
+
+    model = data.get("model")
+    if not isinstance(model, dict) or model.get("path") is not None:
+        return
+    name = model.get("name", "yolox-nano-416")
+    if not isinstance(name, str):
+        return
+    spec = REGISTRY.get(name)
+    if spec is None:
+        where.add(("model", "name"), f"unknown model name {short(name)}{did_you_mean(name, REGISTRY)}; "
+                  f"known: {', '.join(sorted(REGISTRY))} (or set model.path to an .onnx file)")
+    elif not (models_dir() / spec.filename).is_file():
+        where.add(("model", "name"), f"model file {spec.filename} not found in {models_dir()} "
+                  "(set STORESENSE_MODELS_DIR to the folder that holds it)")
+
+
+RUN_CHECKS = (check_model,)
+
+
+def load_run_config(path: str | Path) -> StoreConfig:
+    """The config as ``run`` needs it: schema, cross-references and the environment, in one pass."""
+    return load_config(path, extra_checks=RUN_CHECKS)
+
+
 def cmd_validate_config(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
+    cfg = load_run_config(args.config)
     zones = sum(len(c.zones) for c in cfg.cameras)
     print(f"{args.config}: OK — store {cfg.store.id}, {len(cfg.cameras)} camera(s), {zones} zone(s)")
     for cam in cfg.cameras:
@@ -119,7 +149,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     video = Path(args.video)
     if not video.exists():
         raise UserFacingError(f"video not found: {video}")
-    cfg = load_config(args.config) if args.config else default_store_config(str(video.resolve()))
+    cfg = load_run_config(args.config) if args.config else default_store_config(str(video.resolve()))
     camera = cfg.camera(args.camera) if args.camera else cfg.cameras[0]
     if args.analysis_fps is not None:
         camera = camera.model_copy(update={"fps": args.analysis_fps})
@@ -279,7 +309,7 @@ def run_store(cfg: StoreConfig, *, realtime: bool = False, loop: bool = False, e
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    cfg = load_config(args.config)
+    cfg = load_run_config(args.config)
     return run_store(cfg, realtime=args.realtime, loop=args.loop, events_path=args.events)
 
 
@@ -292,7 +322,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from mqtt_bridge.display import DisplayServer, installer_routes
 
     os.environ.setdefault("STORESENSE_VIDEOS_DIR", str(videos_dir()))
-    cfg = load_config(args.config or DEMO_CONFIG)
+    cfg = load_run_config(args.config or DEMO_CONFIG)
     # own group: Ctrl-C stops the pipeline first, then the broker; stop_with_owner: a demo killed
     # outright (SIGKILL, closed terminal) does not leave its private broker running
     broker = start_mosquitto(websockets=False, own_process_group=True, stop_with_owner=True)

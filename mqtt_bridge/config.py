@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mqtt_bridge.topics import DEFAULT_PREFIX
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class TlsConfig(Strict):
@@ -37,6 +37,17 @@ class MqttConfig(Strict):
     outbox_max_messages: int = Field(default=100_000, ge=10)
     state_expiry_s: int = Field(default=120, ge=1, le=86400, description="MQTT 5 message expiry for live state")
     reconnect_max_backoff_s: float = Field(default=30.0, gt=0.0, le=600.0)
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix_ok(cls, v: str) -> str:
+        # every topic is {prefix}/{store}/...: an empty level or a wildcard makes each publish fail
+        levels = v.split("/")
+        if not v or any(not level for level in levels):
+            raise ValueError(f"prefix {v!r} needs non-empty levels separated by single '/', e.g. storesense/v1")
+        if any(c in v for c in "+#") or v.startswith("$") or any(ord(c) < 32 for c in v):
+            raise ValueError(f"prefix {v[:60]!r} must not contain '+', '#' or control characters, nor start with '$'")
+        return v
 
     @model_validator(mode="after")
     def _one_secret(self) -> MqttConfig:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from edge.config import StoreConfig, parse_config
+from edge.config import ConfigError, StoreConfig, parse_config
 from edge.contract import Message, Tracks
 from edge.errors import UserFacingError
 from mqtt_bridge.topics import Topics
@@ -388,7 +388,8 @@ def test_alert_raise_and_clear(rule: str, people: int, expect_raise_at: float | 
 
 
 def test_alert_rule_on_unknown_lane_is_refused() -> None:
-    with pytest.raises(UserFacingError, match="lane-7"):
+    # since issue 12 the config itself refuses it (validate-config, with its line)
+    with pytest.raises((UserFacingError, ConfigError), match="lane-7"):
         StoreAnalytics(make_config(extra="analytics: {alerts: [{id: x, lane: lane-7, metric: queue_length, above: 1}]}"), TOPICS)
 
 

@@ -102,19 +102,20 @@ BAD_CONFIGS = [
     (
         "service_zone that does not exist",
         GOOD.replace("service_zone: lane-1-till", "service_zone: lane-9-till"),
-        ["store.yaml:5:", "cameras[0]", "lane-9-till", "not a zone of this camera"],
+        ["store.yaml:11:", "cameras[0].zones[0].service_zone", "lane-9-till", "not a zone of camera",
+         "did you mean 'lane-1-till'?"],
     ),
     (
         "floor-metre zone without calibration",
         GOOD.replace("        kind: service\n", "        kind: service\n        units: m\n").replace(
             "[[0.4, 0.5], [0.6, 0.5], [0.6, 0.9], [0.4, 0.9]]", "[[4, 5], [6, 5], [6, 9], [4, 9]]"
         ),
-        ["store.yaml:5:", "floor metres", "no calibration"],
+        ["store.yaml:15:", "cameras[0].zones[1].units", "floor metres", "no calibration"],
     ),
     (
         "duplicate camera ids",
         GOOD + "  - id: cam-1\n    source: other.mp4\n",
-        ["store.yaml:1:", "camera ids must be unique", "cam-1"],
+        ["store.yaml:16:", "cameras[1].id", "'cam-1' is the same id at line 5", "unique"],
     ),
     (
         "bad camera id characters",

@@ -193,7 +193,7 @@ def test_save_validates_before_replacing_the_file(setup_server: tuple[DisplaySer
     status, _, body = request(url, method="POST", body=json.dumps(bad).encode(), headers=headers)
     result = json.loads(body)
     assert status == 422 and not result["ok"]
-    assert any("service_zone 'missing' is not a zone of this camera" in p for p in result["problems"])
+    assert any("service_zone 'missing' is not a zone of camera" in p for p in result["problems"])
     assert str(path) in result["problems"][0]  # file:line: problem, as validate-config prints it
     degenerate = {
         "camera_id": "cam-1", "frame_size_px": [100, 100], "zones": [],

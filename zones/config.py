@@ -15,7 +15,11 @@ Point = tuple[float, float]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # NaN and inf pass every gt/lt bound check silently (NaN compares False), so they are refused
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"  # one MQTT topic level: no '/', '+', '#'
 
 
 ZoneKind = Literal["queue", "service", "dwell", "entrance", "staff_only"]
@@ -24,7 +28,7 @@ ZoneKind = Literal["queue", "service", "dwell", "entrance", "staff_only"]
 class ZoneConfig(Strict):
     """A polygon on the floor or in the image, and the rules that apply inside it."""
 
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+    id: str = Field(pattern=ID_PATTERN)
     kind: ZoneKind
     label: str | None = Field(default=None, description="Name shown on screens and reports")
     units: Literal["norm", "m"] = Field(
@@ -32,7 +36,9 @@ class ZoneConfig(Strict):
     )
     polygon: list[Point] = Field(min_length=3)
     # queue zones: which lane they are and where the till is
-    lane: str | None = Field(default=None, description="Lane id of a queue/service zone (default: zone id)")
+    lane: str | None = Field(
+        default=None, pattern=ID_PATTERN, description="Lane id of a queue/service zone (default: zone id)"
+    )
     service_zone: str | None = Field(default=None, description="queue: id of the service zone at its till")
     # membership hysteresis
     enter_after_s: float = Field(default=1.0, ge=0.0, le=60.0)
@@ -150,8 +156,8 @@ class StaffConfig(Strict):
 class AlertRule(Strict):
     """E.g. predicted wait > 300 s for 60 s on any lane → "open another lane"."""
 
-    id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-    lane: str = Field(default="*", description="lane id, or * for every lane")
+    id: str = Field(pattern=ID_PATTERN)
+    lane: str = Field(default="*", pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9_-]{0,63})$", description="lane id, or * for every lane")
     metric: Literal["predicted_wait_s", "queue_length", "open_lanes_busy"]
     above: float
     for_s: float = Field(default=0.0, ge=0.0, le=3600.0)
@@ -160,6 +166,17 @@ class AlertRule(Strict):
     hours: tuple[int, int] | None = Field(
         default=None, description="active only between these local hours [start, end), e.g. peak hours"
     )
+
+    @field_validator("hours")
+    @classmethod
+    def _hours_ok(cls, v: tuple[int, int] | None) -> tuple[int, int] | None:
+        if v is not None:
+            start, end = v
+            if not (0 <= start <= 23 and 0 <= end <= 24):
+                raise ValueError(f"hours are local hours of the day: start 0..23, end 0..24; found [{start}, {end}]")
+            if start == end:
+                raise ValueError(f"hours [{start}, {end}] is an empty window; leave hours out for all day")
+        return v
 
 
 class HeatmapConfig(Strict):
