@@ -36,7 +36,6 @@ import time
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -47,6 +46,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from edge.config import StoreConfig
 from edge.errors import UserFacingError
 from edge.sd_notify import SystemdNotifier
+from mqtt_bridge.http_server import HardenedHttpServer, HardenedRequestHandler
 from mqtt_bridge.topics import Topics, topic_id
 
 log = logging.getLogger("storesense.display")
@@ -577,12 +577,11 @@ class _Subscriber:
 # HTTP
 
 
-class _HttpServer(ThreadingHTTPServer):
-    daemon_threads = True
+class _HttpServer(HardenedHttpServer):
     display: DisplayServer
 
 
-class DisplayRequestHandler(BaseHTTPRequestHandler):
+class DisplayRequestHandler(HardenedRequestHandler):
     """Routes: ``/`` page, ``/static/*``, ``/events`` (SSE), ``/api/state``, ``/healthz``, extras.
 
     An extra route handler gets this object: ``handler.display`` is the :class:`DisplayServer`,
@@ -592,8 +591,6 @@ class DisplayRequestHandler(BaseHTTPRequestHandler):
 
     server: _HttpServer
     server_version = "StoreSenseDisplay/1"
-    # a client that stops reading (or never finishes a request) frees its thread after this
-    timeout = 30
 
     @property
     def display(self) -> DisplayServer:
@@ -639,6 +636,10 @@ class DisplayRequestHandler(BaseHTTPRequestHandler):
             self._events()
         elif path == "/api/state":
             self.send_json(200, self.display.state.snapshot())
+        elif path == "/favicon.ico":  # the pages declare no icon; answer quietly instead of a 404
+            self.send_response(204)
+            self.send_header("Cache-Control", "max-age=86400")
+            self.end_headers()
         elif path == "/healthz":
             health = self.display.health()
             self.send_json(200 if health["ok"] else 503, health)

@@ -15,7 +15,13 @@ Privacy and safety, because this page is the one place where camera images are s
   anything else happens; proxy headers are ignored on purpose;
 * authentication: a session cookie from the login form (HttpOnly, SameSite=Strict, 8 h), or
   HTTP Basic / ``Authorization: Bearer <password>`` for scripts; without it every route answers
-  401 and no snapshot is produced;
+  401 and no snapshot is produced. Every password path (form, Basic, Bearer) shares one
+  per-client budget of 10 failures a minute; past it the client gets 429 even with the right
+  password, and the lockout is logged. Passwords are compared as SHA-256 digests in constant
+  time (``compare_digest`` on unequal lengths would leak the length);
+* the ``Host`` header must name this box (an IP literal, ``localhost`` or its host name): a
+  foreign name is DNS rebinding. A state-changing request with an ``Origin`` (browsers always
+  send one on POST) must come from the page's own origin: no cross-site login or save;
 * snapshots are JPEGs with ``Cache-Control: no-store``, built on request from the camera (or the
   locally saved reference frame) and never handed to MQTT: this module has no MQTT client.
 """
@@ -23,6 +29,8 @@ Privacy and safety, because this page is the one place where camera images are s
 from __future__ import annotations
 
 import base64
+import contextlib
+import hashlib
 import hmac
 import io
 import ipaddress
@@ -31,6 +39,7 @@ import logging
 import os
 import re
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +54,7 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from edge.config import ConfigError, StoreConfig, parse_config
 from edge.errors import UserFacingError
+from mqtt_bridge.http_server import BodyError
 
 log = logging.getLogger("storesense.setup")
 
@@ -53,6 +63,10 @@ STATIC_FILES = {"setup.js": "text/javascript; charset=utf-8", "setup.css": "text
 COOKIE = "storesense_setup"
 SESSION_S = 8 * 3600.0
 MAX_BODY_BYTES = 2 * 1024 * 1024
+MAX_LOGIN_BODY_BYTES = 4096
+MAX_FAILURES_PER_WINDOW = 10
+LOCKOUT_WINDOW_S = 60.0
+MAX_TRACKED_CLIENTS = 1024
 SNAPSHOT_TIMEOUT_S = 8.0
 GRID_MAX_LINES = 80
 SAVED_HEADER = "# Saved by the StoreSense /setup page; the previous version is in "
@@ -70,6 +84,45 @@ def client_allowed(address: str) -> bool:
     if ip.is_unspecified or ip.is_multicast:
         return False
     return bool(ip.is_loopback or ip.is_link_local or (ip.is_private and not ip.is_global))
+
+
+def host_allowed(host_header: str, configured_host: str = "") -> bool:
+    """The ``Host`` a browser sends for this box: an IP literal, localhost, or the box's own name.
+
+    Any other name means the page was reached through someone else's DNS name (DNS rebinding),
+    which would let a web page on the internet read snapshots from inside the shop.
+    """
+    value = host_header.strip().lower()
+    if not value:
+        return False
+    if value.startswith("["):  # [v6]:port
+        name = value[1:].split("]", 1)[0]
+    elif value.count(":") == 1:  # name:port or v4:port
+        name = value.split(":", 1)[0]
+    else:  # a bare name, v4 or v6 literal
+        name = value
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        pass
+    name = name.rstrip(".")
+    own = {"localhost", configured_host.lower()}
+    with contextlib.suppress(OSError):
+        hostname = socket.gethostname().lower()
+        own |= {hostname, f"{hostname}.local", socket.getfqdn().lower()}
+    return name in own or name.endswith(".localhost")
+
+
+def same_origin(headers: Any) -> bool:
+    """A state-changing request is same-origin (or not from a browser at all)."""
+    if headers.get("Sec-Fetch-Site", "").lower() in ("cross-site", "same-site"):
+        return False
+    origin = headers.get("Origin")
+    if origin is None:
+        return True  # scripts (curl, Basic auth) send none; browsers always do on POST
+    parts = urlsplit(origin.strip())
+    return bool(parts.netloc) and parts.netloc.lower() == headers.get("Host", "").strip().lower()
 
 
 class SetupPage:
@@ -119,10 +172,38 @@ class SetupPage:
         url = urlsplit(handler.path)
         path = url.path.rstrip("/") or "/"
         method = handler.command
+        refusal = self._refusal(handler, client, path, method)
+        if refusal is not None:
+            status, text = refusal
+            handler.close_connection = True
+            handler.send_body(status, text + "\n", "text/plain; charset=utf-8")
+            return
+        try:
+            self._route(handler, client, path, method)
+        except BodyError as exc:
+            handler.refuse_body(exc)
+
+    def _refusal(self, handler: Any, client: str, path: str, method: str) -> tuple[int, str] | None:
+        """Why a request is refused before any route runs (foreign Host, cross-site, lockout)."""
+        if not host_allowed(handler.headers.get("Host", ""), self.cfg.display.host):
+            log.warning("setup: refused a request from %s for host %r (not this box)", client,
+                        handler.headers.get("Host", "")[:80])
+            return 421, "unexpected Host header: open the page by this box's address"
+        if method not in ("GET", "HEAD") and not same_origin(handler.headers):
+            log.warning("setup: refused a cross-site %s %s from %s (Origin %r)", method, path, client,
+                        handler.headers.get("Origin", "")[:80])
+            return 403, "cross-site request refused"
+        uses_password = (path == "/setup/login" and method == "POST") or handler.headers.get(
+            "Authorization", "").startswith(("Basic ", "Bearer "))
+        if uses_password and self._locked_out(client):
+            return 429, "too many failed logins; wait a minute"
+        return None
+
+    def _route(self, handler: Any, client: str, path: str, method: str) -> None:
         if path == "/setup/login" and method == "POST":
             self._login(handler, client)
             return
-        if not self._authenticated(handler):
+        if not self._authenticated(handler, client):
             if path == "/setup" and method in ("GET", "HEAD"):
                 handler.send_body(401, LOGIN_HTML.replace("{error}", ""), "text/html; charset=utf-8")
             else:
@@ -156,18 +237,46 @@ class SetupPage:
     # -- auth -----------------------------------------------------------------------------------
     def _check_password(self, given: str) -> bool:
         assert self.password is not None
-        return hmac.compare_digest(given.encode("utf-8"), self.password.encode("utf-8"))
+        # digests have one length, so the comparison time says nothing about the password's length
+        a = hashlib.sha256(given.encode("utf-8", "replace")).digest()
+        b = hashlib.sha256(self.password.encode("utf-8")).digest()
+        return hmac.compare_digest(a, b)
 
-    def _authenticated(self, handler: Any) -> bool:
+    def _locked_out(self, client: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            recent = [t for t in self._failures.get(client, []) if now - t < LOCKOUT_WINDOW_S]
+            if recent:
+                self._failures[client] = recent
+            else:
+                self._failures.pop(client, None)
+            return len(recent) >= MAX_FAILURES_PER_WINDOW
+
+    def _note_failure(self, client: str, how: str) -> None:
+        with self._lock:
+            failures = self._failures.setdefault(client, [])
+            failures.append(time.monotonic())
+            count = len(failures)
+            if len(self._failures) > MAX_TRACKED_CLIENTS:  # bounded: drop the quietest client
+                del self._failures[min(self._failures, key=lambda c: self._failures[c][-1])]
+        if count == MAX_FAILURES_PER_WINDOW:
+            log.warning("setup: %d failed logins from %s within %.0f s (last by %s); its password attempts "
+                        "are refused for %.0f s", count, client, LOCKOUT_WINDOW_S, how, LOCKOUT_WINDOW_S)
+
+    def _authenticated(self, handler: Any, client: str) -> bool:
         auth = handler.headers.get("Authorization", "")
-        if auth.startswith("Basic "):
-            try:
-                user_pass = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8")
-            except (ValueError, UnicodeDecodeError):
-                return False
-            return self._check_password(user_pass.partition(":")[2])
-        if auth.startswith("Bearer "):
-            return self._check_password(auth[7:].strip())
+        if auth.startswith(("Basic ", "Bearer ")):
+            if auth.startswith("Basic "):
+                try:
+                    given = base64.b64decode(auth[6:].strip(), validate=True).decode("utf-8").partition(":")[2]
+                except (ValueError, UnicodeDecodeError):
+                    given = None
+            else:
+                given = auth[7:].strip()
+            if given is not None and self._check_password(given):
+                return True
+            self._note_failure(client, auth.split(" ", 1)[0])
+            return False
         token = _cookie(handler.headers.get("Cookie", ""), COOKIE)
         if not token:
             return False
@@ -181,21 +290,10 @@ class SetupPage:
 
     def _login(self, handler: Any, client: str) -> None:
         now = time.monotonic()
-        with self._lock:
-            recent = [t for t in self._failures.get(client, []) if now - t < 60.0]
-            self._failures[client] = recent
-        if len(recent) >= 10:
-            handler.send_body(429, "too many failed logins; wait a minute\n", "text/plain; charset=utf-8")
-            return
-        length = int(handler.headers.get("Content-Length") or 0)
-        if length > 4096:
-            handler.send_body(413, "too large\n", "text/plain; charset=utf-8")
-            return
-        form = parse_qs(handler.rfile.read(length).decode("utf-8", "replace"))
+        form = parse_qs(handler.read_body(MAX_LOGIN_BODY_BYTES).decode("utf-8", "replace"))
         given = (form.get("password") or [""])[0]
         if not self._check_password(given):
-            with self._lock:
-                self._failures.setdefault(client, []).append(now)
+            self._note_failure(client, "login form")
             time.sleep(0.3)
             page = LOGIN_HTML.replace("{error}", '<p class="err">密码错误 Wrong password</p>')
             handler.send_body(401, page, "text/html; charset=utf-8")
@@ -243,11 +341,8 @@ class SetupPage:
         if not handler.headers.get("Content-Type", "").startswith("application/json"):
             # also a CSRF guard: a cross-site form cannot send JSON without a CORS preflight
             raise _BadRequest("expected Content-Type: application/json")
-        length = int(handler.headers.get("Content-Length") or 0)
-        if length > MAX_BODY_BYTES:
-            raise _BadRequest("request too large")
         try:
-            body = json.loads(handler.rfile.read(length).decode("utf-8"))
+            body = json.loads(handler.read_body(MAX_BODY_BYTES).decode("utf-8"))
         except (ValueError, UnicodeDecodeError) as exc:
             raise _BadRequest(f"not valid JSON: {exc}") from None
         if not isinstance(body, dict):
