@@ -93,8 +93,8 @@ def host_allowed(host_header: str, configured_host: str = "") -> bool:
     which would let a web page on the internet read snapshots from inside the shop.
     """
     value = host_header.strip().lower()
-    if not value:
-        return False
+    if not value:  # HTTP/1.0 scripts; a browser (the rebinding vector) always sends Host
+        return True
     if value.startswith("["):  # [v6]:port
         name = value[1:].split("]", 1)[0]
     elif value.count(":") == 1:  # name:port or v4:port

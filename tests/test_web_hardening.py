@@ -140,7 +140,7 @@ def test_cross_site_login_and_foreign_host_are_refused(server: DisplayServer) ->
     conn.close()
     assert resp.status == 303 and "SameSite=Strict" in cookie and "HttpOnly" in cookie  # same origin: logged in
     assert host_allowed("127.0.0.1:8080") and host_allowed("[::1]:80") and host_allowed("localhost:8080")
-    assert not host_allowed("evil.example:8080") and not host_allowed("")
+    assert not host_allowed("evil.example:8080") and not host_allowed("10.0.0.1.evil.example")
 
 
 def test_early_disconnect_is_quiet_and_favicon_is_not_a_404(
