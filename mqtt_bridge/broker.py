@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import socket
 import string
@@ -47,6 +48,7 @@ def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
 
 
 GUARD_SCRIPT = Path(__file__).resolve().parent / "broker_guard.py"
+AUTOSAVE_INTERVAL_S = 5
 
 
 @dataclass
@@ -87,8 +89,12 @@ class MosquittoProcess:
         if "allow_anonymous" not in self.extra_config and "per_listener_settings" not in self.extra_config:
             lines.append("allow_anonymous true")
         lines += [
+            # persistence on, always: without it a restart forgets the QoS 1 messages the broker
+            # already acknowledged to the edge (the outbox deleted them) but not yet delivered to a
+            # persistent subscriber. autosave bounds what a broker crash (SIGKILL) can lose.
             f"persistence_location {self.workdir}/",
-            "persistence false",
+            "persistence true",
+            f"autosave_interval {AUTOSAVE_INTERVAL_S}",
             f"log_dest file {self.log_path}",
             "log_type error",
             "log_type warning",
@@ -102,6 +108,7 @@ class MosquittoProcess:
     def start(self, timeout_s: float = 10.0) -> MosquittoProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)  # again after a stop() that removed it
         self.write_config()
+        _let_broker_user_write(self.workdir)
         # own_process_group: Ctrl-C in a terminal signals the whole foreground process group;
         # a broker owned by an interactive command (storesense demo) must outlive that command's
         # clean shutdown (drain the outbox, publish "stopped"), and the owner then stops it.
@@ -127,6 +134,11 @@ class MosquittoProcess:
         return self
 
     def stop(self) -> None:
+        self._stop_process()
+        if self.remove_workdir_on_stop:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def _stop_process(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
@@ -134,12 +146,10 @@ class MosquittoProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        if self.remove_workdir_on_stop:
-            shutil.rmtree(self.workdir, ignore_errors=True)
 
     def restart(self) -> None:
-        """Stop and start again on the same ports (for outage tests)."""
-        self.stop()
+        """Stop and start again on the same ports, keeping the persistence file (outage drills)."""
+        self._stop_process()
         self.start()
 
     def __enter__(self) -> MosquittoProcess:
@@ -147,6 +157,21 @@ class MosquittoProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _let_broker_user_write(workdir: Path) -> None:
+    """Started as root, Mosquitto drops to the ``mosquitto`` user before it opens its log and
+    persistence file: the private dir must be that user's, or both fail silently (and with them
+    every QoS 1 message the broker holds across a restart)."""
+    if os.geteuid() != 0:
+        return
+    try:
+        import pwd
+
+        entry = pwd.getpwnam("mosquitto")
+    except (ImportError, KeyError):
+        return
+    os.chown(workdir, entry.pw_uid, entry.pw_gid)
 
 
 def start_mosquitto(
@@ -191,7 +216,40 @@ def render_template(name: str, **values: object) -> str:
     for key, value in values.items():
         if "\n" in str(value):
             raise UserFacingError(f"broker template {name}: value of {key} must be one line")
-    return string.Template(text).substitute({k: str(v) for k, v in values.items()})
+    text = string.Template(text).substitute({k: str(v) for k, v in values.items()})
+    if name == "mosquitto-edge.conf":
+        text = _guard_websocket_bind(text, str(values["WS_PORT"]), str(values["BIND_ADDRESS"]))
+    return text
+
+
+WILDCARD_ADDRESSES = ("", "0.0.0.0", "::", "*")
+
+
+def mosquitto_version() -> tuple[int, ...] | None:
+    """The installed broker's version, e.g. (2, 0, 11); None if it cannot be told."""
+    try:
+        out = subprocess.run([mosquitto_binary(), "-h"], capture_output=True, text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError, UserFacingError):
+        return None
+    m = re.search(r"mosquitto version (\d+)\.(\d+)\.(\d+)", out.stdout + out.stderr)
+    return tuple(int(x) for x in m.groups()) if m else None
+
+
+def websockets_honour_bind_address() -> bool:
+    """Mosquitto < 2.0.12 (Debian bookworm ships 2.0.11) binds WebSocket listeners to every
+    interface regardless of the listener's address (eclipse-mosquitto/mosquitto#3045)."""
+    version = mosquitto_version()
+    return version is not None and version >= (2, 0, 12)
+
+
+def _guard_websocket_bind(text: str, ws_port: str, bind: str) -> str:
+    """Disable the WebSocket listener when it would listen beyond ``BIND_ADDRESS``."""
+    if bind.strip() in WILDCARD_ADDRESSES or websockets_honour_bind_address():
+        return text
+    listener = f"listener {ws_port} {bind}\nprotocol websockets\n"
+    note = (f"# DISABLED by render_template: this Mosquitto would bind the WebSocket listener to every\n"
+            f"# interface, not {bind} (fixed in 2.0.12). Upgrade, or set BIND_ADDRESS 0.0.0.0 on purpose.\n")
+    return text.replace(listener, note + "".join("#" + line + "\n" for line in listener.splitlines()))
 
 
 def mosquitto_passwd_binary() -> str:

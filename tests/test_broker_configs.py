@@ -37,14 +37,21 @@ PASSWORDS = {
     "screen-store-a": "pw-screen-a-" + uuid.uuid4().hex[:8],
     "edge-store-b": "pw-edge-b-" + uuid.uuid4().hex[:8],
     "screen-store-b": "pw-screen-b-" + uuid.uuid4().hex[:8],
+    "operator-store-a": "pw-operator-a-" + uuid.uuid4().hex[:8],
+    "operator-store-b": "pw-operator-b-" + uuid.uuid4().hex[:8],
 }
 
 
 def acl_block(store: str, prefix: str = DEFAULT_PREFIX) -> str:
-    return render_template("acl", STORE=store, PREFIX=prefix, EDGE_USER=f"edge-{store}", SCREEN_USER=f"screen-{store}")
+    return render_template("acl", STORE=store, PREFIX=prefix, EDGE_USER=f"edge-{store}", SCREEN_USER=f"screen-{store}",
+                           OPERATOR_USER=f"operator-{store}")
 
 
-def edge_config(workdir: Path, store: str, acl_text: str, port: int, ws_port: int, bridge: str = "") -> str:
+def edge_config(workdir: Path, store: str, acl_text: str, port: int, ws_port: int, bridge: str = "",
+                bind_address: str = "0.0.0.0") -> str:
+    # 0.0.0.0: these tests use the WebSocket listener, which Mosquitto < 2.0.12 binds to every
+    # interface anyway (render_template disables it for a loopback BIND_ADDRESS on such a broker);
+    # test_broker_hardening checks the loopback case
     workdir.mkdir(parents=True, exist_ok=True)
     write_password_file(workdir / "passwd", PASSWORDS)
     (workdir / "acl").write_text(acl_text)
@@ -60,7 +67,7 @@ def edge_config(workdir: Path, store: str, acl_text: str, port: int, ws_port: in
         PERSISTENCE_DIR=workdir / "data",
         MQTT_PORT=port,
         WS_PORT=ws_port,
-        BIND_ADDRESS="127.0.0.1",
+        BIND_ADDRESS=bind_address,
         LOG_DEST=f"file {workdir / 'mosquitto.log'}",
     )
     return text + "\n" + bridge
@@ -146,7 +153,7 @@ def test_password_file_is_hashed_and_private(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "expected"),
     [
-        ("acl", {"STORE", "PREFIX", "EDGE_USER", "SCREEN_USER"}),
+        ("acl", {"STORE", "PREFIX", "EDGE_USER", "SCREEN_USER", "OPERATOR_USER"}),
         ("bridge.conf", {"STORE", "CONNECTION_NAME", "CENTRAL_HOST", "CENTRAL_PORT", "LOCAL_PREFIX",
                          "REMOTE_PREFIX", "BRIDGE_USERNAME", "BRIDGE_PASSWORD", "BRIDGE_CLIENT_ID"}),
         ("mosquitto-edge.conf", {"STORE", "EDGE_USER", "SCREEN_USER", "RUN_AS_USER", "PASSWORD_FILE", "ACL_FILE",
