@@ -229,6 +229,7 @@ def build_live_sinks(cfg: StoreConfig, topics: Topics, runtime_ref: list[Any]) -
     """MQTT publisher + on-box history, fed from the same message stream."""
     sinks: list[Sink] = []
     publisher = None
+    history: Any = None
     if cfg.mqtt.enabled:
         from mqtt_bridge.publisher import MqttPublisher
 
@@ -238,7 +239,8 @@ def build_live_sinks(cfg: StoreConfig, topics: Topics, runtime_ref: list[Any]) -
 
         lanes = {z.lane_id for cam in cfg.cameras for z in cam.zones if z.kind in ("queue", "service")}
         publisher = MqttPublisher(
-            cfg.mqtt, topics, data_dir=cfg.data_path(), on_lane_command=on_lane_command, known_lanes=lanes
+            cfg.mqtt, topics, data_dir=cfg.data_path(), on_lane_command=on_lane_command, known_lanes=lanes,
+            status_extra=lambda: _history_status(history),
         )
         sinks.append(publisher)
     history = history_sink_from_config(cfg)
@@ -259,6 +261,12 @@ def _start_metrics(cfg: StoreConfig, workers: list[Any], publisher: Any, runtime
     metrics.add_collector(StoreCollector(cfg.store.id, cfg.data_path(), workers, publisher, runtime))
     metrics.start()
     return metrics
+
+
+def _history_status(history: Any) -> dict[str, Any]:
+    if history is None:
+        return {}
+    return {"history_dropped": history.dropped, "history_disk_full": history.disk_full}
 
 
 def run_store(cfg: StoreConfig, *, realtime: bool = False, loop: bool = False, events_path: str | None = None,

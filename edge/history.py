@@ -40,6 +40,7 @@ log = logging.getLogger("storesense.history")
 
 SCHEMA_VERSION = 2
 SECONDS_PER_DAY = 86400.0
+DISK_RETRY_S = 30.0  # a full disk: history retries this often (the outbox every 5 s: events first)
 
 # Each step takes the database from version i to i+1; never edit a released step, add one.
 _MIGRATIONS: list[tuple[str, ...]] = [
@@ -171,6 +172,9 @@ class HistorySink:
             raise UserFacingError(f"history database {self.path} cannot be opened: {exc}") from None
         self.written = 0
         self.pruned = 0
+        self.dropped = 0  # messages not stored because the disk was full
+        self.disk_full = False
+        self._disk_full_since_mono = 0.0
         self._queue: queue.Queue[tuple[float, str, str, str, str] | None] = queue.Queue()
         self._flush_requests: queue.Queue[threading.Event] = queue.Queue()
         self._error: BaseException | None = None
@@ -264,8 +268,8 @@ class HistorySink:
                     batch.append(item)
             try:
                 if batch:
-                    self._write(batch)
-                if time.monotonic() - last_prune >= self.prune_interval_s:
+                    self._write_or_sacrifice(batch)
+                if time.monotonic() - last_prune >= self.prune_interval_s and not self.disk_full:
                     last_prune = time.monotonic()
                     self.prune()
             except Exception as exc:  # noqa: BLE001 - handed to the caller via _raise_writer_error
@@ -276,6 +280,30 @@ class HistorySink:
             if stop or (self._closed and self._queue.empty()):
                 return
 
+    def _write_or_sacrifice(self, batch: list[tuple[float, str, str, str, str]]) -> None:
+        """On a full disk history is sacrificed before events: the batch is dropped and counted,
+        and writing pauses for ``DISK_RETRY_S`` so space that comes back goes to the outbox first."""
+        now = time.monotonic()
+        if self.disk_full and now - self._disk_full_since_mono < DISK_RETRY_S:
+            self.dropped += len(batch)
+            return
+        try:
+            self._write(batch)
+        except sqlite3.Error as exc:
+            if not any(s in str(exc).lower() for s in ("full", "disk i/o", "no space")):
+                raise
+            if not self.disk_full:
+                log.error("history %s: disk full (%s): history is dropped, events keep priority; "
+                          "retrying every %.0f s", self.path, exc, DISK_RETRY_S)
+            self.disk_full = True
+            self._disk_full_since_mono = now
+            self.dropped += len(batch)
+            return
+        if self.disk_full:
+            log.warning("history %s: disk space is back; writing again (%d message(s) were dropped)",
+                        self.path, self.dropped)
+            self.disk_full = False
+
     def _write(self, batch: list[tuple[float, str, str, str, str]]) -> None:
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
@@ -285,7 +313,8 @@ class HistorySink:
                 )
                 self._conn.execute("COMMIT")
             except BaseException:
-                self._conn.execute("ROLLBACK")
+                if self._conn.in_transaction:  # after SQLITE_FULL SQLite has rolled back already
+                    self._conn.execute("ROLLBACK")
                 raise
         self.written += len(batch)
         self._newest_s = max(self._newest_s, max(r[0] for r in batch))

@@ -55,6 +55,7 @@ AVAILABILITY_ONLINE = "online"
 AVAILABILITY_OFFLINE = "offline"
 AVAILABILITY_STOPPED = "stopped"
 
+EDGE_STATUS_INTERVAL_S = 30.0
 SEND_WINDOW = 16  # outbox rows handed to paho and not yet acknowledged
 _TICK_S = 0.2
 
@@ -157,6 +158,8 @@ class PublisherStats:
     commands_accepted: int = 0
     commands_rejected: int = 0
     last_ack_mono_s: float | None = None  # monotonic time of the broker's last successful PUBACK
+    disk_full: bool = False  # the outbox file cannot be written: events wait in memory
+    events_in_memory: int = 0
 
 
 @dataclasses.dataclass
@@ -193,8 +196,10 @@ class MqttPublisher:
         known_lanes: Iterable[str] | None = None,
         client_id: str | None = None,
         inflight_timeout_s: float | None = None,
+        status_extra: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         self.cfg = cfg
+        self._status_extra = status_extra  # e.g. history drops, for the edge status
         self.topics = topics
         self.device_id = topic_id(cfg.device_id)
         self.availability_topic = topics.availability(self.device_id)
@@ -231,6 +236,8 @@ class MqttPublisher:
         self._started = False
         self._closed = False
         self._sender: threading.Thread | None = None
+        self._status_key: tuple[Any, ...] = ("ok", 0, 0)
+        self._status_mono = 0.0
         self._client = self._make_client()
 
     def __repr__(self) -> str:  # no secrets: neither the password nor its source value
@@ -306,6 +313,8 @@ class MqttPublisher:
         snap.dropped = self.outbox.dropped
         snap.commands_accepted = self._commands.accepted
         snap.commands_rejected = self._commands.rejected
+        snap.disk_full = self.outbox.disk_full
+        snap.events_in_memory = self.outbox.in_memory
         return snap
 
     def start(self) -> None:
@@ -480,6 +489,7 @@ class MqttPublisher:
                     if self._handled_generation != self._generation:
                         self._handled_generation = self._generation
                         self._after_connect()
+                    self._update_edge_status()
                     self._send_state()
                     self._send_volatile()
                     self._send_events()
@@ -508,6 +518,36 @@ class MqttPublisher:
             self._volatile.clear()
         log.info("MQTT link ready: availability online, %d retained state topic(s) re-published, %d event(s) queued",
                  len(self._state), len(self.outbox))
+
+    def _update_edge_status(self) -> None:
+        """``{base}/edge/{device}/status``: storage ok or disk_full, and what was dropped.
+
+        Published when it changes and every ``EDGE_STATUS_INTERVAL_S`` while something is wrong
+        (live state with expiry: once all is well again it ages out, and absence means ok)."""
+        extra = self._status_extra() if self._status_extra is not None else {}
+        storage = "disk_full" if self.outbox.disk_full or extra.get("history_disk_full") else "ok"
+        key = (storage, self.outbox.dropped, int(extra.get("history_dropped", 0)))
+        now = time.monotonic()
+        if key == self._status_key and (storage == "ok" or now - self._status_mono < EDGE_STATUS_INTERVAL_S):
+            return
+        self._status_key, self._status_mono = key, now
+        payload = {
+            "schema": "storesense.edge_status/1",
+            "store_id": self.topics.store,
+            "device_id": self.device_id,
+            "timestamp_s": time.time(),
+            "storage": storage,
+            "events_in_memory": self.outbox.in_memory,
+            "events_dropped": self.outbox.dropped,
+            "history_dropped": int(extra.get("history_dropped", 0)),
+            "outbox_queued": len(self.outbox),
+        }
+        data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
+        topic = self.topics.edge_status(self.device_id)
+        with self._lock:
+            self._state[topic] = (data, 1)
+            self._dirty.pop(topic, None)
+            self._dirty[topic] = None
 
     def _send_state(self) -> None:
         while True:

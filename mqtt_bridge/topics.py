@@ -63,6 +63,10 @@ class Topics:
     def availability(self, device: str) -> str:
         return f"{self.base}/edge/{topic_id(device)}/availability"
 
+    def edge_status(self, device: str) -> str:
+        """Health of the edge box itself (storage ok/disk_full, drops): ``storesense.edge_status/1``."""
+        return f"{self.base}/edge/{topic_id(device)}/status"
+
     def store_state(self, leaf: str = "state") -> str:
         """Store-wide state, e.g. the recommended lane and alerts: ``.../store/all/{leaf}``."""
         return f"{self.base}/store/all/{topic_id(leaf)}"
