@@ -205,8 +205,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         parts.append(f"{len(mot.ids)} track ids, {mot.rows} rows -> {mot.path}")
     if events is not None:
         parts.append(f"{events.count} messages -> {events.path}")
+    corrupt = summary.frames_corrupt.get(camera.id, 0)
+    if corrupt:
+        parts.append(f"frames_corrupt {corrupt} ({worker.stats.reason or 'undecodable frames'})")
     print("; ".join(parts))
-    return 0 if summary.errors.get(camera.id, 0) == 0 else 1
+    # 1: finished with processing errors (README): failed frames, or frames the file could not give
+    return 0 if summary.errors.get(camera.id, 0) == 0 and corrupt == 0 else 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -313,6 +317,11 @@ def run_store(cfg: StoreConfig, *, realtime: bool = False, loop: bool = False, e
         if metrics is not None:
             metrics.stop()
     log.info("stopped: %s frames, %d messages", summary.frames_processed, summary.messages)
+    corrupt = {cam: n for cam, n in summary.frames_corrupt.items() if n}
+    if corrupt or any(summary.errors.values()):
+        log.warning("finished with processing errors: frames_corrupt %s, failed frames %s", corrupt,
+                    {cam: n for cam, n in summary.errors.items() if n})
+        return 1
     return 0
 
 

@@ -85,7 +85,7 @@ class CameraWorker:
             self.pipeline.timer.add("decode", (time.perf_counter() - t0) * 1e3)
             if frame is None:
                 self.finished = True
-                self.state, self.reason = "ended", "end of file"
+                self.state, self.reason = "ended", self.file.stats.reason or "end of file"
                 return None
             if self.gate.due(frame.timestamp_s):
                 self._pending = frame
@@ -146,6 +146,7 @@ def open_worker(
 class RunSummary:
     frames_processed: dict[str, int] = field(default_factory=dict)
     errors: dict[str, int] = field(default_factory=dict)
+    frames_corrupt: dict[str, int] = field(default_factory=dict)
     messages: int = 0
     wall_s: float = 0.0
     timers: dict[str, StageTimer] = field(default_factory=dict)
@@ -333,6 +334,7 @@ class Runtime:
             self._emit_status(w, force=True)
             self.summary.frames_processed[w.camera.id] = w.pipeline.frames_processed
             self.summary.errors[w.camera.id] = w.errors
+            self.summary.frames_corrupt[w.camera.id] = int(w.stats.frames_corrupt)
             self.summary.timers[w.camera.id] = w.pipeline.timer
             w.close()
 

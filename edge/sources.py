@@ -93,6 +93,7 @@ class FileSource:
         self.stats = SourceStats(state="running")
         self._index = 0
         self._loops = 0
+        self._last_good_index = -1
 
     def frames(self) -> Iterator[Frame]:
         """Every decodable frame, in order. Corrupt frames are counted and skipped, not fatal.
@@ -155,6 +156,7 @@ class FileSource:
                     consecutive_failures = 0
                     continue
                 self.stats.state = "ended"
+                self._check_complete()
                 return
             consecutive_failures = 0
             index = self._index
@@ -163,7 +165,22 @@ class FileSource:
                 self.stats.frames_corrupt += 1
                 continue
             self.stats.frames_read += 1
+            self._last_good_index = index
             yield Frame(self.camera_id, index, self.start_epoch_s + index / self.fps, image)
+
+    def _check_complete(self) -> None:
+        """A file that ends before the frame count its container promised was cut short: say so,
+        naming the last good frame, and count the missing frames as corrupt (exit status 1)."""
+        missing = self.frame_count - self._index
+        if self.loop or self.frame_count <= 0 or missing <= 1:  # containers may count one frame too many
+            return
+        self.stats.frames_corrupt += missing
+        last = self._last_good_index
+        where = f"frame {last} at {last / self.fps:.1f} s" if last >= 0 else "none"
+        self.stats.reason = f"file ends early: {missing} of {self.frame_count} frames missing; last good {where}"
+        log.warning("camera %s: %s ends after %d of the %d frames its header announces (truncated or corrupt); "
+                    "last good frame: %s; the %d missing frames are counted as corrupt",
+                    self.camera_id, self.path, self._index, self.frame_count, where, missing)
 
     def close(self) -> None:
         self._stop.set()

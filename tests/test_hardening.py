@@ -4,6 +4,7 @@ Each test here failed before its fix (noted per test)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -78,3 +79,27 @@ def test_heatmap_privacy_default_is_k3(tmp_path: Path) -> None:
     (msg,) = acc.finish(t0 + 20)
     assert msg.payload["min_tracks_per_cell"] == 3
     assert len(msg.payload["cells"]) == 1 and msg.payload["suppressed_cells"] == 2
+
+
+def test_truncated_recording_is_reported_and_exits_1(
+    tmp_path: Path, videos_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # item 5: a recording cut in half gave exit 0 and "686 frames analysed" without a word
+    import logging
+
+    from edge.cli import main
+    from edge.sources import FileSource
+
+    data = (videos_path / "one-by-one-person-detection.mp4").read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    caplog.set_level(logging.WARNING, logger="storesense.sources")
+    src = FileSource("cam-1", cut, prefetch=0)
+    frames = sum(1 for _ in src.frames())
+    src.close()
+    assert 600 < frames < 800 and src.stats.frames_corrupt >= src.frame_count - frames - 1
+    (warning,) = [r.getMessage() for r in caplog.records if "ends after" in r.getMessage()]
+    assert re.search(r"last good frame: frame (\d+) at [\d.]+ s", warning) and "truncated" in warning
+    code = main(["analyze", str(cut), "--analysis-fps", "0.5", "--no-analytics"])
+    out = capsys.readouterr().out
+    assert code == 1 and "frames_corrupt" in out and "last good frame" in out, out
