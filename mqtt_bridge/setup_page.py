@@ -468,103 +468,42 @@ class SetupPage:
         assert self.config_path is not None
         camera_id = body.get("camera_id")
         raw = self._raw()
-        cameras = raw.get("cameras")
-        if not isinstance(cameras, list):
-            raise _BadRequest("the config has no cameras list")
-        cam_raw = next((c for c in cameras if isinstance(c, dict) and c.get("id") == camera_id), None)
-        if cam_raw is None:
-            raise _BadRequest(f"no camera {camera_id!r} in the config")
-        size = body.get("frame_size_px")
-        if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int | float) and v > 0 for v in size)):
-            raise _BadRequest("frame_size_px must be [width, height] of the snapshot")
-        width, height = float(size[0]), float(size[1])
-        cal = None
+        cam_raw = _camera_node(raw, camera_id)
+        width, height = _frame_size(body)
         warnings: list[str] = []
-        if body.get("calibration") is not None:
-            from calibration.homography import Calibration
+        try:
+            cal = _apply_calibration(body, cam_raw, camera_id, (width, height), warnings)
+            zones_in = body.get("zones")
+            if not isinstance(zones_in, list):
+                raise _BadRequest("zones must be a list")
+            if cal is None and cam_raw.get("calibration"):  # zones in metres need the current one
+                cal = self._current_calibration(raw, camera_id)
+            old_zones = {z.get("id"): z for z in cam_raw.get("zones") or [] if isinstance(z, dict)}
+            new_zones = [_merge_zone(z, old_zones, cal, (width, height), warnings) for z in zones_in]
+        except _Unprocessable as exc:
+            return 422, {"ok": False, "problems": [str(exc)]}
+        _replace_zones(cam_raw, new_zones)
+        return self._validate_and_write(_dump(raw), str(camera_id), len(new_zones), warnings)
 
-            img, flo, ref = _pairs_from({**body["calibration"], "frame_size_px": size})
-            try:
-                cal = Calibration.from_pairs(img, flo, reference_size_px=ref, source=f"camera {camera_id} calibration")
-            except UserFacingError as exc:
-                return 422, {"ok": False, "problems": [str(exc)]}
-            old = cam_raw.get("calibration")
-            # edit the existing mapping in place (keeps its comments); keys other than the points
-            # and the reference size (e.g. max_reprojection_error_m) are kept as they are
-            new_cal = old if isinstance(old, CommentedMap) else CommentedMap()
-            if new_cal.get("file"):
-                warnings.append(f"calibration was in {new_cal['file']}; it is now inline in the store config")
-                del new_cal["file"]
-            new_cal["image_points_px"] = _flow([[round(float(x), 1), round(float(y), 1)] for x, y in img])
-            new_cal["floor_points_m"] = _flow([[round(float(x), 3), round(float(y), 3)] for x, y in flo])
-            new_cal["reference_size_px"] = _flow([int(width), int(height)])
-            cam_raw["calibration"] = new_cal
-            if not cal.within_tolerance:
-                warnings.append(cal.summary())
-        elif body.get("remove_calibration"):
-            cam_raw.pop("calibration", None)
-        zones_in = body.get("zones")
-        if not isinstance(zones_in, list):
-            raise _BadRequest("zones must be a list")
-        old_zones = {z.get("id"): z for z in cam_raw.get("zones") or [] if isinstance(z, dict)}
-        new_zones: list[dict[str, Any]] = []
-        for z in zones_in:
-            if not isinstance(z, dict):
-                raise _BadRequest("every zone must be an object")
-            zid = z.get("original_id") or z.get("id")
-            merged = old_zones.get(zid)
-            if not isinstance(merged, CommentedMap):  # a new zone: one flow mapping, like the examples
-                merged = CommentedMap()
-                merged.fa.set_flow_style()
-            units = z.get("units") or merged.get("units") or "norm"
-            poly_px = np.asarray(z.get("polygon_px") or [], dtype=np.float64).reshape(-1, 2)
-            if units == "m":
-                if cal is None and cam_raw.get("calibration"):
-                    from calibration.homography import Calibration
+    def _current_calibration(self, raw: CommentedMap, camera_id: Any) -> Any:
+        """The camera's calibration as the file has it now (for zones drawn in floor metres)."""
+        from calibration.homography import Calibration
 
-                    try:
-                        cur = parse_config(_dump(raw), str(self.config_path), self.config_path)
-                        cc = cur.camera(str(camera_id)).calibration
-                        cal = Calibration.from_config(cc, cur.resolve_path) if cc is not None else None
-                    except (ConfigError, UserFacingError):
-                        cal = None
-                if cal is None:
-                    units = "norm"
-                    warnings.append(f"zone {z.get('id')}: no calibration, saved in image units (norm)")
-            if units == "m":
-                assert cal is not None
-                c = cal.for_frame_size((int(width), int(height)))
-                floor = c.image_to_floor(poly_px)
-                if not np.all(np.isfinite(floor)):
-                    return 422, {"ok": False, "problems": [f"zone {z.get('id')}: a corner is beyond the floor horizon"]}
-                polygon = [[round(float(x), 3), round(float(y), 3)] for x, y in floor]
-            else:
-                norm = np.clip(poly_px / np.array([width, height]), 0.0, 1.0)
-                polygon = [[round(float(x), 4), round(float(y), 4)] for x, y in norm]
-            merged.update({"id": z.get("id"), "kind": z.get("kind"), "polygon": _flow(polygon)})
-            if units == "m" or "units" in merged:
-                merged["units"] = units
-            for key in ("label", "lane", "service_zone"):
-                value = z.get(key)
-                if value in (None, ""):
-                    merged.pop(key, None)
-                else:
-                    merged[key] = value
-            new_zones.append(merged)
-        zones_seq = cam_raw.get("zones")
-        if isinstance(zones_seq, CommentedSeq):  # keep the list node, and with it its comments
-            # ruamel keeps a zone's end-of-line comment by its index in the list: make it follow
-            # the zone when zones are reordered, added or deleted
-            by_zone = {id(z): zones_seq.ca.items[i] for i, z in enumerate(zones_seq) if i in zones_seq.ca.items}
-            zones_seq[:] = new_zones
-            zones_seq.ca.items.clear()
-            zones_seq.ca.items.update({i: by_zone[id(z)] for i, z in enumerate(zones_seq) if id(z) in by_zone})
-        else:
-            cam_raw["zones"] = CommentedSeq(new_zones)
-        text = _dump(raw)
+        assert self.config_path is not None
+        try:
+            cur = parse_config(_dump(raw), str(self.config_path), self.config_path)
+            cc = cur.camera(str(camera_id)).calibration
+            return Calibration.from_config(cc, cur.resolve_path) if cc is not None else None
+        except (ConfigError, UserFacingError):
+            return None
+
+    def _validate_and_write(self, text: str, camera_id: str, n_zones: int, warnings: list[str]
+                            ) -> tuple[int, dict[str, Any]]:
+        """Validate the new text exactly as validate-config would, then swap it in atomically."""
+        assert self.config_path is not None
         try:
             parsed = parse_config(text, str(self.config_path), self.config_path)
-            cam_cfg = parsed.camera(str(camera_id))
+            cam_cfg = parsed.camera(camera_id)
             if cam_cfg.calibration is not None:
                 from calibration.homography import Calibration
 
@@ -583,7 +522,7 @@ class SetupPage:
         os.replace(tmp, self.config_path)
         self.cfg = parsed
         zones = sum(len(c.zones) for c in parsed.cameras)
-        log.info("setup: saved %s (camera %s, %d zones)", self.config_path, camera_id, len(new_zones))
+        log.info("setup: saved %s (camera %s, %d zones)", self.config_path, camera_id, n_zones)
         return 200, {
             "ok": True,
             "path": str(self.config_path),
@@ -591,6 +530,106 @@ class SetupPage:
             "summary": f"{self.config_path.name}: OK — store {parsed.store.id}, {len(parsed.cameras)} camera(s), {zones} zone(s)",
             "warnings": warnings,
         }
+
+
+class _Unprocessable(Exception):
+    """The request is well-formed but cannot be saved (422): a degenerate calibration, a corner
+    beyond the horizon."""
+
+
+def _camera_node(raw: CommentedMap, camera_id: Any) -> Any:
+    cameras = raw.get("cameras")
+    if not isinstance(cameras, list):
+        raise _BadRequest("the config has no cameras list")
+    cam_raw = next((c for c in cameras if isinstance(c, dict) and c.get("id") == camera_id), None)
+    if cam_raw is None:
+        raise _BadRequest(f"no camera {camera_id!r} in the config")
+    return cam_raw
+
+
+def _frame_size(body: dict[str, Any]) -> tuple[float, float]:
+    size = body.get("frame_size_px")
+    if not (isinstance(size, list) and len(size) == 2 and all(isinstance(v, int | float) and v > 0 for v in size)):
+        raise _BadRequest("frame_size_px must be [width, height] of the snapshot")
+    return float(size[0]), float(size[1])
+
+
+def _apply_calibration(body: dict[str, Any], cam_raw: CommentedMap, camera_id: Any, size: tuple[float, float],
+                       warnings: list[str]) -> Any:
+    """Write clicked calibration pairs into the camera's mapping (in place, keeping its comments
+    and keys such as max_reprojection_error_m); returns the fitted calibration or None."""
+    if body.get("calibration") is None:
+        if body.get("remove_calibration"):
+            cam_raw.pop("calibration", None)
+        return None
+    from calibration.homography import Calibration
+
+    width, height = size
+    img, flo, ref = _pairs_from({**body["calibration"], "frame_size_px": [width, height]})
+    try:
+        cal = Calibration.from_pairs(img, flo, reference_size_px=ref, source=f"camera {camera_id} calibration")
+    except UserFacingError as exc:
+        raise _Unprocessable(str(exc)) from None
+    old = cam_raw.get("calibration")
+    new_cal = old if isinstance(old, CommentedMap) else CommentedMap()
+    if new_cal.get("file"):
+        warnings.append(f"calibration was in {new_cal['file']}; it is now inline in the store config")
+        del new_cal["file"]
+    new_cal["image_points_px"] = _flow([[round(float(x), 1), round(float(y), 1)] for x, y in img])
+    new_cal["floor_points_m"] = _flow([[round(float(x), 3), round(float(y), 3)] for x, y in flo])
+    new_cal["reference_size_px"] = _flow([int(width), int(height)])
+    cam_raw["calibration"] = new_cal
+    if not cal.within_tolerance:
+        warnings.append(cal.summary())
+    return cal
+
+
+def _merge_zone(z: Any, old_zones: dict[Any, Any], cal: Any, size: tuple[float, float],
+                warnings: list[str]) -> CommentedMap:
+    """One zone from the page merged into its existing mapping (comments and unknown keys kept)."""
+    if not isinstance(z, dict):
+        raise _BadRequest("every zone must be an object")
+    width, height = size
+    merged = old_zones.get(z.get("original_id") or z.get("id"))
+    if not isinstance(merged, CommentedMap):  # a new zone: one flow mapping, like the examples
+        merged = CommentedMap()
+        merged.fa.set_flow_style()
+    units = z.get("units") or merged.get("units") or "norm"
+    poly_px = np.asarray(z.get("polygon_px") or [], dtype=np.float64).reshape(-1, 2)
+    if units == "m" and cal is None:
+        units = "norm"
+        warnings.append(f"zone {z.get('id')}: no calibration, saved in image units (norm)")
+    if units == "m":
+        floor = cal.for_frame_size((int(width), int(height))).image_to_floor(poly_px)
+        if not np.all(np.isfinite(floor)):
+            raise _Unprocessable(f"zone {z.get('id')}: a corner is beyond the floor horizon")
+        polygon = [[round(float(x), 3), round(float(y), 3)] for x, y in floor]
+    else:
+        norm = np.clip(poly_px / np.array([width, height]), 0.0, 1.0)
+        polygon = [[round(float(x), 4), round(float(y), 4)] for x, y in norm]
+    merged.update({"id": z.get("id"), "kind": z.get("kind"), "polygon": _flow(polygon)})
+    if units == "m" or "units" in merged:
+        merged["units"] = units
+    for key in ("label", "lane", "service_zone"):
+        value = z.get(key)
+        if value in (None, ""):
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _replace_zones(cam_raw: CommentedMap, new_zones: list[CommentedMap]) -> None:
+    zones_seq = cam_raw.get("zones")
+    if isinstance(zones_seq, CommentedSeq):  # keep the list node, and with it its comments
+        # ruamel keeps a zone's end-of-line comment by its index in the list: make it follow
+        # the zone when zones are reordered, added or deleted
+        by_zone = {id(z): zones_seq.ca.items[i] for i, z in enumerate(zones_seq) if i in zones_seq.ca.items}
+        zones_seq[:] = new_zones
+        zones_seq.ca.items.clear()
+        zones_seq.ca.items.update({i: by_zone[id(z)] for i, z in enumerate(zones_seq) if id(z) in by_zone})
+    else:
+        cam_raw["zones"] = CommentedSeq(new_zones)
 
 
 class _BadRequest(Exception):
