@@ -109,6 +109,13 @@ class CameraConfig(Strict):
     )
     enabled: bool = True
     reconnect_max_backoff_s: float = Field(default=30.0, gt=0.0, le=600.0)
+    read_timeout_s: float = Field(
+        default=5.0,
+        gt=0.0,
+        le=120.0,
+        description="live: a stream that stays connected but sends no frame this long is reported "
+        "'stalled' and reconnected (OpenCV alone would wait ~30 s)",
+    )
     calibration: CalibrationConfig | None = None
     zones: list[ZoneConfig] = Field(default_factory=list)
 

@@ -129,7 +129,8 @@ def open_worker(
     source = source_override if source_override is not None else camera.source
     is_live = source_override is None and camera.is_live
     if is_live:
-        live = LiveSource(camera.id, source, max_backoff_s=camera.reconnect_max_backoff_s).start()
+        live = LiveSource(camera.id, source, max_backoff_s=camera.reconnect_max_backoff_s,
+                          read_timeout_s=camera.read_timeout_s).start()
         return CameraWorker(camera, pipeline, gate, live=live)
     path = Path(str(source)) if source_override is not None else cfg.resolve_path(str(source))
     file = FileSource(

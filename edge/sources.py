@@ -26,7 +26,7 @@ from edge.errors import UserFacingError
 
 log = logging.getLogger("storesense.sources")
 
-SourceState = Literal["starting", "running", "reconnecting", "ended", "error"]
+SourceState = Literal["starting", "running", "stalled", "reconnecting", "ended", "error"]
 
 
 class SourceError(UserFacingError):
@@ -216,18 +216,42 @@ class LiveSource:
         self._taken_index = -1
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # a stalled read cannot be interrupted (OpenCV's FFmpeg backend blocks ~30 s whatever
+        # CAP_PROP_READ_TIMEOUT_MSEC says): the watchdog starts a new capture thread with a new
+        # generation and the blocked one discards its frame and exits when its read returns
+        self._generation = 0
+        self._last_frame_mono = time.monotonic()
+        self.stalls = 0
         self._anchor_epoch_s = time.time()
         self._anchor_mono_s = time.monotonic()
         self._index = 0
 
     # -- public ------------------------------------------------------------------------------
     def start(self) -> LiveSource:
-        self._thread = threading.Thread(target=self._run, name=f"capture-{self.camera_id}", daemon=True)
+        self._last_frame_mono = time.monotonic()
+        self._thread = threading.Thread(target=self._run, args=(self._generation,),
+                                        name=f"capture-{self.camera_id}", daemon=True)
         self._thread.start()
         return self
 
+    def check_stalled(self) -> bool:
+        """``running`` with no frame for ``read_timeout_s``: report ``stalled`` and reconnect."""
+        with self._lock:
+            idle_s = time.monotonic() - self._last_frame_mono
+            if self.stats.state != "running" or idle_s <= self.read_timeout_s or self._stop.is_set():
+                return False
+            self._generation += 1
+            self._last_frame_mono = time.monotonic()
+            self.stalls += 1
+            self.stats.reconnects += 1
+        self._set_state("stalled", f"no frame from {self._describe()} for {idle_s:.1f} s "
+                        f"(read timeout {self.read_timeout_s:g} s); reconnecting")
+        self.start()
+        return True
+
     def latest(self) -> Frame | None:
         """The newest frame not yet taken, or None. Frames overwritten meanwhile count as skipped."""
+        self.check_stalled()
         with self._lock:
             f = self._latest
             if f is None or f.index == self._taken_index:
@@ -262,48 +286,63 @@ class LiveSource:
         if self.capture_factory is not None:
             return self.capture_factory()
         cap = cv2.VideoCapture(self.source)
-        # bounded waits so a dead RTSP server cannot hang the thread for minutes
-        for prop, value_ms in (("CAP_PROP_OPEN_TIMEOUT_MSEC", 5000), ("CAP_PROP_READ_TIMEOUT_MSEC", 5000)):
+        # bounded waits so a dead RTSP server cannot hang the thread for minutes (not every
+        # backend honours them: check_stalled() is the guarantee)
+        timeout_ms = int(self.read_timeout_s * 1000)
+        for prop, value_ms in (("CAP_PROP_OPEN_TIMEOUT_MSEC", max(timeout_ms, 5000)), ("CAP_PROP_READ_TIMEOUT_MSEC", timeout_ms)):
             if hasattr(cv2, prop):
                 cap.set(getattr(cv2, prop), value_ms)
         return cap
 
-    def _run(self) -> None:
+    def _run(self, generation: int) -> None:
         backoff_s = self.initial_backoff_s
-        while not self._stop.is_set():
+
+        def current() -> bool:
+            return generation == self._generation and not self._stop.is_set()
+
+        while current():
             cap = self._open()
             if not cap.isOpened():
                 cap.release()
+                if not current():
+                    break
                 self._set_state("reconnecting", f"cannot open {self._describe()}; retry in {backoff_s:.1f} s")
                 self.stats.reconnects += 1
                 self._stop.wait(backoff_s)
                 backoff_s = min(backoff_s * 2, self.max_backoff_s)
                 continue
+            with self._lock:
+                self._last_frame_mono = time.monotonic()
+            if not current():
+                cap.release()
+                break
             self._set_state("running")
             got_frame = False
-            while not self._stop.is_set():
+            while current():
                 ok, image = cap.read()
-                if not ok:
+                if not ok or not current():
                     break
                 if not valid_image(image):
                     self.stats.frames_corrupt += 1
                     continue
                 got_frame = True
-                frame = Frame(self.camera_id, self._index, self._now_s(), image)
-                self._index += 1
-                self.stats.frames_read += 1
                 with self._lock:
+                    frame = Frame(self.camera_id, self._index, self._now_s(), image)
+                    self._index += 1
+                    self.stats.frames_read += 1
                     self._latest = frame
+                    self._last_frame_mono = time.monotonic()
             cap.release()
-            if self._stop.is_set():
-                break
+            if not current():
+                break  # stopped, or superseded by the stall watchdog
             if got_frame:
                 backoff_s = self.initial_backoff_s  # it worked for a while: start backoff afresh
             self.stats.reconnects += 1
             self._set_state("reconnecting", f"stream from {self._describe()} dropped; retry in {backoff_s:.1f} s")
             self._stop.wait(backoff_s)
             backoff_s = min(backoff_s * 2, self.max_backoff_s)
-        self._set_state("ended", "stopped")
+        if self._stop.is_set() and generation == self._generation:  # superseded threads just leave
+            self._set_state("ended", "stopped")
 
     def _describe(self) -> str:
         if isinstance(self.source, int):

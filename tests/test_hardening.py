@@ -5,6 +5,7 @@ Each test here failed before its fix (noted per test)."""
 from __future__ import annotations
 
 import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -103,3 +104,73 @@ def test_truncated_recording_is_reported_and_exits_1(
     code = main(["analyze", str(cut), "--analysis-fps", "0.5", "--no-analytics"])
     out = capsys.readouterr().out
     assert code == 1 and "frames_corrupt" in out and "last good frame" in out, out
+
+
+class _StallingCamera:
+    """A real HTTP MJPEG camera that sends a few frames, then keeps the connection open silently."""
+
+    def __init__(self, jpeg: bytes, frames_before_stall: int) -> None:
+        import http.server
+        import socketserver
+        import threading
+
+        self.connections = 0
+        self.release = threading.Event()
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                outer.connections += 1
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                try:
+                    for _ in range(frames_before_stall):
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(jpeg))
+                        self.wfile.write(jpeg + b"\r\n")
+                        time.sleep(0.03)
+                    outer.release.wait(60)  # connected, no frames: a stalled stream
+                except OSError:
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/stream.mjpg"
+
+    def close(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_stalled_stream_is_reported_within_the_read_timeout_and_reconnected(images_path: Path) -> None:
+    # item 4: a stream that stays open without frames showed 'running', fps 0, for 30 s
+    import cv2
+
+    from edge.sources import LiveSource
+
+    image = cv2.imread(str(next(p for p in sorted(images_path.iterdir()) if p.suffix.lower() in (".jpg", ".png"))))
+    jpeg = cv2.imencode(".jpg", cv2.resize(image, (320, 240)))[1].tobytes()
+    cam = _StallingCamera(jpeg, frames_before_stall=15)
+    states: list[tuple[float, str]] = []
+    src = LiveSource("door", cam.url, read_timeout_s=1.0, initial_backoff_s=0.1,
+                     on_state=lambda _c, state, _r: states.append((time.monotonic(), state)))
+    try:
+        src.start()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 15 and not (src.stalls >= 1 and cam.connections >= 2):
+            src.latest()  # the runtime polls like this
+            time.sleep(0.05)
+        running = [t for t, s in states if s == "running"]
+        stalled = [t for t, s in states if s == "stalled"]
+        assert stalled, states
+        last_frame_s = stalled[0] - running[0]
+        assert last_frame_s < 1.0 + 0.5 * 15 * 0.03 + 3.0, states  # within the timeout (+ frames + polling)
+        assert cam.connections >= 2 and src.stats.reconnects >= 1  # and it reconnected
+    finally:
+        src.close()
+        cam.close()
