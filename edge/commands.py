@@ -283,7 +283,8 @@ def run_store(cfg: StoreConfig, *, realtime: bool = False, loop: bool = False, e
     for camera in cfg.cameras:
         if not camera.enabled:
             continue
-        workers.append(open_worker(cfg, camera, detector, build_tracker(cfg), realtime=realtime, loop=loop))
+        workers.append(open_worker(cfg, camera, detector, build_tracker(cfg), realtime=realtime, loop=loop,
+                                   tolerate_errors=True))
     if not workers:
         raise UserFacingError("no enabled cameras in the config")
     runtime_ref: list[Any] = []

@@ -24,7 +24,7 @@ from edge.config import CameraConfig, StoreConfig
 from edge.contract import Frame, Message, Tracks
 from edge.pipeline import CameraPipeline, Detector, FpsGate, StageTimer
 from edge.sinks import Sink
-from edge.sources import FileSource, LiveSource, SourceError, SourceState
+from edge.sources import FileSource, LiveSource, SourceError, SourceState, SourceStats
 from mqtt_bridge.topics import Topics
 
 log = logging.getLogger("storesense.runtime")
@@ -58,6 +58,12 @@ class CameraWorker:
     reason: str = ""
     last_timestamp_s: float | None = None
     reference_saved: bool = False
+    # a camera whose source could not be opened: retried by next_frame() with backoff
+    reopen: Callable[[], FileSource] | None = None
+    started: bool = True
+    _retry_at_mono: float = 0.0
+    _retry_backoff_s: float = 1.0
+    _no_source_stats: SourceStats = field(default_factory=lambda: SourceStats(state="error"))
     _frames: Iterator[Frame] | None = None
     _pending: Frame | None = None
     _pace_anchor: tuple[float, float] | None = None  # (monotonic, first frame timestamp)
@@ -65,6 +71,9 @@ class CameraWorker:
 
     def next_frame(self) -> Frame | None:
         """The next frame to analyse now, or None (nothing due yet, or the source has ended)."""
+        if self.file is None and self.live is None:
+            self._retry_open()
+            return None
         if self.file is not None:
             return self._next_file_frame()
         assert self.live is not None
@@ -101,8 +110,25 @@ class CameraWorker:
         frame, self._pending = self._pending, None
         return frame
 
+    def _retry_open(self) -> None:
+        """A camera that could not start: retry with backoff; the others run meanwhile."""
+        now = time.monotonic()
+        if self.reopen is None or now < self._retry_at_mono:
+            return
+        try:
+            self.file = self.reopen()
+        except SourceError as exc:
+            self._retry_backoff_s = min(self._retry_backoff_s * 2, self.camera.reconnect_max_backoff_s)
+            self._retry_at_mono = now + self._retry_backoff_s
+            self.reason = f"{exc}; retry in {self._retry_backoff_s:.0f} s"
+            return
+        log.warning("camera %s: source opened after %s", self.camera.id, self.reason or "an error")
+        self.state, self.reason, self.started = "running", "", True
+
     @property
     def stats(self) -> Any:
+        if self.file is None and self.live is None:
+            return self._no_source_stats
         return self.file.stats if self.file is not None else self.live.stats  # type: ignore[union-attr]
 
     def close(self) -> None:
@@ -123,6 +149,7 @@ def open_worker(
     fps_override: float | None = None,
     source_override: str | None = None,
     start_epoch_s: float | None = None,
+    tolerate_errors: bool = False,
 ) -> CameraWorker:
     pipeline = CameraPipeline(camera.id, detector, tracker, StageTimer())
     gate = FpsGate(camera.fps)
@@ -133,14 +160,28 @@ def open_worker(
                           read_timeout_s=camera.read_timeout_s).start()
         return CameraWorker(camera, pipeline, gate, live=live)
     path = Path(str(source)) if source_override is not None else cfg.resolve_path(str(source))
-    file = FileSource(
-        camera.id,
-        path,
-        fps_override=fps_override if fps_override is not None else camera.source_fps,
-        start_epoch_s=start_epoch_s,
-        loop=loop,
-    )
-    return CameraWorker(camera, pipeline, gate, file=file, realtime=realtime)
+
+    def open_file() -> FileSource:
+        return FileSource(
+            camera.id,
+            path,
+            fps_override=fps_override if fps_override is not None else camera.source_fps,
+            start_epoch_s=start_epoch_s,
+            loop=loop,
+        )
+
+    if not tolerate_errors:
+        return CameraWorker(camera, pipeline, gate, file=open_file(), realtime=realtime)
+    try:
+        return CameraWorker(camera, pipeline, gate, file=open_file(), realtime=realtime)
+    except SourceError as exc:
+        # one camera that cannot start must not stop the store: it reports 'error' over MQTT
+        # and is retried with backoff while the others run
+        log.error("camera %s: cannot start: %s; retrying with backoff, the other cameras run", camera.id, exc)
+        worker = CameraWorker(camera, pipeline, gate, realtime=realtime, reopen=open_file, started=False)
+        worker.state, worker.reason, worker.errors, worker.last_error = "error", str(exc), 1, str(exc)
+        worker._retry_at_mono = time.monotonic() + worker._retry_backoff_s
+        return worker
 
 
 @dataclass
@@ -226,7 +267,7 @@ class Runtime:
                     self._emit_status(w)
                 if self.heartbeat is not None:
                     self.heartbeat()
-                if all(w.finished for w in self.workers):
+                if self._all_done():
                     break
                 if not worked:
                     self._stop.wait(0.005)
@@ -234,6 +275,14 @@ class Runtime:
             self._finish()
             self.summary.wall_s = time.monotonic() - t_start
         return self.summary
+
+    def _all_done(self) -> bool:
+        """Every camera finished; a camera that never started does not keep a run of files alive
+        once the others are done (it is counted as an error), but alone it is retried for ever."""
+        pending = [w for w in self.workers if not w.finished]
+        if not pending:
+            return True
+        return all(not w.started for w in pending) and any(w.finished for w in self.workers)
 
     def _process(self, w: CameraWorker, frame: Frame) -> None:
         cam = w.camera.id
@@ -330,7 +379,7 @@ class Runtime:
             except Exception:
                 log.exception("analytics finish failed")
         for w in self.workers:
-            if not w.finished:
+            if not w.finished and w.started:  # a camera that never started stays 'error'
                 w.state, w.reason = "ended", "stopped"
             self._emit_status(w, force=True)
             self.summary.frames_processed[w.camera.id] = w.pipeline.frames_processed

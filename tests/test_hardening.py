@@ -174,3 +174,48 @@ def test_stalled_stream_is_reported_within_the_read_timeout_and_reconnected(imag
     finally:
         src.close()
         cam.close()
+
+
+def test_a_camera_that_cannot_start_does_not_stop_the_store(
+    tmp_path: Path, videos_path: Path, mosquitto: object
+) -> None:
+    # item 3: one zero-byte/corrupt/missing/directory source made `run` exit 2 before connecting
+    import json
+
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from edge.commands import run_store
+
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "corrupt.mp4").write_bytes(b"\x00not a video" * 100)
+    (tmp_path / "a-dir.mp4").mkdir()
+    good = videos_path / "people-detection.gif"
+    bad = {"empty": "empty.mp4", "corrupt": "corrupt.mp4", "missing": "missing.mp4", "dir": "a-dir.mp4"}
+    cams = "".join(f"  - {{id: {cid}, source: {src}, fps: 5}}\n" for cid, src in bad.items())
+    text = (f"version: 1\nstore: {{id: s1}}\ncameras:\n{cams}  - {{id: good, source: {good}, fps: 5}}\n"
+            f"mqtt: {{port: {mosquitto.port}}}\nhistory: {{enabled: false}}\ndata_dir: {tmp_path / 'data'}\n")
+    path = tmp_path / "store.yaml"
+    path.write_text(text)
+    status: dict[str, list[dict]] = {}
+    sub = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    sub.on_connect = lambda c, *a: c.subscribe(Topics("s1").base + "/camera/+/status", qos=1)
+    sub.on_message = lambda _c, _u, m: status.setdefault(m.topic.split("/")[-2], []).append(json.loads(m.payload))
+    sub.connect("127.0.0.1", mosquitto.port)
+    sub.loop_start()
+    try:
+        from edge.config import load_config
+
+        code = run_store(load_config(path))
+        from tests.waiting import wait_until
+
+        assert wait_until(lambda: set(status) >= {*bad, "good"} and status["good"][-1]["state"] == "ended", 10), status
+    finally:
+        sub.disconnect()
+        sub.loop_stop()
+    assert code == 1  # finished with processing errors, not 2 (bad input) before anything ran
+    assert status["good"][-1]["frames_total"] > 0
+    for cid in bad:
+        last = status[cid][-1]
+        assert last["state"] == "error" and last["reason"], (cid, last)
+    assert "not found" in status["missing"][-1]["reason"]
