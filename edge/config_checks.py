@@ -117,13 +117,32 @@ def check_ids(data: dict[str, Any], where: Where) -> None:
 
 
 def lane_ids(data: dict[str, Any]) -> set[str]:
+    """Lanes as the analytics build them: one per queue zone (its ``lane``, else its id), of
+    enabled cameras only."""
     out = set()
     for _i, c in _items(data, "cameras"):
+        if c.get("enabled", True) is False:
+            continue
         for _j, z in _items(c, "zones"):
             lane = z.get("lane") if z.get("lane") is not None else z.get("id")
-            if z.get("kind") in ("queue", "service") and isinstance(lane, str):
+            if z.get("kind") == "queue" and isinstance(lane, str):
                 out.add(lane)
     return out
+
+
+def check_lanes(data: dict[str, Any], where: Where) -> None:
+    """A lane has exactly one queue zone; a service zone's lane must have one."""
+    first: dict[str, tuple[Any, ...]] = {}
+    for i, c in _items(data, "cameras"):
+        for j, z in _items(c, "zones"):
+            lane = z.get("lane") if z.get("lane") is not None else z.get("id")
+            if z.get("kind") != "queue" or not isinstance(lane, str):
+                continue
+            path = ("cameras", i, "zones", j, "lane" if "lane" in z else "id")
+            if lane in first:
+                where.add(path, f"lane {short(lane)} already has a queue zone (line {where.line(first[lane])}); "
+                          "give each queue zone its own 'lane' id")
+            first.setdefault(lane, path)
 
 
 def check_zone_refs(data: dict[str, Any], where: Where) -> None:
@@ -150,7 +169,7 @@ def check_alert_refs(data: dict[str, Any], where: Where) -> None:
     lanes = lane_ids(data)
     for k, a in _items(data.get("analytics"), "alerts"):
         lane = a.get("lane", "*")
-        if isinstance(lane, str) and lane != "*" and lane.lower() not in {x.lower() for x in lanes}:
+        if isinstance(lane, str) and lane != "*" and lane not in lanes:
             hint = did_you_mean(lane, lanes) if lanes else "; this store has no queue/service zones, so no lanes"
             where.add(("analytics", "alerts", k, "lane"), f"alert on lane {short(lane)}, which does not exist{hint} "
                       "(use '*' for every lane)")
@@ -217,6 +236,7 @@ def raw_problems(
     where = Where(filename, lines)
     check_ids(data, where)
     check_zone_refs(data, where)
+    check_lanes(data, where)
     check_alert_refs(data, where)
     check_data_dir(data, where, base_dir)
     check_files(data, where, base_dir)

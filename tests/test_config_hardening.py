@@ -139,3 +139,14 @@ def test_unknown_model_name_is_a_validate_config_error(tmp_path: Path, capsys: p
 def test_good_base_is_valid() -> None:
     cfg = parse_config(textwrap.dedent(BASE), "store.yaml")
     assert [z.id for z in cfg.cameras[0].zones] == ["lane-1", "till-1", "entrance"]
+
+
+def test_lane_rules_match_the_analytics() -> None:
+    # found by scripts/config_fuzz.py: these validated, then `run` exited 2 in StoreAnalytics
+    two_queues = BASE.replace("kind: entrance,", "kind: queue, lane: lane-1,")
+    assert "store.yaml:11: cameras[0].zones[2].lane: lane 'lane-1' already has a queue zone (line 9)" in (
+        _problems(two_queues))
+    alert = "analytics:\n  alerts:\n    - {id: a1, lane: till-1, metric: queue_length, above: 3}\n"
+    assert "alert on lane 'till-1', which does not exist" in _problems(BASE + alert)  # a service zone is no lane
+    disabled = BASE.replace("    source: clip.mp4\n", "    source: clip.mp4\n    enabled: false\n")
+    assert "lane-1" in _problems(disabled + alert.replace("till-1", "lane-1"))
