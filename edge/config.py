@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from calibration.config import CalibrationConfig
 from edge.config_checks import RawCheck, Where, did_you_mean, raw_problems, short
 from mqtt_bridge.config import DisplayConfig, HistoryConfig, MqttConfig
-from zones.config import AnalyticsConfig, StaffConfig, ZoneConfig
+from zones.config import ZONE_MODELS, AnalyticsConfig, StaffConfig, ZoneConfig
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
@@ -287,11 +287,23 @@ def _describe_error(err: Any) -> str:
     found = err.get("input")
     found_s = short(found) if not isinstance(found, dict | list) else type(found).__name__
     loc = tuple(err.get("loc", ()))
+    kind = err.get("zone_kind")
+    if etype == "extra_forbidden" and kind is not None and loc:
+        owners = [k for k, m in ZONE_MODELS.items() if loc[-1] in m.model_fields]
+        if owners:
+            return f"not a setting of {kind} zones (it belongs to kind {' / '.join(owners)})"
+        known = set(ZONE_MODELS[kind].model_fields) | {"kind"}
+        return f"unknown key for {kind} zones{did_you_mean(loc[-1], known)}"
     if etype == "extra_forbidden":
         known = {name for m in _model_at(loc[:-1]) for name in m.model_fields if name != "source_path"}
         hint = did_you_mean(loc[-1], known) if loc else ""
         return f"unknown key (not part of the config; check the spelling){hint}"
-    if etype == "missing":
+    if etype == "union_tag_invalid":
+        tag = err.get("ctx", {}).get("tag")
+        options = list(ZONE_MODELS)
+        return (f"expected one of {', '.join(repr(o) for o in options)}; found {short(tag)}"
+                f"{did_you_mean(tag, options) if isinstance(tag, str) else ''}")
+    if etype in ("missing", "union_tag_not_found"):
         return "required field is missing"
     if etype == "too_short" and loc and loc[-1] == "polygon" and isinstance(found, list):
         return f"a polygon needs at least 3 points; found {len(found)}"
@@ -314,16 +326,34 @@ def _describe_error(err: Any) -> str:
 
 
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    # pydantic adds union member names ('str', 'int', 'function-after[...]') into locations
-    return tuple(p for p in loc if isinstance(p, int) or not (p in {"str", "int", "float"} or "[" in str(p)))
+    # pydantic adds union member names ('str', 'int', 'function-after[...]') into locations, and
+    # the zone kind (the discriminator's tag) right after a zone's index
+    out: list[Any] = []
+    for p in loc:
+        if not isinstance(p, int) and (p in {"str", "int", "float"} or "[" in str(p)):
+            continue
+        if p in ZONE_MODELS and len(out) >= 2 and out[-2] == "zones" and isinstance(out[-1], int):
+            continue
+        out.append(p)
+    return tuple(out)
+
+
+def _zone_kind_at(loc: tuple[Any, ...]) -> str | None:
+    for i, p in enumerate(loc[2:], start=2):
+        if p in ZONE_MODELS and loc[i - 2] == "zones" and isinstance(loc[i - 1], int):
+            return str(p)
+    return None
 
 
 def validation_problems(exc: ValidationError, filename: str, lines: dict[tuple[Any, ...], int]) -> list[str]:
     problems = []
     seen: set[str] = set()
     for err in exc.errors():
+        kind = _zone_kind_at(tuple(err["loc"]))
         loc = _clean_loc(tuple(err["loc"]))
-        err = {**err, "loc": loc}
+        if err["type"] in ("union_tag_invalid", "union_tag_not_found"):  # the zone's kind itself
+            loc = (*loc, "kind")
+        err = {**err, "loc": loc, "zone_kind": kind}  # type: ignore[typeddict-unknown-key]
         line = None
         for cut in range(len(loc), -1, -1):
             if loc[:cut] in lines:

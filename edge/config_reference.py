@@ -193,7 +193,7 @@ def type_name(tp: Any) -> str:
     elif origin is tuple:
         text = "[" + ", ".join(type_name(a) for a in get_args(tp)) + "]"
     elif origin in (Union, types.UnionType):
-        text = " or ".join(type_name(a) for a in get_args(tp))
+        text = " or ".join(dict.fromkeys(type_name(a) for a in get_args(tp)))  # zone kinds: one "section"
     elif isinstance(tp, type) and issubclass(tp, BaseModel):
         text = "section (below)"
     elif isinstance(tp, type):

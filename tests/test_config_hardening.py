@@ -150,3 +150,19 @@ def test_lane_rules_match_the_analytics() -> None:
     assert "alert on lane 'till-1', which does not exist" in _problems(BASE + alert)  # a service zone is no lane
     disabled = BASE.replace("    source: clip.mp4\n", "    source: clip.mp4\n    enabled: false\n")
     assert "lane-1" in _problems(disabled + alert.replace("till-1", "lane-1"))
+
+
+def test_zone_settings_belong_to_their_kind() -> None:
+    # issue 10: ZoneConfig was one flat model, so stop_after_s on a queue zone was accepted silently
+    queue_stop = BASE.replace("kind: queue, service_zone: till-1,", "kind: queue, service_zone: till-1, stop_after_s: 5,")
+    assert ("store.yaml:9: cameras[0].zones[0].stop_after_s: not a setting of queue zones (it belongs to kind dwell)"
+            in _problems(queue_stop))
+    entrance_lane = BASE.replace("{id: entrance, kind: entrance,", "{id: entrance, kind: entrance, lane: l9,")
+    assert "store.yaml:11: cameras[0].zones[2].lane: not a setting of entrance zones (it belongs to kind queue / service)" in (
+        _problems(entrance_lane))
+    typo = BASE.replace("{id: entrance, kind: entrance,", "{id: entrance, kind: entrance, greet_radius: 2,")
+    assert "unknown key for entrance zones (did you mean 'greet_radius_m'?)" in _problems(typo)
+    assert "cameras[0].zones[2].kind: expected one of 'queue'" in _problems(BASE.replace("kind: entrance", "kind: door"))
+    cfg = parse_config(BASE, "store.yaml")
+    entrance = cfg.cameras[0].zones[2]
+    assert type(entrance).__name__ == "EntranceZone" and entrance.stop_after_s == 20.0 and entrance.lane is None

@@ -25,7 +25,7 @@ def test_reference_and_schema_match_the_models() -> None:
 
 def test_reference_lists_every_section_key_default_unit_and_range() -> None:
     md = ref.MARKDOWN_PATH.read_text(encoding="utf-8")
-    for heading in ("## `cameras[]`", "## `cameras[].zones[]`", "## `mqtt`", "## `metrics`", "## `analytics.queue`"):
+    for heading in ("## `cameras[]`", "## `cameras[].zones[] (kind: queue)`", "## `cameras[].zones[] (kind: entrance)`", "## `mqtt`", "## `metrics`", "## `analytics.queue`"):
         assert heading in md
     row = next(line for line in md.splitlines() if line.startswith("| `stop_after_s`"))
     assert "`20.0`" in row and "| s |" in row and "> 0.0, ≤ 3600.0" in row and "stop" in row

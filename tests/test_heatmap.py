@@ -13,7 +13,7 @@ import pytest
 from calibration.homography import Calibration
 from edge.config import parse_config
 from mqtt_bridge.topics import Topics
-from zones.config import ZoneConfig
+from zones.config import zone_config
 from zones.heatmap import (
     HeatmapAccumulator,
     HeatmapGrid,
@@ -309,5 +309,5 @@ def test_render_rejects_wrong_shape(tmp_path: Path) -> None:
 
 
 def test_zone_config_used_in_render_is_the_real_model() -> None:
-    z = ZoneConfig(id="a", kind="dwell", polygon=[(0.1, 0.1), (0.2, 0.1), (0.2, 0.2)])
+    z = zone_config(id="a", kind="dwell", polygon=[(0.1, 0.1), (0.2, 0.1), (0.2, 0.2)])
     assert z.units == "norm"

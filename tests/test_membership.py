@@ -98,11 +98,11 @@ def test_exit_is_decided_after_grace() -> None:
 
 def test_many_tracks_many_zones_vectorised() -> None:
     """Membership of hundreds of tracks in a few zones comes out of one call per zone."""
-    from zones.config import ZoneConfig
+    from zones.config import zone_config
 
     zs = ZoneSet([
-        ZoneConfig(id="left", kind="dwell", polygon=[(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)]),
-        ZoneConfig(id="top", kind="queue", polygon=[(0.0, 0.0), (1.0, 0.0), (1.0, 0.5), (0.0, 0.5)]),
+        zone_config(id="left", kind="dwell", polygon=[(0.0, 0.0), (0.5, 0.0), (0.5, 1.0), (0.0, 1.0)]),
+        zone_config(id="top", kind="queue", polygon=[(0.0, 0.0), (1.0, 0.0), (1.0, 0.5), (0.0, 0.5)]),
     ])
     rng = np.random.default_rng(0)
     pts = rng.uniform(0.01, 0.99, size=(500, 2))
@@ -112,9 +112,9 @@ def test_many_tracks_many_zones_vectorised() -> None:
 
 
 def test_metre_zones_need_floor_points() -> None:
-    from zones.config import ZoneConfig
+    from zones.config import zone_config
 
-    zs = ZoneSet([ZoneConfig(id="m", kind="dwell", units="m", polygon=[(0.0, 0.0), (2.0, 0.0), (2.0, 2.0)])])
+    zs = ZoneSet([zone_config(id="m", kind="dwell", units="m", polygon=[(0.0, 0.0), (2.0, 0.0), (2.0, 2.0)])])
     with pytest.raises(ValueError, match="floor metres"):
         zs.inside(np.zeros((1, 2)), None)
     got = zs.inside(np.zeros((3, 2)), np.array([[1.5, 0.2], [0.2, 1.5], [np.nan, np.nan]]))["m"]

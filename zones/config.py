@@ -7,9 +7,17 @@ number instead of a silently ignored setting.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 Point = tuple[float, float]
 
@@ -25,46 +33,24 @@ ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"  # one MQTT topic level: no '/'
 ZoneKind = Literal["queue", "service", "dwell", "entrance", "staff_only"]
 
 
-class ZoneConfig(Strict):
-    """A polygon on the floor or in the image, and the rules that apply inside it."""
+class _ZoneBase(Strict):
+    """A polygon on the floor or in the image, and the rules that apply inside it.
+
+    One model per ``kind`` (a pydantic discriminated union, :data:`ZoneConfig`): a setting that
+    does not belong to a kind (``stop_after_s`` on a queue zone) is an error at its line instead
+    of being accepted and ignored. Settings of other kinds read as their defaults (``ClassVar``),
+    so code that walks every zone can still ask any zone for them.
+    """
 
     id: str = Field(pattern=ID_PATTERN)
-    kind: ZoneKind
     label: str | None = Field(default=None, description="Name shown on screens and reports")
     units: Literal["norm", "m"] = Field(
         default="norm", description="norm: image coordinates 0..1; m: floor metres (needs calibration)"
     )
     polygon: list[Point] = Field(min_length=3)
-    # queue zones: which lane they are and where the till is
-    lane: str | None = Field(
-        default=None, pattern=ID_PATTERN, description="Lane id of a queue/service zone (default: zone id)"
-    )
-    service_zone: str | None = Field(default=None, description="queue: id of the service zone at its till")
     # membership hysteresis
     enter_after_s: float = Field(default=1.0, ge=0.0, le=60.0)
     leave_after_s: float = Field(default=2.0, ge=0.0, le=120.0)
-    # dwell: a visit longer than this is a stop (product attention)
-    stop_after_s: float = Field(default=20.0, gt=0.0, le=3600.0)
-    # staff response: entrance greeting and dwell-zone approach
-    greet_radius_m: float = Field(default=1.5, gt=0.0, le=20.0)
-    response_sla_s: float | None = Field(
-        default=None, gt=0.0, le=3600.0, description="entrance: default 10 s; dwell: default 30 s"
-    )
-    entering_min_seen_s: float = Field(
-        default=2.0,
-        ge=0.0,
-        le=60.0,
-        description="entrance: a track seen for less than this in all is a detector flicker, not a customer: "
-        "its entry and greeting events wait until it has been seen this long and are dropped if it ends "
-        "first. Lower it for a camera that sees people for less than this as they come in",
-    )
-    entering_max_track_age_s: float = Field(
-        default=10.0,
-        gt=0.0,
-        le=600.0,
-        description="entrance: a track older than this when it steps into the zone is someone leaving "
-        "or passing, not a customer entering (no greeting owed, no footfall)",
-    )
 
     @field_validator("polygon")
     @classmethod
@@ -84,21 +70,114 @@ class ZoneConfig(Strict):
             raise ValueError("polygon must be a simple, non-self-intersecting shape with a non-zero area")
         return v
 
-    @model_validator(mode="after")
-    def _units_ok(self) -> ZoneConfig:
-        if self.service_zone is not None and self.kind != "queue":
-            raise ValueError("service_zone is only allowed on zones of kind 'queue'")
-        return self
-
     @property
     def lane_id(self) -> str:
-        return self.lane or self.id
+        lane = getattr(self, "lane", None)
+        return lane or self.id
 
     @property
     def sla_s(self) -> float:
-        if self.response_sla_s is not None:
-            return self.response_sla_s
-        return 10.0 if self.kind == "entrance" else 30.0
+        sla = getattr(self, "response_sla_s", None)
+        if sla is not None:
+            return float(sla)
+        return 10.0 if getattr(self, "kind", "") == "entrance" else 30.0
+
+
+_LANE_DESCRIPTION = "Lane id of a queue/service zone (default: zone id)"
+_SLA_DESCRIPTION = "entrance: default 10 s; dwell: default 30 s"
+
+
+class QueueZone(_ZoneBase):
+    """Customers waiting for a till; one queue zone per lane."""
+
+    kind: Literal["queue"]
+    lane: str | None = Field(default=None, pattern=ID_PATTERN, description=_LANE_DESCRIPTION)
+    service_zone: str | None = Field(default=None, description="queue: id of the service zone at its till")
+    stop_after_s: ClassVar[float] = 20.0
+    greet_radius_m: ClassVar[float] = 1.5
+    response_sla_s: ClassVar[float | None] = None
+    entering_min_seen_s: ClassVar[float] = 2.0
+    entering_max_track_age_s: ClassVar[float] = 10.0
+
+
+class ServiceZone(_ZoneBase):
+    """The till of a lane: being served here ends the wait."""
+
+    kind: Literal["service"]
+    lane: str | None = Field(default=None, pattern=ID_PATTERN, description=_LANE_DESCRIPTION)
+    service_zone: ClassVar[str | None] = None
+    stop_after_s: ClassVar[float] = 20.0
+    greet_radius_m: ClassVar[float] = 1.5
+    response_sla_s: ClassVar[float | None] = None
+    entering_min_seen_s: ClassVar[float] = 2.0
+    entering_max_track_age_s: ClassVar[float] = 10.0
+
+
+class DwellZone(_ZoneBase):
+    """A product display: visits, stops and staff approach."""
+
+    kind: Literal["dwell"]
+    stop_after_s: float = Field(default=20.0, gt=0.0, le=3600.0)  # meanings: edge/config_reference.py
+    greet_radius_m: float = Field(default=1.5, gt=0.0, le=20.0)
+    response_sla_s: float | None = Field(default=None, gt=0.0, le=3600.0, description=_SLA_DESCRIPTION)
+    lane: ClassVar[str | None] = None
+    service_zone: ClassVar[str | None] = None
+    entering_min_seen_s: ClassVar[float] = 2.0
+    entering_max_track_age_s: ClassVar[float] = 10.0
+
+
+class EntranceZone(_ZoneBase):
+    """The door: footfall and greetings."""
+
+    kind: Literal["entrance"]
+    greet_radius_m: float = Field(default=1.5, gt=0.0, le=20.0)
+    response_sla_s: float | None = Field(default=None, gt=0.0, le=3600.0, description=_SLA_DESCRIPTION)
+    entering_min_seen_s: float = Field(
+        default=2.0,
+        ge=0.0,
+        le=60.0,
+        description="entrance: a track seen for less than this in all is a detector flicker, not a customer: "
+        "its entry and greeting events wait until it has been seen this long and are dropped if it ends "
+        "first. Lower it for a camera that sees people for less than this as they come in",
+    )
+    entering_max_track_age_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        le=600.0,
+        description="entrance: a track older than this when it steps into the zone is someone leaving "
+        "or passing, not a customer entering (no greeting owed, no footfall)",
+    )
+    lane: ClassVar[str | None] = None
+    service_zone: ClassVar[str | None] = None
+    stop_after_s: ClassVar[float] = 20.0
+
+
+class StaffOnlyZone(_ZoneBase):
+    """Behind the counter: tracks that stay here are staff."""
+
+    kind: Literal["staff_only"]
+    lane: ClassVar[str | None] = None
+    service_zone: ClassVar[str | None] = None
+    stop_after_s: ClassVar[float] = 20.0
+    greet_radius_m: ClassVar[float] = 1.5
+    response_sla_s: ClassVar[float | None] = None
+    entering_min_seen_s: ClassVar[float] = 2.0
+    entering_max_track_age_s: ClassVar[float] = 10.0
+
+
+ZoneConfig = Annotated[
+    QueueZone | ServiceZone | DwellZone | EntranceZone | StaffOnlyZone, Field(discriminator="kind")
+]
+ZONE_MODELS: dict[str, type[_ZoneBase]] = {
+    "queue": QueueZone, "service": ServiceZone, "dwell": DwellZone, "entrance": EntranceZone,
+    "staff_only": StaffOnlyZone,
+}
+_ZONE_ADAPTER: TypeAdapter[ZoneConfig] = TypeAdapter(ZoneConfig)
+
+
+def zone_config(**fields: Any) -> ZoneConfig:
+    """Build a zone of the right kind from keyword fields (tests, simulator)."""
+    return _ZONE_ADAPTER.validate_python(fields)
 
 
 class HsvRange(Strict):
