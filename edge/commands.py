@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import IO, Any
 
-from edge.config import StoreConfig, load_config, parse_config
+from edge.config import ConfigError, StoreConfig, load_config, parse_config
 from edge.config_checks import Where
 from edge.contract import Frame, Tracks
 from edge.errors import UserFacingError
@@ -52,7 +52,51 @@ def check_model(data: dict[str, Any], where: Where) -> None:
                   "(set STORESENSE_MODELS_DIR to the folder that holds it)")
 
 
-RUN_CHECKS = (check_model,)
+def check_calibrations(data: dict[str, Any], where: Where) -> None:
+    """Each calibration must fit (not degenerate) and, for a file source, match its frame shape:
+    otherwise every frame of that camera fails at run time."""
+    from pydantic import ValidationError
+
+    from calibration.config import CalibrationConfig
+    from calibration.homography import Calibration
+
+    base = Path(where.filename).resolve().parent
+    cams = data.get("cameras") if isinstance(data.get("cameras"), list) else []
+    for i, cam in enumerate(cams):
+        if not isinstance(cam, dict) or not isinstance(cam.get("calibration"), dict):
+            continue
+        try:
+            cal_cfg = CalibrationConfig.model_validate(cam["calibration"])
+        except ValidationError:
+            continue  # already reported by the schema check
+        path = ("cameras", i, "calibration")
+        try:
+            cal = Calibration.from_config(cal_cfg, lambda v: Path(v) if Path(v).is_absolute() else base / v)
+            size = _file_frame_size(cam.get("source"), base)
+            if size is not None:
+                cal.for_frame_size(size)
+        except (UserFacingError, ConfigError) as exc:
+            where.add(path, str(exc).splitlines()[0][:300])
+
+
+def _file_frame_size(source: Any, base: Path) -> tuple[int, int] | None:
+    if not isinstance(source, str) or "://" in source:
+        return None
+    import cv2
+
+    p = Path(source).expanduser()
+    p = p if p.is_absolute() else base / p
+    if not p.is_file():
+        return None
+    cap = cv2.VideoCapture(str(p))
+    try:
+        w, h = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+    finally:
+        cap.release()
+    return (w, h) if w > 0 and h > 0 else None
+
+
+RUN_CHECKS = (check_model, check_calibrations)
 
 
 def load_run_config(path: str | Path) -> StoreConfig:

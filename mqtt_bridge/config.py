@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mqtt_bridge.topics import DEFAULT_PREFIX
+
+_HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
 class Strict(BaseModel):
@@ -37,6 +40,22 @@ class MqttConfig(Strict):
     outbox_max_messages: int = Field(default=100_000, ge=10)
     state_expiry_s: int = Field(default=120, ge=1, le=86400, description="MQTT 5 message expiry for live state")
     reconnect_max_backoff_s: float = Field(default=30.0, gt=0.0, le=600.0)
+
+    @field_validator("host")
+    @classmethod
+    def _host_ok(cls, v: str) -> str:
+        # a host that cannot resolve would run for ever without publishing a thing
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(v)
+            return v
+        except ValueError:
+            pass
+        labels = v.rstrip(".").split(".")
+        if not v or len(v) > 253 or not all(_HOST_LABEL.match(label) for label in labels):
+            raise ValueError(f"host {v[:60]!r} is neither an IP address nor a host name (letters, digits, '-', '.')")
+        return v
 
     @field_validator("prefix")
     @classmethod

@@ -166,3 +166,20 @@ def test_zone_settings_belong_to_their_kind() -> None:
     cfg = parse_config(BASE, "store.yaml")
     entrance = cfg.cameras[0].zones[2]
     assert type(entrance).__name__ == "EntranceZone" and entrance.stop_after_s == 20.0 and entrance.lane is None
+
+
+def test_found_by_the_fuzzer_host_and_calibration(tmp_path: Path, videos_path: Path) -> None:
+    # config_fuzz.py: these validated, then published nothing (host '#') or failed every frame
+    assert "mqtt.host: host '#' is neither an IP address nor a host name" in _problems(BASE + "mqtt: {host: '#'}\n")
+    clip = videos_path / "one-by-one-person-detection.mp4"
+    cal = ("    calibration:\n      image_points_px: [[100, 400], [700, 400], [600, 100], [200, 100]]\n"
+           "      floor_points_m: [[0, 0], [6, 0], [5, 8], [1, 8]]\n      reference_size_px: [1, 2]\n")
+    path = tmp_path / "store.yaml"
+    path.write_text(BASE.replace("    source: clip.mp4\n", f"    source: {clip}\n{cal}"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"store.yaml:8: cameras\[0\].calibration: .*different aspect ratio"):
+        load_run_config(path)
+    flat = cal.replace("[[0, 0], [6, 0], [5, 8], [1, 8]]", "[[0, 0], [6, 0], [5, 0], [1, 0]]").replace(
+        "      reference_size_px: [1, 2]\n", "")
+    path.write_text(BASE.replace("    source: clip.mp4\n", f"    source: {clip}\n{flat}"), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"cameras\[0\].calibration: .*one line"):
+        load_run_config(path)
