@@ -61,8 +61,8 @@ def check_calibrations(data: dict[str, Any], where: Where) -> None:
     from calibration.homography import Calibration
 
     base = Path(where.filename).resolve().parent
-    cams = data.get("cameras") if isinstance(data.get("cameras"), list) else []
-    for i, cam in enumerate(cams):
+    cams = data.get("cameras")
+    for i, cam in enumerate(cams if isinstance(cams, list) else []):
         if not isinstance(cam, dict) or not isinstance(cam.get("calibration"), dict):
             continue
         try:
