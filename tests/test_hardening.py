@@ -93,12 +93,12 @@ def test_truncated_recording_is_reported_and_exits_1(
 
     data = (videos_path / "one-by-one-person-detection.mp4").read_bytes()
     cut = tmp_path / "cut.mp4"
-    cut.write_bytes(data[: len(data) // 2])
+    cut.write_bytes(data[: len(data) // 6])  # a sixth: fewer frames to decode, same fault
     caplog.set_level(logging.WARNING, logger="storesense.sources")
     src = FileSource("cam-1", cut, prefetch=0)
     frames = sum(1 for _ in src.frames())
     src.close()
-    assert 600 < frames < 800 and src.stats.frames_corrupt >= src.frame_count - frames - 1
+    assert 50 < frames < src.frame_count // 2 and src.stats.frames_corrupt >= src.frame_count - frames - 1
     (warning,) = [r.getMessage() for r in caplog.records if "ends after" in r.getMessage()]
     assert re.search(r"last good frame: frame (\d+) at [\d.]+ s", warning) and "truncated" in warning
     code = main(["analyze", str(cut), "--analysis-fps", "0.5", "--no-analytics"])
