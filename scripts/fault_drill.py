@@ -268,7 +268,7 @@ def drill_disk_full(workdir: Path) -> Row:
         os.close(fd)
         t_full = time.monotonic()
         put("full", 16)
-        w.wait(lambda: "drill-edge:disk_full" in w.statuses, 10)
+        w.wait(lambda: "edge:disk_full" in w.statuses, 10)
         seen_s = time.monotonic() - t_full
         os.unlink(filler)
         time.sleep(6)  # the outbox retries the disk every 5 s
