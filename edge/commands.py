@@ -96,7 +96,33 @@ def _file_frame_size(source: Any, base: Path) -> tuple[int, int] | None:
     return (w, h) if w > 0 and h > 0 else None
 
 
+def check_sources(data: dict[str, Any], where: Where) -> None:
+    """A file source that is not a readable video. Only ``validate-config`` refuses it: ``run``
+    starts the other cameras and retries this one (it may be mounted or copied later)."""
+    import cv2
+
+    base = Path(where.filename).resolve().parent
+    cams = data.get("cameras")
+    for i, cam in enumerate(cams if isinstance(cams, list) else []):
+        source = cam.get("source") if isinstance(cam, dict) else None
+        if not isinstance(source, str) or "://" in source or cam.get("enabled", True) is False:
+            continue
+        p = Path(source).expanduser()
+        p = p if p.is_absolute() else base / p
+        if not p.is_file():
+            what = "is a folder" if p.is_dir() else "not found"
+            where.add(("cameras", i, "source"), f"video file {p} {what} (run would start the other cameras "
+                      "and retry this one)")
+            continue
+        cap = cv2.VideoCapture(str(p))
+        ok = cap.isOpened()
+        cap.release()
+        if not ok:
+            where.add(("cameras", i, "source"), f"OpenCV cannot open {p} (empty, corrupt or unsupported)")
+
+
 RUN_CHECKS = (check_model, check_calibrations)
+VALIDATE_CHECKS = (*RUN_CHECKS, check_sources)
 
 
 def load_run_config(path: str | Path) -> StoreConfig:
@@ -105,7 +131,7 @@ def load_run_config(path: str | Path) -> StoreConfig:
 
 
 def cmd_validate_config(args: argparse.Namespace) -> int:
-    cfg = load_run_config(args.config)
+    cfg = load_config(args.config, extra_checks=VALIDATE_CHECKS)
     zones = sum(len(c.zones) for c in cfg.cameras)
     print(f"{args.config}: OK — store {cfg.store.id}, {len(cfg.cameras)} camera(s), {zones} zone(s)")
     for cam in cfg.cameras:

@@ -38,7 +38,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edge.commands import RUN_CHECKS  # noqa: E402
+from edge.commands import VALIDATE_CHECKS  # noqa: E402
 from edge.config import ConfigError, parse_config  # noqa: E402
 
 BASE = """\
@@ -149,7 +149,7 @@ def mutate(base: dict[str, Any], base_text: str, rng: random.Random) -> tuple[st
 
 def validate(text: str) -> tuple[str, str]:
     try:
-        parse_config(text, "fuzz.yaml", Path(tempfile.gettempdir()) / "fuzz.yaml", extra_checks=RUN_CHECKS)
+        parse_config(text, "fuzz.yaml", Path(tempfile.gettempdir()) / "fuzz.yaml", extra_checks=VALIDATE_CHECKS)
     except ConfigError as exc:
         return "refused", exc.problems[0][:160] if exc.problems else ""
     except Exception as exc:  # noqa: BLE001 - this is what the fuzzer looks for
@@ -243,7 +243,7 @@ def main() -> int:
         if result == "traceback":
             print(f"TRACEBACK #{i} ({desc}):\n{detail}\n", flush=True)
         elif result == "accepted":
-            cfg = parse_config(text, "fuzz.yaml", extra_checks=RUN_CHECKS)
+            cfg = parse_config(text, "fuzz.yaml", extra_checks=VALIDATE_CHECKS)
             accepted.setdefault(cfg.model_dump_json(), (text, desc))
     print(f"{args.n} mutated configs in {time.monotonic() - t0:.1f} s: refused {outcome['refused']}, "
           f"accepted {outcome['accepted']} ({len(accepted)} distinct), tracebacks {outcome['traceback']}")

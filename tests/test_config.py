@@ -182,9 +182,9 @@ def test_relative_paths_resolve_against_the_config_file(tmp_path: Path) -> None:
     assert cfg.resolve_path("clip.mp4") == tmp_path / "conf" / "clip.mp4"
 
 
-def test_validate_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_validate_config_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str], table_video: Path) -> None:
     good = tmp_path / "good.yaml"
-    good.write_text(GOOD)
+    good.write_text(GOOD.replace("clip.mp4", str(table_video)))
     assert main(["validate-config", str(good)]) == 0
     assert "OK" in capsys.readouterr().out
 

@@ -183,3 +183,15 @@ def test_found_by_the_fuzzer_host_and_calibration(tmp_path: Path, videos_path: P
     path.write_text(BASE.replace("    source: clip.mp4\n", f"    source: {clip}\n{flat}"), encoding="utf-8")
     with pytest.raises(ConfigError, match=r"cameras\[0\].calibration: .*one line"):
         load_run_config(path)
+
+
+def test_validate_config_refuses_an_unusable_file_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # config_fuzz.py: a source cut to '.../one-by-one-person-detection' validated, then the camera
+    # could only report 'error' at run time (run keeps the others going; validate-config says why)
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    path = tmp_path / "store.yaml"
+    path.write_text(BASE.replace("source: clip.mp4", "source: empty.mp4"), encoding="utf-8")
+    assert main(["validate-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "store.yaml:7: cameras[0].source: OpenCV cannot open" in err
+    load_run_config(path)  # run itself starts: the other cameras must not wait for this one
