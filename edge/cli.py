@@ -8,6 +8,7 @@ import importlib
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 # module paths that expose register(subparsers); order = order in --help
 COMMAND_MODULES = [
@@ -17,9 +18,12 @@ COMMAND_MODULES = [
     "edge.ops_cli",  # heatmap, report
     "edge.evaluate",  # evaluate
 ]
+# Separately deployed parts (e.g. `hq`, the chain's central ingester, extra `[hq]`) add their
+# commands through this entry-point group, so nothing here imports them.
+PLUGIN_GROUP = "storesense.commands"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extra_modules: Sequence[str] = ()) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="storesense",
         description="Edge computer vision for stores: queues, waits, dwell, staff response. "
@@ -30,15 +34,26 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
+    registered = set(sub.choices)
+    for ep in entry_points(group=PLUGIN_GROUP):
+        if ep.name not in registered:
+            try:
+                ep.load()(sub)
+            except ImportError as exc:  # the extra is not installed on this box: the command is absent
+                logging.getLogger("storesense").debug("command %s unavailable: %s", ep.name, exc)
+            registered = set(sub.choices)
+    for name in extra_modules:
+        if name.rsplit(".", 1)[0] not in registered:
+            importlib.import_module(name).register(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, extra_modules: Sequence[str] = ()) -> int:
     from edge.config import ConfigError
     from edge.errors import UserFacingError
     from edge.logs import setup_logging
 
-    parser = build_parser()
+    parser = build_parser(extra_modules)
     args = parser.parse_args(argv)
     setup_logging(args.log_level, args.log_format)
     try:

@@ -195,7 +195,7 @@ def start_mosquitto(
 # production templates (mqtt_bridge/broker/): edge broker, ACL, bridge to a central broker
 
 TEMPLATES_DIR = Path(__file__).resolve().parent / "broker"
-TEMPLATE_NAMES = ("mosquitto-edge.conf", "acl", "bridge.conf")
+TEMPLATE_NAMES = ("mosquitto-edge.conf", "acl", "bridge.conf", "mosquitto-central.conf", "acl-hq")
 
 
 def template_variables(name: str) -> set[str]:

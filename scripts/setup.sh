@@ -10,6 +10,7 @@ APT_PACKAGES=(
   fonts-wqy-zenhei              # CJK glyphs for Chinese labels in the display and reports
   systemd                       # systemd-analyze verify of the service units (works without systemd as PID 1)
   prometheus                    # promtool: checks the sample scrape config and unit-tests the alert rules
+  postgresql                    # chain HQ database; the hq tests start their own cluster (initdb/pg_ctl)
 )
 
 need_apt=()
@@ -22,6 +23,10 @@ if [ ${#need_apt[@]} -gt 0 ]; then
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
 fi
+
+# Debian keeps initdb/pg_ctl in /usr/lib/postgresql/<version>/bin; hq/postgres.py looks there too
+command -v initdb >/dev/null 2>&1 || ls -d /usr/lib/postgresql/*/bin >/dev/null 2>&1 \
+  || { echo "setup: PostgreSQL's initdb not found after installing postgresql" >&2; exit 1; }
 
 PY=${PYTHON:-python3}
 echo "setup: pip install -e .[dev]"

@@ -4,5 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 $PY -m ruff check .
-$PY -m mypy edge zones calibration mqtt_bridge models
+$PY -m mypy edge zones calibration mqtt_bridge models hq
 $PY -m pytest -q "$@"

@@ -1,0 +1,75 @@
+"""Unit tests of one class/function each: the HQ message classifier and hq.yaml validation."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from edge.config import ConfigError
+from hq.config import parse_hq_config
+from hq.ingest import subscription_topics
+from hq.messages import AvailabilityRow, DeadLetter, EventRow, HeatmapRow, Ignored, StateSample, classify
+
+NOW = 1_800_000_000.0
+P = "storesense/v1"
+
+
+def c(topic: str, payload: bytes | dict) -> object:
+    raw = json.dumps(payload).encode() if isinstance(payload, dict) else payload
+    return classify(f"{P}/{topic}", raw, prefix=P, now_s=NOW, accept_future_s=86400, retention_days=30)
+
+
+def test_event_state_heatmap_availability_rows() -> None:
+    ev = c("s1/events/greeting", {"schema": "storesense.event.greeting/1", "store_id": "s1", "timestamp_s": NOW,
+                                  "event_id": "g-1", "within_sla": True})
+    assert isinstance(ev, EventRow) and (ev.store_id, ev.event_id, ev.type) == ("s1", "g-1", "greeting")
+    st = c("s1/lane/l1/state", {"schema": "storesense.lane_state/1", "store_id": "s1", "timestamp_s": NOW,
+                                "queue_length": 3, "open": True, "predicted_wait_s": None, "label": "L1"})
+    assert isinstance(st, StateSample) and dict(st.metrics) == {"queue_length": 3.0, "open": 1.0}
+    hm = c("s1/camera/cam-1/heatmap", {"schema": "storesense.heatmap/1", "store_id": "s1", "timestamp_s": NOW,
+                                       "event_id": "h-1", "hour_start_s": NOW - 3600})
+    assert isinstance(hm, HeatmapRow) and hm.camera_id == "cam-1"
+    assert c("s1/edge/box-1/availability", b"offline") == AvailabilityRow("s1", "box-1", "offline")
+    assert c("s1/edge/bridge/connection", b"1") == AvailabilityRow("s1", "bridge", "online")
+    assert isinstance(c("s1/lane/l1/set", b'{"state": "open"}'), Ignored)
+    assert isinstance(c("s1/lane/l1/state", b""), Ignored)  # a cleared retained message
+
+
+@pytest.mark.parametrize(("topic", "payload", "reason"), [
+    ("s1/events/entry", b"\xff\xfe", "not JSON"),
+    ("s1/events/entry", b"[]", "JSON object"),
+    ("s1/events/entry", {"schema": "storesense.event.entry/2", "store_id": "s1"}, "unknown schema"),
+    ("s1/events/entry", {"schema": "storesense.event.entry/1", "store_id": "s2", "event_id": "x",
+                         "timestamp_s": NOW}, "does not match"),
+    ("s1/events/entry", {"schema": "storesense.event.entry/1", "store_id": "s1", "event_id": "x",
+                         "timestamp_s": "yesterday"}, "epoch seconds"),
+    ("s1/events/entry", {"schema": "storesense.event.entry/1", "store_id": "s1", "event_id": "x",
+                         "timestamp_s": NOW - 40 * 86400}, "retention"),
+    ("s1/zone/z/state", {"schema": "storesense.lane_state/1", "store_id": "s1", "timestamp_s": NOW}, "unknown schema"),
+    ("s1/whatever", b"{}", "topic shape"),
+    ("s1/edge/box/availability", b"sleeping", "availability"),
+])
+def test_bad_input_becomes_a_dead_letter_with_a_reason(topic: str, payload: bytes | dict, reason: str) -> None:
+    row = c(topic, payload)
+    assert isinstance(row, DeadLetter) and reason in row.reason, row
+    assert row.topic == f"{P}/{topic}"
+
+
+def test_outside_the_prefix_is_a_dead_letter() -> None:
+    row = classify("other/s1/events/x", b"{}", prefix=P, now_s=NOW, accept_future_s=0, retention_days=1)
+    assert isinstance(row, DeadLetter)
+
+
+def test_config_errors_name_the_line_and_subscriptions() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_hq_config("postgres:\n  dsn: x\nmqtt:\n  port: 99999\n  colour: red\n", "hq.yaml")
+    text = "\n".join(exc.value.problems)
+    assert "hq.yaml:4: mqtt.port" in text and "hq.yaml:5: mqtt.colour: unknown key" in text
+    with pytest.raises(ConfigError, match="stores .* or share_group"):
+        parse_hq_config("postgres: {dsn: x}\nmqtt: {stores: [a], share_group: g}\n")
+    assert subscription_topics(parse_hq_config("postgres: {dsn: x}\n")) == ["storesense/v1/+/#"]
+    cfg = parse_hq_config("postgres: {dsn: x}\nmqtt: {stores: [s1, s2]}\n")
+    assert subscription_topics(cfg) == ["storesense/v1/s1/#", "storesense/v1/s2/#"]
+    cfg = parse_hq_config("postgres: {dsn: x}\nmqtt: {share_group: hq}\n")
+    assert subscription_topics(cfg) == ["$share/hq/storesense/v1/+/#"]
