@@ -73,3 +73,18 @@ def test_config_errors_name_the_line_and_subscriptions() -> None:
     assert subscription_topics(cfg) == ["storesense/v1/s1/#", "storesense/v1/s2/#"]
     cfg = parse_hq_config("postgres: {dsn: x}\nmqtt: {share_group: hq}\n")
     assert subscription_topics(cfg) == ["$share/hq/storesense/v1/+/#"]
+
+
+def test_shipped_hq_yaml_example_is_valid() -> None:
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "mqtt_bridge" / "broker" / "hq.yaml.example"
+    cfg = parse_hq_config(path.read_text(), str(path))
+    assert cfg.mqtt.share_group is None and cfg.postgres.retention_days == 400
+
+
+def test_cli_bad_config_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    from edge.cli import main
+
+    assert main(["hq", "ingest", "--config", "/nonexistent/hq.yaml"], extra_modules=["hq.cli"]) == 2
+    assert "/nonexistent/hq.yaml: config file not found" in capsys.readouterr().err
