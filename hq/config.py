@@ -65,6 +65,14 @@ class PostgresConfig(Strict):
     reconnect_max_backoff_s: float = Field(default=10.0, gt=0.0, le=300.0)
 
 
+DEFAULT_STATE_METRICS: dict[str, tuple[str, ...]] = {
+    "lane": ("queue_length", "predicted_wait_s", "open", "measured_wait_recent_s", "service_rate_per_min"),
+    "zone": ("occupancy", "staff_count"),
+    "store": ("lanes_open",),
+    "camera": ("fps_measured", "frames_dropped"),
+}
+
+
 class IngestConfig(Strict):
     batch_max_messages: int = Field(default=2000, ge=1, le=100_000)
     batch_wait_s: float = Field(default=0.2, gt=0.0, le=10.0,
@@ -72,6 +80,9 @@ class IngestConfig(Strict):
     accept_future_s: float = Field(default=86400.0, ge=0.0,
                                    description="timestamps further ahead than this are dead-lettered (a wrong clock)")
     stats_interval_s: float = Field(default=60.0, gt=0.0)
+    # Each kept field costs one row per entity and minute, and one upsert per entity and batch:
+    # keep what the reports and dashboards read. A kind missing here keeps every numeric field.
+    state_metrics: dict[str, list[str]] = Field(default_factory=lambda: {k: list(v) for k, v in DEFAULT_STATE_METRICS.items()})
 
 
 class StoreEntry(Strict):

@@ -185,7 +185,7 @@ class Ingester:
         rows: list[Row] = []
         for it in batch:
             row = classify(it.topic, it.payload, prefix=m.prefix, now_s=now_s, accept_future_s=ing.accept_future_s,
-                           retention_days=self.cfg.postgres.retention_days)
+                           retention_days=self.cfg.postgres.retention_days, state_metrics=ing.state_metrics)
             if isinstance(row, Ignored):
                 self.stats.ignored += 1
                 continue

@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -116,10 +117,10 @@ def _check_common(obj: dict[str, Any], schema: str, store: str) -> None:
         raise _Bad(f"store_id {obj.get('store_id')!r} does not match the topic's store {store!r}")
 
 
-def _metrics(obj: dict[str, Any]) -> tuple[tuple[str, float], ...]:
+def _metrics(obj: dict[str, Any], keep: Collection[str] | None) -> tuple[tuple[str, float], ...]:
     out = []
     for k, v in obj.items():
-        if k in SKIP_METRICS:
+        if k in SKIP_METRICS or (keep is not None and k not in keep):
             continue
         if isinstance(v, bool):
             out.append((k, 1.0 if v else 0.0))
@@ -129,15 +130,18 @@ def _metrics(obj: dict[str, Any]) -> tuple[tuple[str, float], ...]:
 
 
 def classify(topic: str, raw: bytes, *, prefix: str, now_s: float, accept_future_s: float,
-             retention_days: float) -> Row:
-    """One message → one row (or a dead letter). Never raises for bad input."""
+             retention_days: float, state_metrics: Mapping[str, Collection[str]] | None = None) -> Row:
+    """One message → one row (or a dead letter). Never raises for bad input. ``state_metrics``:
+    the numeric fields kept per state kind (a kind not listed keeps all)."""
     try:
-        return _classify(topic, raw, prefix, now_s, accept_future_s, now_s - retention_days * 86400.0)
+        return _classify(topic, raw, prefix, now_s, accept_future_s, now_s - retention_days * 86400.0,
+                         state_metrics or {})
     except _Bad as exc:
         return DeadLetter(topic, str(exc), bytes(raw))
 
 
-def _classify(topic: str, raw: bytes, prefix: str, now_s: float, accept_future_s: float, oldest_s: float) -> Row:
+def _classify(topic: str, raw: bytes, prefix: str, now_s: float, accept_future_s: float, oldest_s: float,
+              state_metrics: Mapping[str, Collection[str]]) -> Row:
     if not topic.startswith(prefix + "/"):
         raise _Bad(f"topic outside the prefix {prefix!r}")
     parts = topic[len(prefix) + 1:].split("/")
@@ -179,5 +183,5 @@ def _classify(topic: str, raw: bytes, prefix: str, now_s: float, accept_future_s
         obj = _json_object(raw)
         _check_common(obj, STATE_SCHEMAS[kind][1], store)
         ts = _epoch(obj, "timestamp_s", now_s, accept_future_s, oldest_s)
-        return StateSample(store, kind, entity, ts, _metrics(obj))
+        return StateSample(store, kind, entity, ts, _metrics(obj, state_metrics.get(kind)))
     raise _Bad(f"no table for topic kind {kind!r} leaf {leaf!r}")

@@ -22,6 +22,7 @@ from hq.schema import drop_expired_partitions, ensure_partitions, migrate
 log = logging.getLogger("storesense.hq")
 
 EntityKey = tuple[str, str, str]  # store, kind, entity
+_STATE_COLS = "store_id, kind, entity_id, metric, minute, n, sum, min, max, first_ts, last_ts"
 
 
 @dataclass
@@ -63,6 +64,7 @@ class PgWriter:
         migrate(conn)
         conn.execute("CREATE TEMP TABLE IF NOT EXISTS ev_stage (store_id text, event_id text, type text, "
                      "ts timestamptz, received_at timestamptz, payload jsonb)")
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS st_stage (LIKE state_minute)")
         self.conn = conn
         self._partitions.clear()  # another process may have dropped some (retention)
 
@@ -183,14 +185,17 @@ class PgWriter:
                     a[5] = s.timestamp_s
         if not agg:
             return
-        with self.conn.cursor() as cur:
-            cur.executemany(
-                "INSERT INTO state_minute AS s (store_id, kind, entity_id, metric, minute, n, sum, min, max, first_ts, last_ts) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (store_id, kind, entity_id, metric, minute) "
-                "DO UPDATE SET n = s.n + EXCLUDED.n, sum = s.sum + EXCLUDED.sum, min = LEAST(s.min, EXCLUDED.min), "
-                "max = GREATEST(s.max, EXCLUDED.max), first_ts = LEAST(s.first_ts, EXCLUDED.first_ts), "
-                "last_ts = GREATEST(s.last_ts, EXCLUDED.last_ts)",
-                [(*k, int(a[0]), *a[1:]) for k, a in agg.items()])
+        # COPY into a staging table, then one set-based upsert (far cheaper than a statement per row)
+        self.conn.execute("TRUNCATE st_stage")
+        with self.conn.cursor().copy(f"COPY st_stage ({_STATE_COLS}) FROM STDIN") as cp:
+            for k, a in agg.items():
+                cp.write_row((*k, int(a[0]), *a[1:]))
+        self.conn.execute(
+            f"INSERT INTO state_minute AS s ({_STATE_COLS}) SELECT {_STATE_COLS} FROM st_stage "
+            "ON CONFLICT (store_id, kind, entity_id, metric, minute) "
+            "DO UPDATE SET n = s.n + EXCLUDED.n, sum = s.sum + EXCLUDED.sum, min = LEAST(s.min, EXCLUDED.min), "
+            "max = GREATEST(s.max, EXCLUDED.max), first_ts = LEAST(s.first_ts, EXCLUDED.first_ts), "
+            "last_ts = GREATEST(s.last_ts, EXCLUDED.last_ts)")
         res.state_rows += len(agg)
 
     def _write_heatmaps(self, heatmaps: list[HeatmapRow], res: BatchResult) -> None:

@@ -17,7 +17,14 @@ import psycopg
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from edge.cli import main as cli_main
+from edge.config import load_config
+from edge.history import HistoryReader, history_path
+from edge.report import collect_report_data, summary_numbers
+from hq.config import load_hq_config
+from hq.report import chain_report
 from hq.schema import MIGRATIONS, drop_expired_partitions, ensure_partitions, migrate
+from tests.browser import Browser
 from tests.hq_lab import HqLab, wait_for
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +112,62 @@ def test_schema_migrations_partitions_and_retention(lab: HqLab) -> None:
             "SELECT partstrat FROM pg_partitioned_table p JOIN pg_class c ON c.oid = p.partrelid "
             "WHERE c.relname IN ('events', 'state_minute', 'heatmaps')").fetchall()}
         assert kinds == {"r"}  # native range partitioning
+
+
+def test_chain_report_totals_equal_the_stores_own_reports(lab: HqLab, tmp_path: Path) -> None:
+    """Both edges go once through the clip; each store's own report (its on-box history) and the
+    chain report (PostgreSQL) agree store by store, and the chain totals are their sums."""
+    for s in lab.stores:
+        lab.start_edge_run(s, realtime=False, loop=False)
+    for s in lab.stores:
+        proc = lab.edges[s].proc
+        assert proc is not None and proc.wait(timeout=300) == 0, lab.logs()
+    drills = _drills_module()
+    assert wait_for(lambda: drills._caught_up(lab), 30), lab.logs()
+    day = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    start_s, end_s = day.timestamp(), (day + dt.timedelta(days=2)).timestamp()
+    own = {}
+    for s in lab.stores:
+        cfg = load_config(lab.edges[s].config_path)
+        with HistoryReader(history_path(cfg)) as reader:
+            own[s] = summary_numbers(collect_report_data(reader, cfg, start_s, end_s))
+    assert sum(n["footfall_total"] + n["waits_count"] for n in own.values()) > 0  # the clip made something to compare
+
+    hq_cfg = load_hq_config(lab.hq_config_path)
+    html, figures = chain_report(hq_cfg, start_s, end_s)
+    by_store = {f.store_id: f for f in figures}
+    for s in lab.stores:
+        f, n = by_store[s], own[s]
+        assert (f.footfall, f.customers_waited, f.greeted) == (
+            n["footfall_total"], n["waits_count"], n["sla_count"].get("greeting", 0)), (s, f, n)
+        assert f.summary["sla_pct"] == n["sla_pct"] and f.summary["wait_mean_s"] == n["wait_mean_s"]
+    out = tmp_path / "chain.html"
+    out.write_text(html)
+    code = cli_main(["hq", "report", "--config", str(lab.hq_config_path), "--from", day.strftime("%Y-%m-%d"),
+                     "--to", (day + dt.timedelta(days=1)).strftime("%Y-%m-%d"), "--out", str(tmp_path / "cli.html")],
+                    extra_modules=["hq.cli"])
+    assert code == 0 and (tmp_path / "cli.html").stat().st_size > 1000
+    assert "http://" not in html and "https://" not in html and "<script" not in html
+    with Browser(width_px=1280, height_px=900) as b:
+        page = b.new_page(out.as_uri())
+        assert page.evaluate("Array.from(document.querySelectorAll('section[id]')).map(s => s.id)") == [
+            "ranking", "matrix", "peaks", "availability"]
+        shown = page.evaluate("""(() => {
+            const rows = Array.from(document.querySelectorAll('#ranking tr[data-store]'));
+            const num = (r, c) => Number(r.querySelector(c).textContent.replace(/,/g, ''));
+            return {stores: rows.map(r => r.dataset.store),
+                    footfall: rows.map(r => num(r, '.footfall')), waited: rows.map(r => num(r, '.waited')),
+                    total_footfall: Number(document.getElementById('total-footfall').textContent.replace(/,/g, '')),
+                    total_waited: Number(document.getElementById('total-waited').textContent),
+                    total_greeted: Number(document.getElementById('total-greeted').textContent)};
+        })()""")
+        assert sorted(shown["stores"]) == sorted(lab.stores)
+        assert shown["total_footfall"] == sum(shown["footfall"]) == sum(n["footfall_total"] for n in own.values())
+        assert shown["total_waited"] == sum(shown["waited"]) == sum(n["waits_count"] for n in own.values())
+        assert shown["total_greeted"] == sum(n["sla_count"].get("greeting", 0) for n in own.values())
+        assert page.console_errors() == []
+        assert page.evaluate("performance.getEntriesByType('resource').map(e => e.name)"
+                             ".filter(n => !n.startsWith('data:'))") == []
 
 
 def test_drills_lose_nothing_and_duplicate_nothing(lab: HqLab) -> None:

@@ -88,3 +88,11 @@ def test_cli_bad_config_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> 
 
     assert main(["hq", "ingest", "--config", "/nonexistent/hq.yaml"], extra_modules=["hq.cli"]) == 2
     assert "/nonexistent/hq.yaml: config file not found" in capsys.readouterr().err
+
+
+def test_state_metrics_keep_only_the_listed_fields() -> None:
+    payload = {"schema": "storesense.lane_state/1", "store_id": "s1", "timestamp_s": NOW, "queue_length": 2,
+               "open": False, "services_observed": 9}
+    row = classify(f"{P}/s1/lane/l1/state", json.dumps(payload).encode(), prefix=P, now_s=NOW, accept_future_s=0,
+                   retention_days=1, state_metrics={"lane": ["queue_length", "open"]})
+    assert isinstance(row, StateSample) and dict(row.metrics) == {"queue_length": 2.0, "open": 0.0}
