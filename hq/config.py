@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edge.config import ID_PATTERN, ConfigError, _expand_env, load_yaml_mapping, validation_problems
+from edge.config_checks import Where
 from mqtt_bridge.config import TlsConfig
 from mqtt_bridge.topics import DEFAULT_PREFIX
 
@@ -108,10 +109,10 @@ class HqConfig(Strict):
 
 def parse_hq_config(text: str, filename: str = "<hq config>") -> HqConfig:
     data, lines = load_yaml_mapping(text, filename, "postgres (and mqtt, ingest, report)")
-    problems: list[str] = []
-    data = _expand_env(data, filename, problems)
-    if problems:
-        raise ConfigError(problems)
+    where = Where(filename, lines)
+    data = _expand_env(data, (), where)
+    if where.problems:
+        raise ConfigError(where.problems)
     try:
         return HqConfig.model_validate(data)
     except ValidationError as exc:
