@@ -186,18 +186,18 @@ class Chain:
         port = free_port()
         bridge = "\n".join([
             f"connection region-{region}", f"address 127.0.0.1:{self.central_ports['tls']}",
-            "bridge_protocol_version mqttv311", f"remote_clientid bridge-region-{region}", "remote_username loadbridge",
+            "bridge_protocol_version mqttv50", f"remote_clientid bridge-region-{region}", "remote_username loadbridge",
             f"remote_password {BRIDGE_PW}", "cleansession false", "restart_timeout 1 2", "keepalive_interval 30",
             "try_private true", f"bridge_cafile {self.certs / 'ca.crt'}", "bridge_insecure false",
+            # its notification (and Last Will) under the prefix the ACL lets it write, as bridge.conf does
+            "notifications true", f"notification_topic {PREFIX}/region-{region}/edge/bridge/connection",
             # the shipped bridge.conf's topic lines, with a store level wildcard (a region's bridge)
             *(f"topic {t} out 1 {PREFIX}/ {PREFIX}/" for t in
               ("+/lane/+/state", "+/zone/+/state", "+/store/+/+", "+/camera/+/+", "+/events/+", "+/edge/+/availability")),
         ])
         text = "\n".join(["user root", f"listener {port} 127.0.0.1", "allow_anonymous true", "persistence true",
                           f"persistence_location {d / 'data'}/",
-                          # a big queue for the outage; no max_inflight_messages here: with it
-                          # Mosquitto 2.0.11's bridge fails with "Protocol error" under load
-                          "max_queued_messages 5000000",
+                          "max_queued_messages 5000000",  # a big queue for the outage
                           f"log_dest file {d / 'mosquitto.log'}", "log_type error", "log_type warning", bridge, ""])
         return start_mosquitto_config(text, port=port, workdir=d)
 

@@ -146,7 +146,8 @@ class HqLab:
         (d / "data").mkdir(exist_ok=True)
         write_password_file(d / "passwd", self.passwords)
         acl = "\n".join(render_template("acl", STORE=s, PREFIX=DEFAULT_PREFIX, EDGE_USER=f"edge-{s}",
-                                        SCREEN_USER=f"screen-{s}") for s in self.stores)
+                                        SCREEN_USER=f"screen-{s}", OPERATOR_USER=f"operator-{s}")
+                        for s in self.stores)
         acl += "\n" + render_template("acl-hq", HQ_USER=HQ_USER, PREFIX=DEFAULT_PREFIX)
         (d / "acl").write_text(acl)
         if not self.central_ports:
@@ -196,7 +197,7 @@ class HqLab:
         write_password_file(d / "passwd", {f"edge-{store}": self.passwords[f"edge-{store}"],
                                            f"screen-{store}": self.passwords[f"screen-{store}"]})
         (d / "acl").write_text(render_template("acl", STORE=store, PREFIX=DEFAULT_PREFIX, EDGE_USER=f"edge-{store}",
-                                               SCREEN_USER=f"screen-{store}"))
+                                               SCREEN_USER=f"screen-{store}", OPERATOR_USER=f"operator-{store}"))
         port, ws = free_port(), free_port()
         text = render_template(
             "mosquitto-edge.conf", STORE=store, EDGE_USER=f"edge-{store}", SCREEN_USER=f"screen-{store}",
@@ -214,7 +215,8 @@ class HqLab:
             bridge = bridge.replace(old, new)
         # a short reconnect backoff keeps the drills short; production keeps the template's 2..60 s
         bridge = bridge.replace("restart_timeout 2 60", "restart_timeout 1 2")
-        broker = start_mosquitto_config(text + "\n" + bridge, port=port, ws_port=ws, workdir=d)
+        # no ws_port: the WebSocket listener may be disabled (render_template, Mosquitto < 2.0.12)
+        broker = start_mosquitto_config(text + "\n" + bridge, port=port, workdir=d)
         tap = Tap(port, f"edge-{store}", self.passwords[f"edge-{store}"], Topics(store))
         edge = Edge(store, d, broker, d / "store.yaml", tap)
         self.write_store_config(edge)
