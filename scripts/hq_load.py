@@ -259,7 +259,8 @@ def lag_stats(pg: Any, since: float, until: float) -> tuple[float | None, float 
             "max(l), count(*) FROM (SELECT extract(epoch FROM received_at - ts) AS l FROM events "
             "WHERE ts >= to_timestamp(%s) AND ts < to_timestamp(%s)) x", (since, until)).fetchone()
     assert row is not None
-    return row[0], row[1], row[2], row[3]
+    f = lambda v: None if v is None else float(v)  # noqa: E731  (numeric -> float for JSON)
+    return f(row[0]), f(row[1]), f(row[2]), int(row[3])
 
 
 def newest_event_age_s(pg: Any, regions: int) -> float:

@@ -114,19 +114,21 @@ def test_schema_migrations_partitions_and_retention(lab: HqLab) -> None:
         assert kinds == {"r"}  # native range partitioning
 
 
-def test_chain_report_totals_equal_the_stores_own_reports(lab: HqLab, tmp_path: Path) -> None:
+def test_chain_report_totals_equal_the_stores_own_reports(lab: HqLab, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     """Both edges go once through the clip; each store's own report (its on-box history) and the
     chain report (PostgreSQL) agree store by store, and the chain totals are their sums."""
     for s in lab.stores:
         lab.start_edge_run(s, realtime=False, loop=False)
     for s in lab.stores:
         proc = lab.edges[s].proc
-        assert proc is not None and proc.wait(timeout=300) == 0, lab.logs()
+        assert proc is not None and proc.wait(timeout=900) == 0, lab.logs()
     drills = _drills_module()
     assert wait_for(lambda: drills._caught_up(lab), 30), lab.logs()
     day = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     start_s, end_s = day.timestamp(), (day + dt.timedelta(days=2)).timestamp()
     own = {}
+    monkeypatch.setenv("STORESENSE_MQTT_PASSWORD", "only-read-by-the-edge")  # load_config checks it is set
     for s in lab.stores:
         cfg = load_config(lab.edges[s].config_path)
         with HistoryReader(history_path(cfg)) as reader:
