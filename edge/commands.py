@@ -235,7 +235,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         start_epoch_s=parse_start(args.start),
     )
     sinks: list[Sink] = []
-    events = JsonlSink(args.events) if args.events else None
+    events = JsonlSink(args.events, topics) if args.events else None
     if events is not None:
         sinks.append(events)
     if args.history:
@@ -256,8 +256,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             mot.write(tracks)
         progress.update_to(frame.index)
 
-    analytics = build_analytics(cfg, topics) if not args.no_analytics else None
-    runtime = Runtime(cfg, [worker], FanoutSink(sinks) if sinks else MemorySink(), analytics, topics=topics, on_tracks=on_tracks)
+    analytics = build_analytics(cfg) if not args.no_analytics else None
+    runtime = Runtime(cfg, [worker], FanoutSink(sinks) if sinks else MemorySink(), analytics, on_tracks=on_tracks)
     _install_signal_handlers(runtime.stop)
     summary = runtime.run()
     progress.close()
@@ -360,10 +360,10 @@ def run_store(cfg: StoreConfig, *, realtime: bool = False, loop: bool = False, e
     runtime_ref: list[Any] = []
     sinks, publisher = build_live_sinks(cfg, topics, runtime_ref)
     if events_path:
-        sinks.append(JsonlSink(events_path))
+        sinks.append(JsonlSink(events_path, topics))
     sink = FanoutSink(sinks)
     notifier = SystemdNotifier()
-    runtime = Runtime(cfg, workers, sink, build_analytics(cfg, topics), topics=topics, heartbeat=notifier.watchdog)
+    runtime = Runtime(cfg, workers, sink, build_analytics(cfg), heartbeat=notifier.watchdog)
     runtime_ref.append(runtime)
     if publisher is not None:
         publisher.start()

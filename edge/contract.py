@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -179,19 +179,31 @@ class Tracks:
         )
 
 
+MessageKind = Literal["lane_state", "zone_state", "store_state", "camera_status", "heatmap", "event"]
+"""What a message is about. The transport maps (kind, entity id) to an address, e.g.
+``mqtt_bridge.topics.Topics.of``; producers never know topics."""
+
+Durability = Literal["state", "event"]
+"""``state``: live state, only the latest per (kind, entity) matters (MQTT: retained, re-sent
+after a reconnect). ``event``: every one counts, in order, never lost (MQTT: QoS 1 through the
+durable outbox)."""
+
+
 @dataclass(frozen=True)
 class Message:
     """One metric or event, exactly as it is published over MQTT and written to --events.
 
-    ``topic`` is the full topic (see :mod:`mqtt_bridge.topics`). ``payload`` is JSON-able and
-    must never carry image data, faces or identities: only aggregated numbers and anonymous,
-    per-camera track ids that are forgotten when the track ends.
+    ``entity_id`` names the lane, zone or camera; ``"all"`` for the store; the event type for
+    ``kind="event"``. ``payload`` is JSON-able and must never carry image data, faces or
+    identities: only aggregated numbers and anonymous, per-camera track ids that are forgotten
+    when the track ends.
     """
 
-    topic: str
+    kind: MessageKind
+    entity_id: str
     payload: dict[str, Any]
-    retain: bool = False
-    qos: int = 1
+    durability: Durability
 
-    def to_json_obj(self) -> dict[str, Any]:
-        return {"topic": self.topic, "payload": self.payload}
+    @property
+    def is_state(self) -> bool:
+        return self.durability == "state"

@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 from edge.contract import Message
 from edge.errors import UserFacingError
+from mqtt_bridge.topics import Topics
 
 log = logging.getLogger("storesense.history")
 
@@ -106,8 +107,8 @@ def migrate(conn: sqlite3.Connection, path: Path | str = "<history>") -> int:
 
 
 def message_kind(message: Message) -> Kind:
-    """Retained messages are live state, the rest are events (same rule as the publisher)."""
-    return "state" if message.retain else "event"
+    """Live state or event: the message's durability (the publisher routes on the same field)."""
+    return message.durability
 
 
 def _finite(value: Any) -> Any:
@@ -121,7 +122,7 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _row_for(message: Message) -> tuple[float, str, str, str, str]:
+def _row_for(message: Message, topics: Topics) -> tuple[float, str, str, str, str]:
     payload = message.payload
     ts = payload.get("timestamp_s")
     timestamp_s = float(ts) if isinstance(ts, int | float) else float("nan")
@@ -132,7 +133,7 @@ def _row_for(message: Message) -> tuple[float, str, str, str, str]:
         text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
     except ValueError:
         text = json.dumps(_finite(payload), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    return (timestamp_s, message.topic, schema, message_kind(message), text)
+    return (timestamp_s, topics.of(message), schema, message_kind(message), text)
 
 
 class HistorySink:
@@ -149,6 +150,7 @@ class HistorySink:
         retention_days: float = 90.0,
         max_size_mb: float = 1024.0,
         *,
+        topics: Topics,
         commit_interval_s: float = 1.0,
         prune_interval_s: float = 60.0,
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
@@ -159,6 +161,7 @@ class HistorySink:
         if max_size_mb <= 0:
             raise ValueError("max_size_mb must be positive")
         self.path = Path(path)
+        self.topics = topics  # the topic column: what MQTT carries, so queries use the same addresses
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.retention_days = float(retention_days)
         self.max_size_bytes = int(max_size_mb * 1024 * 1024)
@@ -191,7 +194,7 @@ class HistorySink:
         if self._closed:
             raise RuntimeError("HistorySink is closed")
         for m in messages:
-            self._queue.put(_row_for(m))
+            self._queue.put(_row_for(m, self.topics))
 
     def flush(self, timeout_s: float = 30.0) -> None:
         """Commit everything emitted so far (used at shutdown and by tests)."""
@@ -490,4 +493,5 @@ def history_sink_from_config(cfg: Any) -> HistorySink | None:
     """The history sink configured in a StoreConfig, or None when ``history.enabled`` is false."""
     if not cfg.history.enabled:
         return None
-    return HistorySink(history_path(cfg), cfg.history.retention_days, cfg.history.max_size_mb)
+    topics = Topics(cfg.store.id, cfg.mqtt.prefix)
+    return HistorySink(history_path(cfg), cfg.history.retention_days, cfg.history.max_size_mb, topics=topics)

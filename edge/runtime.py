@@ -22,10 +22,10 @@ import cv2
 
 from edge.config import CameraConfig, StoreConfig
 from edge.contract import Frame, Message, Tracks
+from edge.payloads import CameraStatus
 from edge.pipeline import CameraPipeline, Detector, FpsGate, StageTimer
 from edge.sinks import Sink
 from edge.sources import FileSource, LiveSource, SourceError, SourceState, SourceStats
-from mqtt_bridge.topics import Topics
 
 log = logging.getLogger("storesense.runtime")
 
@@ -204,7 +204,6 @@ class Runtime:
         sink: Sink,
         analytics: Analytics | None,
         *,
-        topics: Topics | None = None,
         on_tracks: Callable[[Tracks, Frame], None] | None = None,
         save_reference_frames: bool = True,
         heartbeat: Callable[[], object] | None = None,
@@ -213,7 +212,6 @@ class Runtime:
         self.workers = list(workers)
         self.sink = sink
         self.analytics = analytics
-        self.topics = topics or Topics(cfg.store.id, cfg.mqtt.prefix)
         self.on_tracks = on_tracks
         self.save_reference_frames = save_reference_frames
         # called once per loop iteration: the systemd watchdog ping, so a hung loop gets restarted
@@ -353,23 +351,22 @@ class Runtime:
         w._status_counts = (now, frames)
         self._last_status_mono[w.camera.id] = now
         st = w.stats
-        payload = {
-            "schema": "storesense.camera_status/1",
-            "store_id": self.cfg.store.id,
-            "camera_id": w.camera.id,
-            "timestamp_s": w.last_timestamp_s if w.last_timestamp_s is not None else time.time(),
-            "state": state,
-            "fps_measured": round(fps, 2),
-            "analysis_fps": w.camera.fps,
-            "frames_total": frames,
-            "frames_dropped": int(st.frames_skipped) if w.live is not None else 0,
-            "frames_corrupt": int(st.frames_corrupt),
-            "reconnects": int(st.reconnects),
-            "errors": w.errors,
-            "last_error": w.last_error,
-            "reason": w.reason,
-        }
-        self._emit([Message(self.topics.camera_status(w.camera.id), payload, retain=True, qos=1)])
+        status = CameraStatus(
+            store_id=self.cfg.store.id,
+            camera_id=w.camera.id,
+            timestamp_s=w.last_timestamp_s if w.last_timestamp_s is not None else time.time(),
+            state=state,
+            fps_measured=round(fps, 2),
+            analysis_fps=w.camera.fps,
+            frames_total=frames,
+            frames_dropped=int(st.frames_skipped) if w.live is not None else 0,
+            frames_corrupt=int(st.frames_corrupt),
+            reconnects=int(st.reconnects),
+            errors=w.errors,
+            last_error=w.last_error,
+            reason=w.reason,
+        )
+        self._emit([Message("camera_status", w.camera.id, status.to_dict(), "state")])
 
     def _finish(self) -> None:
         if self.analytics is not None:
@@ -402,10 +399,10 @@ def build_tracker(cfg: StoreConfig) -> Any:
     return ByteTracker(cfg.tracker)
 
 
-def build_analytics(cfg: StoreConfig, topics: Topics) -> Analytics:
+def build_analytics(cfg: StoreConfig) -> Analytics:
     from zones.analytics import StoreAnalytics
 
-    return StoreAnalytics(cfg, topics)
+    return StoreAnalytics(cfg)
 
 
 __all__ = [

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from edge.contract import Message
+from mqtt_bridge.topics import Topics
 
 
 class Sink(Protocol):
@@ -23,15 +24,17 @@ class Sink(Protocol):
 class JsonlSink:
     """One JSON object per line: ``{"topic": ..., "payload": {...}}`` — exactly what MQTT gets."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, topics: Topics) -> None:
         self.path = Path(path)
+        self.topics = topics
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh: IO[str] = self.path.open("w", encoding="utf-8")
         self.count = 0
 
     def emit(self, messages: Sequence[Message]) -> None:
         for m in messages:
-            self._fh.write(json.dumps(m.to_json_obj(), ensure_ascii=False, separators=(",", ":")) + "\n")
+            obj = {"topic": self.topics.of(m), "payload": m.payload}
+            self._fh.write(json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n")
             self.count += 1
         self._fh.flush()
 

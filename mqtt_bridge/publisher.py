@@ -1,9 +1,10 @@
 """MQTT sink: live state retained, events through a disk outbox, availability with a Last Will.
 
-Routing (docs/architecture.md, docs/mqtt.md): ``Message.retain=True`` is live state. Only the latest
+Routing (docs/architecture.md, docs/mqtt.md; ``Topics.route`` maps a message's kind, entity id and
+durability to topic, QoS and retain): ``durability="state"`` is live state. Only the latest
 value per topic matters, so it goes into an in-memory cache and is (re-)published, retained,
 with an MQTT 5 message expiry, whenever the link is up and after every reconnect.
-``retain=False, qos>=1`` is an event: it is written to a SQLite outbox first and a sender
+``durability="event"`` is an event: it is written to a SQLite outbox first and a sender
 drains that file in order, deleting rows only on PUBACK (at-least-once; consumers de-duplicate
 by ``event_id``).
 
@@ -47,7 +48,7 @@ from edge.errors import UserFacingError
 from mqtt_bridge.commands import CommandHandler
 from mqtt_bridge.config import MqttConfig
 from mqtt_bridge.outbox import Outbox, OutboxRow
-from mqtt_bridge.topics import Topics, topic_id
+from mqtt_bridge.topics import Routing, Topics, topic_id
 
 log = logging.getLogger("storesense.mqtt")
 
@@ -334,18 +335,19 @@ class MqttPublisher:
         events: list[tuple[str, bytes, int]] = []
         with self._lock:
             for m in messages:
-                data = self._encode(m)
-                if data is None:
+                routed = self._route(m)
+                data = self._encode(m, routed.topic) if routed is not None else None
+                if routed is None or data is None:
                     continue
-                if m.retain:
-                    self._state[m.topic] = (data, min(max(m.qos, 0), 1))
-                    self._dirty.pop(m.topic, None)
-                    self._dirty[m.topic] = None
-                    self._note_lane(m.topic)
-                elif m.qos >= 1:
-                    events.append((m.topic, data, 1))
+                if routed.retain:
+                    self._state[routed.topic] = (data, routed.qos)
+                    self._dirty.pop(routed.topic, None)
+                    self._dirty[routed.topic] = None
+                    self._note_lane(routed.topic)
+                elif routed.qos >= 1:
+                    events.append((routed.topic, data, 1))
                 elif self._ready:
-                    self._volatile.append((m.topic, data))
+                    self._volatile.append((routed.topic, data))
         if events:
             self.outbox.put_many(events)
         self._wake.set()
@@ -387,8 +389,15 @@ class MqttPublisher:
         log.info("MQTT publisher closed: %s", self.stats)
 
     # -- emit helpers (called with self._lock held) ---------------------------------------------
-    def _encode(self, m: Message) -> bytes | None:
-        if not m.topic or "+" in m.topic or "#" in m.topic or m.topic.startswith("/"):
+    def _route(self, m: Message) -> Routing | None:
+        try:
+            return self.topics.route(m)
+        except ValueError as exc:
+            self._refuse(m, f"no valid topic ({exc})")
+            return None
+
+    def _encode(self, m: Message, topic: str) -> bytes | None:
+        if not topic or "+" in topic or "#" in topic or topic.startswith("/"):
             self._refuse(m, "topic is empty, starts with '/' or contains a wildcard")
             return None
         reason = find_image_data(m.payload)
@@ -403,7 +412,8 @@ class MqttPublisher:
 
     def _refuse(self, m: Message, reason: str) -> None:
         self._stats.refused += 1
-        log.error("refused to publish a message on %s: %s (%d refused so far)", m.topic, reason, self._stats.refused)
+        log.error("refused to publish a %s message for %r: %s (%d refused so far)", m.kind, m.entity_id, reason,
+                  self._stats.refused)
 
     def _note_lane(self, topic: str) -> None:
         prefix = f"{self.topics.base}/lane/"

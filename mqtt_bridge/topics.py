@@ -11,7 +11,10 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-DEFAULT_PREFIX = "storesense/v1"
+from edge.contract import Message
+from mqtt_bridge.config import DEFAULT_PREFIX
+
+__all__ = ["DEFAULT_PREFIX", "Routing", "Topics", "topic_id"]
 _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,63}$")
 
 
@@ -23,6 +26,19 @@ def topic_id(value: str) -> str:
             f"id {value!r} cannot be used in an MQTT topic: use 1-64 characters from a-z, 0-9, '_' and '-'"
         )
     return norm
+
+
+@dataclass(frozen=True)
+class Routing:
+    """How one message travels over MQTT (docs/architecture.md, "Messages")."""
+
+    topic: str
+    qos: int
+    retain: bool
+
+
+# live state: retained, QoS 1, only the latest matters; events: not retained, QoS 1, via the outbox
+_DELIVERY = {"state": (1, True), "event": (1, False)}
 
 
 @dataclass(frozen=True)
@@ -70,6 +86,26 @@ class Topics:
     def store_state(self, leaf: str = "state") -> str:
         """Store-wide state, e.g. the recommended lane and alerts: ``.../store/all/{leaf}``."""
         return f"{self.base}/store/all/{topic_id(leaf)}"
+
+    def of(self, message: Message) -> str:
+        """The topic of a message: the one place where (kind, entity id) becomes an address."""
+        kind, entity = message.kind, message.entity_id
+        if kind == "lane_state":
+            return self.lane_state(entity)
+        if kind == "zone_state":
+            return self.zone_state(entity)
+        if kind == "store_state":
+            return self.store_state()
+        if kind == "camera_status":
+            return self.camera_status(entity)
+        if kind == "heatmap":
+            return self.camera_heatmap(entity)
+        if kind == "event":
+            return self.event(entity)
+        raise ValueError(f"no topic for message kind {kind!r}")
+
+    def route(self, message: Message) -> Routing:
+        return Routing(self.of(message), *_DELIVERY[message.durability])
 
     # wildcard subscriptions
     def all_lane_states(self) -> str:

@@ -20,7 +20,6 @@ import logging
 import time
 from typing import Any
 
-from mqtt_bridge.topics import Topics
 from zones.analytics import StoreAnalytics
 from zones.simulator import (
     NOISE_FREE,
@@ -103,7 +102,7 @@ def main() -> int:
                 if args.what_if:
                     variants.append(("what-if dedup", DedupServiceStarts))
                 for vname, cls in variants:
-                    an = None if cls is None else cls(sim.config, Topics(sim.config.store.id))
+                    an = None if cls is None else cls(sim.config)
                     rep = replay(sim, analytics=an)
                     r = evaluate_queue(sim, rep)
                     label = name if len(seeds) == 1 else f"{name} s{seed}"

@@ -139,19 +139,19 @@ def run_outage(
         t_next = time.monotonic()
         while not stop.is_set():
             now = time.monotonic()
-            msgs = [Message(topics.event("queue_wait"), {
+            msgs = [Message("event", "queue_wait", {
                 "schema": "storesense.event.queue_wait/1", "store_id": topics.store, "timestamp_s": time.time(),
-                "event_id": f"store-outage:l1:{seq}", "seq": seq, "wait_s": 12.5})]
+                "event_id": f"store-outage:l1:{seq}", "seq": seq, "wait_s": 12.5}, "event")]
             if seq % 50 == 7:  # a buggy module tries to ship a picture: must never reach the broker
-                msgs.append(Message(topics.event("debug"), {"event_id": f"x{seq}", "image": "AAAA"}))
+                msgs.append(Message("event", "debug", {"event_id": f"x{seq}", "image": "AAAA"}, "event"))
             if now >= next_state:
                 next_state = now + 0.5
                 with lock:
                     for lane in lane_ids:
                         lane_counter[lane] += 1
-                        msgs.append(Message(topics.lane_state(lane), {
+                        msgs.append(Message("lane_state", lane, {
                             "schema": "storesense.lane_state/1", "store_id": topics.store, "lane_id": lane,
-                            "timestamp_s": time.time(), "counter": lane_counter[lane]}, retain=True))
+                            "timestamp_s": time.time(), "counter": lane_counter[lane]}, "state"))
             pub.emit(msgs)
             result.events_in += 1
             if phase["down"]:

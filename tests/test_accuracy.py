@@ -52,7 +52,7 @@ def test_noise_free_queue_is_exact(tmp_path: Path, enter_after_s: float, leave_a
     if enter_after_s == 0.0:
         assert r.queue_length_geometric_mae == 0.0, r
     # abandoned customers are reported as abandoned, never as served
-    served_ids = {int(e["track_id"]) for e in rep.payloads("/events/queue_wait") if e["outcome"] == "served"}
+    served_ids = {int(e["track_id"]) for e in rep.payloads("event", "queue_wait") if e["outcome"] == "served"}
     quit_ids = {c.customer_id for c in sim.customers if c.abandoned and c.join_s is not None}
     assert quit_ids and not (quit_ids & served_ids)
 
@@ -104,7 +104,7 @@ def test_greeting_latency_and_staff_contacts(tmp_path: Path, noisy: bool) -> Non
     # identified as staff (ids that survive from the staff_only zone). Under noise an id switch
     # gives staff a fresh, unidentified id; those are counted separately (finding 5).
     staff_original = {p.pid for p in sim.people if p.is_staff}
-    events = rep.payloads("/events/greeting")
+    events = rep.payloads("event", "greeting")
     assert not [e for e in events if int(e["track_id"]) in staff_original]
     if not noisy:
         assert r.staff_events == 0 and r.outcome_agreement == 1.0 and r.no_event == 0

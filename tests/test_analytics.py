@@ -147,11 +147,11 @@ def run_scene(
 
 
 def events(msgs: Sequence[Message], etype: str) -> list[dict[str, object]]:
-    return [m.payload for m in msgs if not m.retain and m.payload.get("type") == etype]
+    return [m.payload for m in msgs if not m.is_state and m.payload.get("type") == etype]
 
 
 def last_state(msgs: Sequence[Message], topic: str) -> dict[str, object]:
-    states = [m.payload for m in msgs if m.retain and m.topic == topic]
+    states = [m.payload for m in msgs if m.is_state and TOPICS.of(m) == topic]
     assert states, f"no state on {topic}"
     return states[-1]
 
@@ -166,7 +166,7 @@ TOPICS = Topics("test-store")
 @pytest.mark.parametrize("n_customers", [0, 1, 3, 6])
 @pytest.mark.parametrize("with_staff_in_queue", [False, True])
 def test_queue_length_exact(n_customers: int, with_staff_in_queue: bool) -> None:
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     walkers = [stay(10 + k, (0.05 + 0.05 * k, 0.2 + 0.04 * k), 0.0, 30.0) for k in range(n_customers)]
     if with_staff_in_queue:
         walkers.append(staff_member(99, 0.0, [(4.0, *QUEUE1), (30.0, *QUEUE1)]))
@@ -174,7 +174,7 @@ def test_queue_length_exact(n_customers: int, with_staff_in_queue: bool) -> None
 
     def check(t: float, msgs: list[Message]) -> None:
         for m in msgs:
-            if m.topic == TOPICS.lane_state("lane-1"):
+            if TOPICS.of(m) == TOPICS.lane_state("lane-1"):
                 seen.append((t, int(m.payload["queue_length"])))
 
     run_scene(a, walkers, 30.0, on_frame=check, finish=False)
@@ -188,7 +188,7 @@ def test_queue_length_exact(n_customers: int, with_staff_in_queue: bool) -> None
 def test_measured_wait_equals_true_wait_within_one_frame(fps: float) -> None:
     """Customers join lane 1 at irregular times and step into the till after a known wait."""
     rng = np.random.default_rng(7)
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     walkers, truth = [], {}
     t_free = 5.0  # till free from
     for k in range(8):
@@ -218,7 +218,7 @@ def test_measured_wait_equals_true_wait_within_one_frame(fps: float) -> None:
 
 
 def test_abandoned_customer_is_reported_and_forgotten() -> None:
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     w = Walker(5, [(0.0, *QUEUE1), (12.0, *QUEUE1), (12.5, *OUTSIDE), (20.0, *OUTSIDE)])
     msgs = run_scene(a, [w], 25.0)
     (e,) = events(msgs, "queue_wait")
@@ -231,7 +231,7 @@ def test_predicted_wait_in_state_follows_the_formula() -> None:
     """4 waiting, nobody at the till, no service observed yet: 4 x 60 s (default service time).
     Then a customer steps up to the till (one service start after 20 s of busy lane):
     μ = (1 + 1) / (60 + 20) per s with the prior, W = 4 / μ + (1/μ − time since that start)."""
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     walkers = [stay(k, (0.05 + 0.07 * k, 0.3), 0.0, 40.0) for k in range(4)]
     walkers.append(Walker(50, [(20.0, *OUTSIDE), (20.5, *TILL1), (40.0, *TILL1)]))
     msgs = run_scene(a, walkers, 19.9, finish=False)
@@ -259,10 +259,10 @@ def test_stale_when_the_lane_camera_stops() -> None:
       - {id: q3, kind: queue, lane: lane-3, service_zone: t3, polygon: [[0.0, 0.1], [0.4, 0.1], [0.4, 0.5], [0.0, 0.5]]}
       - {id: t3, kind: service, lane: lane-3, polygon: [[0.4, 0.1], [0.6, 0.1], [0.6, 0.5], [0.4, 0.5]]}
 """
-    a = StoreAnalytics(make_config(cameras_extra=cam2, staff=False), TOPICS)
+    a = StoreAnalytics(make_config(cameras_extra=cam2, staff=False))
     run_scene(a, [stay(1, QUEUE1, 0.0, 2.0, camera="cam-2")], 2.0, camera="cam-2", finish=False)
     msgs = run_scene(a, [], 15.0, camera="cam-1", finish=False)
-    lane3 = [m.payload for m in msgs if m.topic == TOPICS.lane_state("lane-3")]
+    lane3 = [m.payload for m in msgs if TOPICS.of(m) == TOPICS.lane_state("lane-3")]
     assert lane3, "a lane whose camera went silent must be re-published when it turns stale"
     assert lane3[-1]["stale"] is True and lane3[-1]["stale_reason"] == "no_frames"
     store = last_state(msgs, TOPICS.store_state())
@@ -270,14 +270,14 @@ def test_stale_when_the_lane_camera_stops() -> None:
 
 
 def test_lane_open_by_staff_and_by_command() -> None:
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     # cashier at till 1 from t=3 to t=20, then gone
     cashier = staff_member(90, 0.0, [(3.0, *TILL1), (20.0, *TILL1)])
     opened: list[tuple[float, bool, str]] = []
 
     def check(t: float, msgs: list[Message]) -> None:
         for m in msgs:
-            if m.topic == TOPICS.lane_state("lane-1") and (not opened or opened[-1][1] != m.payload["open"]):
+            if TOPICS.of(m) == TOPICS.lane_state("lane-1") and (not opened or opened[-1][1] != m.payload["open"]):
                 opened.append((t, bool(m.payload["open"]), str(m.payload["open_source"])))
 
     run_scene(a, [cashier], 20.0 + QueueModelConfig().lane_close_hold_s + 5.0, on_frame=check, finish=False)
@@ -301,13 +301,13 @@ def test_lane_open_by_staff_and_by_command() -> None:
     ("lane-1", "half-open", r"'open', 'closed' or 'auto'"),
 ])
 def test_bad_lane_command(lane: str, state: str, match: str) -> None:
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     with pytest.raises(UserFacingError, match=match):
         a.set_lane_state(lane, state, T0)
 
 
 def test_unknown_lane_is_also_a_value_error() -> None:
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     with pytest.raises(ValueError):
         a.set_lane_state("nope", "open", T0)
     assert issubclass(UnknownLaneError, UserFacingError)
@@ -324,7 +324,7 @@ def test_unknown_lane_is_also_a_value_error() -> None:
     ],
 )
 def test_recommended_lane(q1: int, q2: int, open1: str, open2: str, expected: str | None) -> None:
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     a.set_lane_state("lane-1", open1, T0)
     a.set_lane_state("lane-2", open2, T0)
     walkers = [stay(k, (0.05 + 0.08 * k, 0.3), 0.0, 10.0) for k in range(q1)]
@@ -338,7 +338,7 @@ def test_recommended_lane(q1: int, q2: int, open1: str, open2: str, expected: st
 def test_recommended_lane_change_is_published_at_once() -> None:
     """State interval 60 s, but the recommendation flips when lane 1 fills up: both lanes and the
     store are re-published on that very frame."""
-    a = StoreAnalytics(make_config(extra="analytics: {state_interval_s: 60}"), TOPICS)
+    a = StoreAnalytics(make_config(extra="analytics: {state_interval_s: 60}"))
     a.set_lane_state("lane-1", "open", T0)
     a.set_lane_state("lane-2", "open", T0)
     walkers = [stay(k, (0.05 + 0.08 * k, 0.3), 5.0, 20.0) for k in range(3)]
@@ -346,7 +346,7 @@ def test_recommended_lane_change_is_published_at_once() -> None:
 
     def check(t: float, msgs: list[Message]) -> None:
         for m in msgs:
-            if m.topic == TOPICS.store_state():
+            if TOPICS.of(m) == TOPICS.store_state():
                 flips.append((t, str(m.payload["recommended_lane"])))
 
     run_scene(a, walkers, 20.0, on_frame=check, finish=False)
@@ -369,7 +369,7 @@ def test_recommended_lane_change_is_published_at_once() -> None:
 )
 def test_alert_raise_and_clear(rule: str, people: int, expect_raise_at: float | None,
                                expect_clear_at: float | None) -> None:
-    a = StoreAnalytics(make_config(extra=f"analytics: {{alerts: [{rule}]}}", staff=False), TOPICS)
+    a = StoreAnalytics(make_config(extra=f"analytics: {{alerts: [{rule}]}}", staff=False))
     walkers = [stay(k, (0.05 + 0.06 * k, 0.3), 0.0, 100.0) for k in range(people)]
     msgs = run_scene(a, walkers, 200.0, finish=False)
     alerts = events(msgs, "alert")
@@ -382,7 +382,7 @@ def test_alert_raise_and_clear(rule: str, people: int, expect_raise_at: float | 
     assert float(cleared["timestamp_s"]) - T0 == pytest.approx(expect_clear_at, abs=5.0)
     assert raised["action"] == "open_lane" and raised["alert_id"].endswith(":lane-1")
     # the store state listed the alert while it was active and not after
-    store_states = [m.payload for m in msgs if m.topic == TOPICS.store_state()]
+    store_states = [m.payload for m in msgs if TOPICS.of(m) == TOPICS.store_state()]
     assert any(raised["alert_id"] in s["active_alerts"] for s in store_states)
     assert store_states[-1]["active_alerts"] == []
 
@@ -390,7 +390,7 @@ def test_alert_raise_and_clear(rule: str, people: int, expect_raise_at: float | 
 def test_alert_rule_on_unknown_lane_is_refused() -> None:
     # since issue 12 the config itself refuses it (validate-config, with its line)
     with pytest.raises((UserFacingError, ConfigError), match="lane-7"):
-        StoreAnalytics(make_config(extra="analytics: {alerts: [{id: x, lane: lane-7, metric: queue_length, above: 1}]}"), TOPICS)
+        StoreAnalytics(make_config(extra="analytics: {alerts: [{id: x, lane: lane-7, metric: queue_length, above: 1}]}"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -404,7 +404,7 @@ def test_dwell_visits_and_stats() -> None:
     for k, d in enumerate(dwell):
         walkers.append(Walker(200 + k, [(t, *OUTSIDE), (t + 0.5, *TABLE), (t + 0.5 + d, *TABLE), (t + 1.0 + d, *OUTSIDE)]))
         t += d + 3.0
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     msgs = run_scene(a, walkers, t + 5.0)
     visits = sorted(events(msgs, "visit"), key=lambda e: float(e["enter_s"]))
     assert len(visits) == len(dwell)
@@ -423,7 +423,7 @@ def test_dwell_visits_and_stats() -> None:
 
 def test_occlusion_does_not_split_a_visit_and_track_end_closes_at_last_seen() -> None:
     w = Walker(1, [(0.0, *TABLE), (30.0, *TABLE)], hidden=[(10.0, 10.9)])  # shorter than LOST_S
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     msgs = run_scene(a, [w], 40.0)
     (v,) = events(msgs, "visit")
     assert float(v["enter_s"]) == pytest.approx(T0)
@@ -432,18 +432,18 @@ def test_occlusion_does_not_split_a_visit_and_track_end_closes_at_last_seen() ->
 
 
 def test_staff_visits_are_not_customer_dwell() -> None:
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     staff = staff_member(77, 0.0, [(4.0, *TABLE), (40.0, *TABLE), (41.0, *OUTSIDE)])
     msgs = run_scene(a, [staff], 45.0)
     assert events(msgs, "visit") == []
     z = last_state(msgs, TOPICS.zone_state("table"))
     assert z["visits_last_hour"] == 0
-    mid = [m.payload for m in msgs if m.topic == TOPICS.zone_state("table") and m.payload["staff_present"]]
+    mid = [m.payload for m in msgs if TOPICS.of(m) == TOPICS.zone_state("table") and m.payload["staff_present"]]
     assert mid and all(p["occupancy"] == 0 for p in mid)
 
 
 def test_finish_closes_open_visits() -> None:
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     msgs = run_scene(a, [stay(3, TABLE, 2.0, 50.0)], 20.0)
     (v,) = events(msgs, "visit")
     assert v["closed_by"] == "end_of_source"
@@ -472,7 +472,7 @@ def test_greeting(name: str, staff_arrives_at: float | None, expected_outcome: s
         arrive = 10.0 + staff_arrives_at
         walkers.append(staff_member(90, 0.0, [(3.0, 0.95, 0.95), (arrive - 0.1, 0.95, 0.95),
                                               (arrive, 0.82, 0.75), (40.0, 0.82, 0.75)]))
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     msgs = run_scene(a, walkers, 45.0)
     greetings = events(msgs, "greeting")
     assert len(greetings) == 1, name  # one event per customer, never one for the staff member
@@ -503,7 +503,7 @@ def test_only_young_tracks_are_entering(in_store_s: float, max_age_s: float | No
     if max_age_s is not None:
         zones = zones.replace("{id: entrance, kind: entrance,", f"{{id: entrance, kind: entrance, entering_max_track_age_s: {max_age_s},")
     w = Walker(4, [(0.0, *TABLE), (in_store_s, *TABLE), (in_store_s + 1.0, *ENTRANCE), (in_store_s + 10.0, *ENTRANCE)])
-    a = StoreAnalytics(make_config(zones=zones), TOPICS)
+    a = StoreAnalytics(make_config(zones=zones))
     msgs = run_scene(a, [w], in_store_s + 15.0)
     assert len(events(msgs, "greeting")) == int(entering)
     assert len(events(msgs, "entry")) == int(entering)
@@ -511,7 +511,7 @@ def test_only_young_tracks_are_entering(in_store_s: float, max_age_s: float | No
 
 def test_staff_to_staff_never_counts() -> None:
     """Two staff members enter together and stand side by side in the entrance and at the table."""
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     s1 = staff_member(91, 0.0, [(3.0, *ENTRANCE), (20.0, *ENTRANCE), (21.0, *TABLE), (60.0, *TABLE)])
     s2 = staff_member(92, 0.0, [(3.0, 0.81, 0.75), (20.0, 0.81, 0.75), (21.0, 0.76, 0.25), (60.0, 0.76, 0.25)])
     msgs = run_scene(a, [s1, s2], 65.0)
@@ -522,7 +522,7 @@ def test_staff_to_staff_never_counts() -> None:
 def test_customer_later_identified_as_staff_gets_no_event() -> None:
     """Appears in the entrance (clock starts), then walks to the backroom and is identified as staff."""
     w = Walker(5, [(0.0, *ENTRANCE), (3.0, *ENTRANCE), (3.5, *BACKROOM), (12.0, *BACKROOM)])
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     assert events(run_scene(a, [w], 20.0), "greeting") == []
 
 
@@ -533,7 +533,7 @@ def test_assist_after_a_stop(staff_after_stop_s: float | None, outcome: str) -> 
     if staff_after_stop_s is not None:
         t = 10.0 + staff_after_stop_s
         walkers.append(staff_member(90, 0.0, [(3.0, 0.95, 0.5), (t - 0.1, 0.95, 0.5), (t, 0.77, 0.26), (50.0, 0.77, 0.26)]))
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     msgs = run_scene(a, walkers, 70.0)
     (e,) = events(msgs, "assist")
     assert e["outcome"] == outcome and float(e["started_s"]) == pytest.approx(T0 + 10.0)
@@ -545,7 +545,7 @@ def test_assist_after_a_stop(staff_after_stop_s: float | None, outcome: str) -> 
 
 
 def test_short_visit_is_not_a_stop_and_needs_no_assist() -> None:
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     msgs = run_scene(a, [stay(1, TABLE, 0.0, 8.0)], 15.0)
     assert events(msgs, "assist") == []
     (v,) = events(msgs, "visit")
@@ -564,7 +564,7 @@ def test_greeting_in_floor_metres_with_calibration() -> None:
 """
     for dx, outcome in ((0.12, "greeted"), (0.2, "missed")):
         cfg = make_config(zones=zones + cal)
-        a = StoreAnalytics(cfg, TOPICS)
+        a = StoreAnalytics(cfg)
         staff = staff_member(90, 0.0, [(3.0, 0.8 - dx, 0.75), (40.0, 0.8 - dx, 0.75)])
         customer = Walker(1, [(4.9, 0.8, 0.97), (5.0, 0.8, 0.75), (30.0, 0.8, 0.75)])
         msgs = run_scene(a, [customer, staff], 40.0)
@@ -588,33 +588,33 @@ def test_state_rate_limit_and_event_ids_are_deterministic() -> None:
                                         (t + 45, *OUTSIDE)]))
     runs = []
     for _ in range(2):
-        a = StoreAnalytics(make_config(), TOPICS)
+        a = StoreAnalytics(make_config())
         runs.append(run_scene(a, walkers, 160.0))
-    ids = [[m.payload["event_id"] for m in msgs if "/events/" in m.topic] for msgs in runs]
+    ids = [[m.payload["event_id"] for m in msgs if "/events/" in TOPICS.of(m)] for msgs in runs]
     assert ids[0] == ids[1] and len(ids[0]) > 20
     assert len(set(ids[0])) == len(ids[0])
     assert json.dumps([m.payload for m in runs[0]]) == json.dumps([m.payload for m in runs[1]])
     # at most one state per entity per state_interval_s (1 s) unless a significant change
     by_topic: dict[str, list[float]] = {}
     for m in runs[0][:-20]:
-        if m.retain and "/zone/" in m.topic:
-            by_topic.setdefault(m.topic, []).append(float(m.payload["timestamp_s"]))
+        if m.is_state and "/zone/" in TOPICS.of(m):
+            by_topic.setdefault(TOPICS.of(m), []).append(float(m.payload["timestamp_s"]))
     for topic, times in by_topic.items():
         gaps = np.diff(times)
         assert (gaps >= 0.999).mean() > 0.95, topic
 
 
 def test_payloads_are_json_and_carry_schema_store_and_time() -> None:
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     msgs = run_scene(a, [stay(1, QUEUE1, 0.0, 5.0), stay(2, TABLE, 0.0, 15.0)], 20.0)
     for m in msgs:
-        assert m.topic.startswith("storesense/v1/test-store/")
+        assert TOPICS.of(m).startswith("storesense/v1/test-store/")
         p = json.loads(json.dumps(m.payload))
         assert p["schema"].startswith("storesense.") and p["store_id"] == "test-store"
         assert isinstance(p["timestamp_s"], float)
-        assert m.qos == 1
-        if not m.retain and "/events/" in m.topic:
-            assert m.topic == TOPICS.event(p["type"]) and p["schema"] == f"storesense.event.{p['type']}/1"
+        assert TOPICS.route(m).qos == 1
+        if not m.is_state and "/events/" in TOPICS.of(m):
+            assert TOPICS.of(m) == TOPICS.event(p["type"]) and p["schema"] == f"storesense.event.{p['type']}/1"
 
 
 def test_eviction_keeps_per_track_state_flat() -> None:
@@ -631,7 +631,7 @@ def test_eviction_keeps_per_track_state_flat() -> None:
     for k in range(30):
         t = 5.0 + k * 200.0
         walkers.append(staff_member(5000 + k, t, [(t + 4, *TILL1), (t + 60, *TABLE), (t + 61, *OUTSIDE)]))
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     peak: dict[str, int] = {}
 
     def check(t: float, msgs: list[Message]) -> None:
@@ -669,7 +669,7 @@ def test_eviction_keeps_per_track_state_flat() -> None:
     ],
 )
 def test_id_switch_at_the_till_is_not_a_new_service(name: str, walkers: list[Walker], services: int) -> None:
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     run_scene(a, walkers, 25.0, finish=False)
     assert a.lane_metrics("lane-1")["services_observed"] == services, name
 
@@ -686,7 +686,7 @@ def test_id_switch_at_the_till_is_not_a_new_service(name: str, walkers: list[Wal
 )
 def test_every_served_customer_has_one_wait_event(name: str, path: list[tuple[float, float, float]],
                                                    expected_wait_s: float) -> None:
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     msgs = run_scene(a, [Walker(1, path)], 20.0)
     (e,) = events(msgs, "queue_wait")
     assert e["outcome"] == "served", name
@@ -695,7 +695,7 @@ def test_every_served_customer_has_one_wait_event(name: str, path: list[tuple[fl
 
 
 def test_re_acquired_customer_at_the_till_gets_no_second_wait_event() -> None:
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     walkers = [Walker(1, [(0.0, *QUEUE1), (5.0, *QUEUE1), (5.5, *TILL1), (10.0, *TILL1)]),
                Walker(2, [(10.1, *TILL1), (20.0, *TILL1), (20.5, *OUTSIDE)])]
     msgs = run_scene(a, walkers, 25.0)
@@ -735,7 +735,7 @@ def _served_later(tid: int, born_s: float, at: tuple[float, float], till_s: floa
 def test_id_switch_in_the_queue_keeps_the_join_time(
     name: str, walkers: list[Walker], expected: list[tuple[int, str, float, float]]
 ) -> None:
-    a = StoreAnalytics(make_config(), TOPICS)
+    a = StoreAnalytics(make_config())
     msgs = run_scene(a, walkers, 40.0, finish=False)
     got = sorted((int(e["track_id"]), str(e["outcome"]), round(float(e["joined_s"]) - T0, 1), float(e["wait_s"]))
                  for e in events(msgs, "queue_wait"))
@@ -777,7 +777,7 @@ ENTRANCE_AT_BORDER = """
 def test_only_people_walking_in_start_a_greeting_clock(
     name: str, zones: str, walkers: list[Walker], greeting_tracks: list[int], entries: int
 ) -> None:
-    a = StoreAnalytics(make_config(zones=zones), TOPICS)
+    a = StoreAnalytics(make_config(zones=zones))
     msgs = run_scene(a, walkers, 40.0)
     assert sorted(int(e["track_id"]) for e in events(msgs, "greeting")) == greeting_tracks, name
     entry = events(msgs, "entry")

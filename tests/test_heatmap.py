@@ -12,7 +12,7 @@ import pytest
 
 from calibration.homography import Calibration
 from edge.config import parse_config
-from mqtt_bridge.topics import Topics
+from mqtt_bridge.topics import Routing, Topics
 from zones.config import zone_config
 from zones.heatmap import (
     HeatmapAccumulator,
@@ -30,7 +30,7 @@ T0 = 1_700_000_000.0 - (1_700_000_000.0 % 3600)  # a UTC hour boundary
 
 
 def acc(grid: HeatmapGrid, k: int = 1, tz: str = "UTC") -> HeatmapAccumulator:
-    return HeatmapAccumulator("cam-1", "shop-1", grid, TOPICS, min_tracks_per_cell=k, timezone=tz)
+    return HeatmapAccumulator("cam-1", "shop-1", grid, min_tracks_per_cell=k, timezone=tz)
 
 
 def floor_grid() -> HeatmapGrid:
@@ -63,7 +63,7 @@ def test_totals_equal_person_seconds_put_in(grid_kind: str, points: list[list[fl
     assert len(msgs) == 1
     p = msgs[0].payload
     validate(p)
-    assert msgs[0].topic == TOPICS.camera_heatmap("cam-1") and msgs[0].retain is False and msgs[0].qos == 1
+    assert TOPICS.route(msgs[0]) == Routing(TOPICS.camera_heatmap("cam-1"), qos=1, retain=False)
     assert p["total_person_s"] == pytest.approx(expect_inside_s, abs=1e-6)
     assert sum(c[2] for c in p["cells"]) == pytest.approx(expect_inside_s, abs=1e-3)
     assert p["outside_person_s"] == pytest.approx(expect_outside_s, abs=1e-6)
@@ -251,12 +251,12 @@ cameras:
 
 def test_for_camera_grids() -> None:
     cfg = parse_config(STORE_YAML)
-    floor = HeatmapAccumulator.for_camera(cfg, "cam-1", TOPICS, floor=True)
+    floor = HeatmapAccumulator.for_camera(cfg, "cam-1", floor=True)
     assert floor.grid.units == "m" and floor.grid.cell_size == 0.5 and floor.min_tracks_per_cell == 2
     x0, x1, y0, y1 = floor.grid.extent
     assert x0 <= 0 and y0 <= 0 and x1 >= 3 and y1 >= 3  # covers the marks and the zone
     assert max(x1 - x0, y1 - y0) <= 50.0 + 0.5
-    image = HeatmapAccumulator.for_camera(cfg, "cam-2", TOPICS, floor=False)
+    image = HeatmapAccumulator.for_camera(cfg, "cam-2", floor=False)
     assert image.grid.units == "norm" and image.grid.shape == (50, 50)
 
 
@@ -278,7 +278,7 @@ def test_render_png(tmp_path: Path, videos_path: Path, variant: str) -> None:
     assert ok
     floor = variant.startswith("floor")
     with_ref = variant.endswith("camera")
-    a = HeatmapAccumulator.for_camera(cfg, "cam-1", TOPICS, floor=floor)
+    a = HeatmapAccumulator.for_camera(cfg, "cam-1", floor=floor)
     a.min_tracks_per_cell = 1
     rng = np.random.default_rng(0)
     for i in range(300):

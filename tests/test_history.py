@@ -17,14 +17,16 @@ import pytest
 from edge.contract import Message
 from edge.errors import UserFacingError
 from edge.history import SCHEMA_VERSION, HistoryReader, HistorySink
+from mqtt_bridge.topics import Topics
 
-BASE = "storesense/v1/s1"
+TOPICS = Topics("s1")
+BASE = TOPICS.base
 T0 = 1_700_000_000.0
 
 
 def lane_state(ts: float, lane: str = "lane-1", q: int = 2) -> Message:
     payload = {"schema": "storesense.lane_state/1", "store_id": "s1", "lane_id": lane, "timestamp_s": ts, "queue_length": q}
-    return Message(f"{BASE}/lane/{lane}/state", payload, retain=True)
+    return Message("lane_state", lane, payload, "state")
 
 
 def wait_event(ts: float, wait_s: float, n: int) -> Message:
@@ -35,12 +37,12 @@ def wait_event(ts: float, wait_s: float, n: int) -> Message:
         "event_id": f"w{n}",
         "wait_s": wait_s,
     }
-    return Message(f"{BASE}/events/queue_wait", payload, retain=False)
+    return Message("event", "queue_wait", payload, "event")
 
 
 def test_roundtrip_queries_by_schema_topic_time_and_kind(tmp_path: Path) -> None:
     db = tmp_path / "h.db"
-    with HistorySink(db) as sink:
+    with HistorySink(db, topics=TOPICS) as sink:
         sink.emit([lane_state(T0 + i, "lane-1", i % 4) for i in range(100)])
         sink.emit([lane_state(T0 + i, "lane-2") for i in range(50)])
         sink.emit([wait_event(T0 + 10 * i, 30.0 + i, i) for i in range(10)])
@@ -80,7 +82,7 @@ def test_non_finite_numbers_are_stored_as_null(tmp_path: Path) -> None:
     m = lane_state(T0)
     m.payload["predicted_wait_s"] = float("nan")
     m.payload["band"] = [1.0, float("inf")]
-    with HistorySink(db) as sink:
+    with HistorySink(db, topics=TOPICS) as sink:
         sink.emit([m])
     with HistoryReader(db) as r:
         (row,) = list(r.rows())
@@ -90,7 +92,7 @@ def test_non_finite_numbers_are_stored_as_null(tmp_path: Path) -> None:
 
 def test_commits_within_a_second_without_flush(tmp_path: Path) -> None:
     db = tmp_path / "h.db"
-    sink = HistorySink(db)
+    sink = HistorySink(db, topics=TOPICS)
     try:
         sink.emit([lane_state(T0 + i) for i in range(20)])
         deadline = time.monotonic() + 1.6
@@ -107,7 +109,7 @@ def test_commits_within_a_second_without_flush(tmp_path: Path) -> None:
 def test_retention_prunes_rows_older_than_the_newest_minus_retention(tmp_path: Path) -> None:
     db = tmp_path / "h.db"
     day = 86400.0
-    with HistorySink(db, retention_days=3.0) as sink:
+    with HistorySink(db, topics=TOPICS, retention_days=3.0) as sink:
         sink.emit([lane_state(T0 + d * day + h * 3600) for d in range(10) for h in range(24)])
         sink.flush()
         deleted = sink.prune()
@@ -117,7 +119,7 @@ def test_retention_prunes_rows_older_than_the_newest_minus_retention(tmp_path: P
         assert hi == T0 + 9 * day + 23 * 3600
         assert hi - lo == pytest.approx(3 * day)
     # pruning also happens on open (a box that was off for a week)
-    with HistorySink(db, retention_days=1.0):
+    with HistorySink(db, topics=TOPICS, retention_days=1.0):
         pass
     with HistoryReader(db) as r:
         assert r.count() == 25
@@ -127,7 +129,7 @@ def test_size_bound_drops_oldest_state_before_events(tmp_path: Path) -> None:
     db = tmp_path / "h.db"
     max_mb = 0.5
     pad = "x" * 300
-    with HistorySink(db, max_size_mb=max_mb) as sink:
+    with HistorySink(db, topics=TOPICS, max_size_mb=max_mb) as sink:
         for i in range(6000):
             m = lane_state(T0 + i)
             m.payload["pad"] = pad
@@ -180,7 +182,7 @@ def test_migrates_a_version_1_file(tmp_path: Path) -> None:
     )
     conn.commit()
     conn.close()
-    with HistorySink(db) as sink:
+    with HistorySink(db, topics=TOPICS) as sink:
         sink.emit([lane_state(T0 + 3)])
     with HistoryReader(db) as r:
         assert r.schema_version() == SCHEMA_VERSION
@@ -199,7 +201,7 @@ def test_refuses_a_file_from_a_newer_version(tmp_path: Path) -> None:
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 5}")
     conn.close()
     with pytest.raises(UserFacingError, match="newer than this StoreSense"):
-        HistorySink(db)
+        HistorySink(db, topics=TOPICS)
     with pytest.raises(UserFacingError, match="does not exist"):
         HistoryReader(tmp_path / "missing.db")
 
@@ -208,7 +210,7 @@ def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     db = tmp_path / "junk.db"
     db.write_bytes(b"this is not sqlite" * 100)
     with pytest.raises(UserFacingError, match="cannot be opened"):
-        HistorySink(db)
+        HistorySink(db, topics=TOPICS)
 
 
 WRITER = textwrap.dedent(
@@ -216,16 +218,19 @@ WRITER = textwrap.dedent(
     import sys, time
     from edge.contract import Message
     from edge.history import HistorySink
+    from mqtt_bridge.topics import Topics
+
+    TOPICS = Topics("s1")
 
     db, start = sys.argv[1], int(sys.argv[2])
-    sink = HistorySink(db, commit_interval_s=1.0)
+    sink = HistorySink(db, topics=TOPICS, commit_interval_s=1.0)
     seq = start
     while True:
         batch = []
         for _ in range(20):
-            batch.append(Message("storesense/v1/s1/lane/l/state",
+            batch.append(Message("lane_state", "l",
                                  {"schema": "storesense.lane_state/1", "timestamp_s": 1.7e9 + seq, "seq": seq},
-                                 retain=True))
+                                 "state"))
             seq += 1
         sink.emit(batch)
         print(seq - 1, time.monotonic(), flush=True)

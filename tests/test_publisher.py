@@ -94,18 +94,18 @@ class Sub:
 
 
 def lane_state(lane: str, queue_length: int) -> Message:
-    return Message(T.lane_state(lane), {
+    return Message("lane_state", lane, {
         "schema": "storesense.lane_state/1", "store_id": "store-1", "lane_id": lane, "label": lane.upper(),
         "camera_id": "cam-1", "timestamp_s": 1_700_000_000.0 + queue_length, "open": True,
         "open_source": "default", "queue_length": queue_length,
-    }, retain=True)
+    }, "state")
 
 
 def event(seq: int, kind: str = "queue_wait") -> Message:
-    return Message(T.event(kind), {
+    return Message("event", kind, {
         "schema": f"storesense.event.{kind}/1", "store_id": "store-1", "timestamp_s": 1_700_000_000.0 + seq,
         "event_id": f"cam-1:{seq}", "seq": seq,
-    })
+    }, "event")
 
 
 @pytest.fixture
@@ -138,19 +138,19 @@ def test_retained_state_late_subscriber_and_availability(
     pub = make_pub(mosquitto.port, state_expiry_s=90)
     for q in range(3):
         pub.emit([lane_state(lane, q * 10 + i) for i, lane in enumerate(LANES)])
-    status = Message(T.camera_status("cam-1"), {
+    status = Message("camera_status", "cam-1", {
         "schema": "storesense.camera_status/1", "store_id": "store-1", "camera_id": "cam-1",
         "timestamp_s": 1_700_000_000.0, "state": "running", "fps_measured": 4.9, "analysis_fps": 5.0,
         "frames_total": 120, "frames_dropped": 0, "frames_corrupt": 0, "reconnects": 0, "errors": 0,
         "reason": "",
-    }, retain=True)
+    }, "state")
     pub.emit([status])
     # updates of one topic coalesce: at least availability + 3 lanes + status went out
     assert wait_until(lambda: pub.stats.published >= 1 + 3 + 1)
 
     late = Sub(mosquitto.port, T.everything())
     try:
-        assert wait_until(lambda: all(late.payloads(T.lane_state(x)) for x in LANES) and late.payloads(status.topic))
+        assert wait_until(lambda: all(late.payloads(T.lane_state(x)) for x in LANES) and late.payloads(T.of(status)))
         for i, lane in enumerate(LANES):
             (payload,) = late.payloads(T.lane_state(lane))
             assert json.loads(payload)["queue_length"] == 20 + i  # the latest value only
@@ -164,7 +164,7 @@ def test_retained_state_late_subscriber_and_availability(
         avail = late.payloads(T.availability("edge-1"))
         assert avail == [b"online"]
         jsonschema.validate(avail[0].decode(), schema("availability"))
-        jsonschema.validate(json.loads(late.payloads(status.topic)[0]), schema("camera_status"))
+        jsonschema.validate(json.loads(late.payloads(T.of(status))[0]), schema("camera_status"))
     finally:
         late.close()
 
@@ -542,7 +542,7 @@ def test_privacy_guard_refuses_image_like_payloads(
 ) -> None:
     caplog.set_level(logging.ERROR, logger="storesense.mqtt")
     pub = make_pub(mosquitto.port)
-    pub.emit([Message(T.event("debug"), payload), Message(T.lane_state("l1"), payload, retain=True)])
+    pub.emit([Message("event", "debug", payload, "event"), Message("lane_state", "l1", payload, "state")])
     assert pub.stats.refused == 2 and pub.stats.queued == 0
     assert sum("refused to publish" in r.getMessage() for r in caplog.records) == 2
 

@@ -93,7 +93,7 @@ HOTSPOTS_M = [((2.0, 8.0), 0.8), ((6.0, 7.5), 0.7), ((3.0, 2.0), 0.5), ((6.5, 2.
 
 def heatmap_hours(cfg: StoreConfig, topics: Topics, rng: random.Random, truth: Truth) -> list[Message]:
     """Real HeatmapAccumulator messages: shoppers linger at a few hotspots on the floor."""
-    acc = HeatmapAccumulator.for_camera(cfg, "cam-1", topics, floor=True)
+    acc = HeatmapAccumulator.for_camera(cfg, "cam-1", floor=True)
     nrng = np.random.default_rng(rng.randrange(1 << 30))
     out: list[Message] = []
     dt_s = 5.0
@@ -127,7 +127,7 @@ def synthetic_day(cfg: StoreConfig, state_interval_s: float = 10.0, seed: int = 
         payload = {"schema": f"storesense.event.{kind}/1", "store_id": "syn-store", "timestamp_s": round(ts, 3),
                    "event_id": f"{kind}-{len(msgs)}", "type": kind}
         payload.update(body)
-        msgs.append(Message(topics.event(kind), payload, retain=False))
+        msgs.append(Message("event", kind, payload, "event"))
 
     for i, (entries, assists) in enumerate(zip(FOOTFALL, ASSIST_PER_HOUR, strict=True)):
         h0 = hour_start(OPEN_HOUR + i)
@@ -208,12 +208,12 @@ def synthetic_day(cfg: StoreConfig, state_interval_s: float = 10.0, seed: int = 
                 "measured_wait_mean_s": None, "littles_law_wait_s": None, "stale": False, "stale_reason": None,
                 "recommended": lane_id == "lane-1",
             }
-            msgs.append(Message(topics.lane_state(lane_id), payload, retain=True))
+            msgs.append(Message("lane_state", lane_id, payload, "state"))
             truth.lane_states += 1
-        msgs.append(Message(topics.zone_state("entrance"), {
+        msgs.append(Message("zone_state", "entrance", {
             "schema": "storesense.zone_state/1", "store_id": "syn-store", "zone_id": "entrance", "label": "Entrance",
             "kind": "entrance", "camera_id": "cam-1", "timestamp_s": round(t, 3), "occupancy": 1,
-            "staff_present": True, "staff_count": 1 if i < 6 else 2}, retain=True))
+            "staff_present": True, "staff_count": 1 if i < 6 else 2}, "state"))
         t += state_interval_s
     msgs.sort(key=lambda m: m.payload["timestamp_s"])
     return msgs, truth
@@ -234,7 +234,7 @@ def load_day(tmp_path: Path) -> tuple[StoreConfig, Path, Truth]:
     msgs, truth = synthetic_day(cfg)
     reference_frame(cfg.data_path("reference", "cam-1.jpg"))
     db = cfg.data_path(cfg.history.path)
-    with HistorySink(db) as sink:
+    with HistorySink(db, topics=Topics(cfg.store.id, cfg.mqtt.prefix)) as sink:
         for k in range(0, len(msgs), 500):
             sink.emit(msgs[k : k + 500])
     return cfg, db, truth
@@ -415,15 +415,15 @@ def test_footfall_counts_entry_events_when_the_history_has_them(tmp_path: Path) 
     h9, h10 = hour_start(9), hour_start(10)
     msgs = []
     for i, t in enumerate([h9 + 60, h9 + 120, h10 + 30]):
-        msgs.append(Message(topics.event("entry"), {
+        msgs.append(Message("event", "entry", {
             "schema": "storesense.event.entry/1", "event_id": f"e{i}", "store_id": cfg.store.id,
-            "timestamp_s": t + 1, "camera_id": "cam-1", "zone_id": "door", "entered_s": t, "track_age_s": 0.5}))
+            "timestamp_s": t + 1, "camera_id": "cam-1", "zone_id": "door", "entered_s": t, "track_age_s": 0.5}, "event"))
     # a greeting outcome in another hour must not add footfall once entry events exist
-    msgs.append(Message(topics.event("greeting"), {
+    msgs.append(Message("event", "greeting", {
         "schema": "storesense.event.greeting/1", "event_id": "g1", "store_id": cfg.store.id,
-        "timestamp_s": hour_start(11) + 5, "started_s": hour_start(11), "zone_id": "door", "within_sla": True}))
+        "timestamp_s": hour_start(11) + 5, "started_s": hour_start(11), "zone_id": "door", "within_sla": True}, "event"))
     db = tmp_path / "h.db"
-    sink = HistorySink(db, retention_days=30, max_size_mb=10)
+    sink = HistorySink(db, retention_days=30, max_size_mb=10, topics=topics)
     sink.emit(msgs)
     sink.close()
     with HistoryReader(db) as reader:

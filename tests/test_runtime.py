@@ -67,10 +67,10 @@ def test_a_dying_camera_does_not_disturb_the_others(tmp_path: Path, videos_path:
     summary = runtime.run()
     assert summary.frames_processed["aisle"] == 23  # every frame of the file, in order
     assert summary.errors == {"aisle": 0, "door": 0}
-    states = {(m.payload["camera_id"], m.payload["state"]) for m in sink.messages if "/camera/" in m.topic}
+    states = {(m.payload["camera_id"], m.payload["state"]) for m in sink.messages if m.kind == "camera_status"}
     assert ("aisle", "ended") in states
     assert ("door", "reconnecting") in states
-    assert all(m.retain for m in sink.messages if "/camera/" in m.topic)
+    assert all(m.is_state for m in sink.messages if m.kind == "camera_status")
     assert (tmp_path / "data" / "reference" / "aisle.jpg").exists()  # kept on the box, never published
 
 
@@ -104,7 +104,7 @@ def test_a_failing_frame_is_counted_and_the_camera_goes_on(tmp_path: Path, video
     summary = Runtime(cfg, [worker], sink, analytics=None).run()
     assert summary.errors["aisle"] == 1
     assert summary.frames_processed["aisle"] == 22
-    last_status = [m.payload for m in sink.messages if "/camera/" in m.topic][-1]
+    last_status = [m.payload for m in sink.messages if m.kind == "camera_status"][-1]
     assert last_status["errors"] == 1 and "corrupt frame" in last_status["last_error"]
 
 

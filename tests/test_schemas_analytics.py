@@ -56,7 +56,7 @@ def _busy_scene(calibrated: bool) -> list[Message]:
     alerts = ("analytics: {alerts: [{id: busy, metric: queue_length, above: 1, for_s: 5},"
               " {id: all-busy, metric: open_lanes_busy, above: 0}]}")
     cfg = make_config(zones=ZONES_CAM1 + cal, extra=alerts)
-    a = StoreAnalytics(cfg, TOPICS)
+    a = StoreAnalytics(cfg)
     msgs = a.set_lane_state("lane-2", "open", T0)
     walkers = [
         # two customers queue and get served, one abandons
@@ -90,10 +90,10 @@ def test_every_analytics_payload_validates(calibrated: bool) -> None:
             continue  # owned and validated by the heatmap tests
         assert name in validators, f"no schema for {m.payload['schema']}"
         errors = sorted(validators[name].iter_errors(m.payload), key=lambda e: list(e.path))
-        assert not errors, f"{m.topic}: {[f'{list(e.path)}: {e.message}' for e in errors]}"
+        assert not errors, f"{TOPICS.of(m)}: {[f'{list(e.path)}: {e.message}' for e in errors]}"
         seen[name] = seen.get(name, 0) + 1
         # routing rule of the publisher: state retained, events durable
-        assert m.retain is (not name.startswith("event_")) and m.qos == 1
+        assert TOPICS.route(m).retain is (not name.startswith("event_")) and TOPICS.route(m).qos == 1
     assert set(seen) == set(ANALYTICS_SCHEMAS), f"not exercised: {set(ANALYTICS_SCHEMAS) - set(seen)}"
     outcomes = {(p["type"], p["outcome"]) for p in (m.payload for m in msgs) if "outcome" in p}
     assert {("greeting", "greeted"), ("greeting", "missed"), ("assist", "greeted"), ("assist", "missed"),

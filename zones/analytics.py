@@ -26,9 +26,8 @@ import numpy as np
 import numpy.typing as npt
 
 from edge.config import CameraConfig, StoreConfig
-from edge.contract import Message, Tracks
+from edge.contract import Message, MessageKind, Tracks
 from edge.errors import UserFacingError
-from mqtt_bridge.topics import Topics
 from zones.config import ZoneConfig
 from zones.dwell import ZoneStats
 from zones.geometry import FALLBACK_WIDTHS_PER_M, ZoneSet, image_widths
@@ -37,6 +36,8 @@ from zones.queues import AlertChange, AlertEngine, LaneCommand, LaneQueue
 from zones.response import ResponseOutcome, ResponseTracker
 
 log = logging.getLogger("storesense.analytics")
+
+StateKey = tuple[MessageKind, str]  # (kind, entity id) of one live-state entity
 
 SCHEMA_VERSION = 1
 # A customer counts as *entering* (and is owed a greeting) only if their track started at most
@@ -134,17 +135,16 @@ class _Camera:
 class StoreAnalytics:
     """See the module docstring. Not thread-safe by design: one analysis thread calls it."""
 
-    def __init__(self, cfg: StoreConfig, topics: Topics) -> None:
+    def __init__(self, cfg: StoreConfig) -> None:
         self.cfg = cfg
-        self.topics = topics
         self.store_id = cfg.store.id
         self.acfg = cfg.analytics
         self.staff_methods = list(cfg.staff.methods)
         self.cameras: dict[str, _Camera] = {}
         self.lanes: dict[str, LaneQueue] = {}
         self.alerts = AlertEngine(list(self.acfg.alerts), cfg.store.timezone)
-        self._last_emit_s: dict[str, float] = {}
-        self._last_sig: dict[str, Any] = {}
+        self._last_emit_s: dict[StateKey, float] = {}
+        self._last_sig: dict[StateKey, Any] = {}
         self._recommended: str | None = None
         self._finished = False
         for cam in cfg.cameras:
@@ -232,7 +232,7 @@ class StoreAnalytics:
         from zones.heatmap import HeatmapAccumulator
 
         return HeatmapAccumulator.for_camera(
-            self.cfg, cam.id, self.topics, floor=calibration is not None, calibration=calibration
+            self.cfg, cam.id, floor=calibration is not None, calibration=calibration
         )
 
     # -- public API -----------------------------------------------------------------------------
@@ -797,22 +797,22 @@ class StoreAnalytics:
             m["recommended"] = lid == recommended
             sig: Any = (m["open"], m["recommended"], m["stale"], m["open_source"])
             own = cam is not None and lane.camera_id == cam.cfg.id
-            topic = self.topics.lane_state(lid)
-            if force_all or (force_lanes and lid in force_lanes) or self._due(topic, now, sig, interval if own else None):
-                out.append(self._state(topic, self._lane_payload(lane, m, now), now, sig))
+            key: StateKey = ("lane_state", lid)
+            if force_all or (force_lanes and lid in force_lanes) or self._due(key, now, sig, interval if own else None):
+                out.append(self._state(key, self._lane_payload(lane, m, now), now, sig))
         # zone states of the camera that just delivered a frame
         cams = [cam] if cam is not None else list(self.cameras.values())
         for c in cams:
             for zid, st in c.stats.items():
-                topic = self.topics.zone_state(zid)
+                key = ("zone_state", zid)
                 sig = (st.staff_count > 0,)
-                if force_all or self._due(topic, now, sig, interval):
-                    out.append(self._state(topic, self._zone_payload(c, zid, now), now, sig))
+                if force_all or self._due(key, now, sig, interval):
+                    out.append(self._state(key, self._zone_payload(c, zid, now), now, sig))
         active = self.alerts.active()
         lanes_open = sum(1 for m in metrics.values() if m["open"])
-        topic = self.topics.store_state()
+        key = ("store_state", "all")
         sig = (recommended, lanes_open, tuple(a[0] for a in active))
-        if force_all or force_lanes or self._due(topic, now, sig, interval):
+        if force_all or force_lanes or self._due(key, now, sig, interval):
             payload = {
                 "schema": _schema("store_state"),
                 "store_id": self.store_id,
@@ -827,22 +827,22 @@ class StoreAnalytics:
                     for aid, rule, since in active
                 ],
             }
-            out.append(self._state(topic, payload, now, sig))
+            out.append(self._state(key, payload, now, sig))
         return out
 
-    def _due(self, topic: str, now: float, sig: Any, interval: float | None) -> bool:
+    def _due(self, key: StateKey, now: float, sig: Any, interval: float | None) -> bool:
         """Publish when the significant signature changed, or the interval passed (own entities)."""
-        if self._last_sig.get(topic, object()) != sig:
+        if self._last_sig.get(key, object()) != sig:
             return True
         if interval is None:
             return False
-        last = self._last_emit_s.get(topic)
+        last = self._last_emit_s.get(key)
         return last is None or now - last >= interval - 1e-9
 
-    def _state(self, topic: str, payload: dict[str, Any], now: float, sig: Any) -> Message:
-        self._last_emit_s[topic] = now
-        self._last_sig[topic] = sig
-        return Message(topic, payload, retain=True, qos=1)
+    def _state(self, key: StateKey, payload: dict[str, Any], now: float, sig: Any) -> Message:
+        self._last_emit_s[key] = now
+        self._last_sig[key] = sig
+        return Message(key[0], key[1], payload, "state")
 
     @staticmethod
     def _recommend(metrics: dict[str, dict[str, Any]]) -> str | None:
@@ -900,7 +900,7 @@ class StoreAnalytics:
         }
 
     def _event(self, event_type: str, payload: dict[str, Any]) -> Message:
-        return Message(self.topics.event(event_type), payload, retain=False, qos=1)
+        return Message("event", event_type, payload, "event")
 
     @staticmethod
     def _eid(cam: _Camera, track_id: int, event_type: str, subject: str, t: float) -> str:

@@ -29,7 +29,6 @@ import numpy.typing as npt
 
 from edge.contract import Message
 from edge.errors import UserFacingError
-from mqtt_bridge.topics import Topics
 
 if TYPE_CHECKING:
     from calibration.homography import Calibration
@@ -194,7 +193,6 @@ class HeatmapAccumulator:
         camera_id: str,
         store_id: str,
         grid: HeatmapGrid,
-        topics: Topics,
         *,
         min_tracks_per_cell: int = 3,
         timezone: str = "UTC",
@@ -202,8 +200,6 @@ class HeatmapAccumulator:
         self.camera_id = camera_id
         self.store_id = store_id
         self.grid = grid
-        self.topics = topics
-        self.topic = topics.camera_heatmap(camera_id)
         self.min_tracks_per_cell = int(min_tracks_per_cell)
         self.clock = HourClock(timezone)
         self._hours: dict[float, _Hour] = {}
@@ -214,7 +210,6 @@ class HeatmapAccumulator:
         cls,
         cfg: StoreConfig,
         camera_id: str,
-        topics: Topics,
         *,
         floor: bool,
         calibration: Calibration | None = None,
@@ -234,7 +229,7 @@ class HeatmapAccumulator:
         else:
             grid = HeatmapGrid.image(hcfg.cell_norm)
         return cls(
-            camera_id, cfg.store.id, grid, topics, min_tracks_per_cell=hcfg.min_tracks_per_cell, timezone=cfg.store.timezone
+            camera_id, cfg.store.id, grid, min_tracks_per_cell=hcfg.min_tracks_per_cell, timezone=cfg.store.timezone
         )
 
     # ------------------------------------------------------------------------------------------
@@ -309,7 +304,8 @@ class HeatmapAccumulator:
             del self._hours[start]
             if h.first_s is None:
                 continue
-            out.append(Message(self.topic, self._payload(h, complete=h.end_s <= upto_timestamp_s), retain=False, qos=1))
+            payload = self._payload(h, complete=h.end_s <= upto_timestamp_s)
+            out.append(Message("heatmap", self.camera_id, payload, "event"))
         return out
 
     def finish(self, timestamp_s: float) -> list[Message]:

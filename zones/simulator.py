@@ -1224,11 +1224,12 @@ class Replay:
     queue_length: dict[str, npt.NDArray[np.int64]]  # lane → value after each frame
     wall_s: float = 0.0
 
-    def payloads(self, suffix: str) -> list[dict[str, Any]]:
-        return [m.payload for m in self.messages if m.topic.endswith(suffix)]
+    def payloads(self, kind: str, entity_id: str | None = None) -> list[dict[str, Any]]:
+        """Payloads of one message kind (and entity: lane/zone/camera id, or event type)."""
+        return [m.payload for m in self.messages if m.kind == kind and entity_id in (None, m.entity_id)]
 
     def lane_states(self, lane: str) -> list[dict[str, Any]]:
-        return [m.payload for m in self.messages if m.topic.endswith(f"/lane/{lane}/state")]
+        return self.payloads("lane_state", lane)
 
 
 def replay(sim: QueueSimulation | EntranceSimulation, *, analytics: Any | None = None) -> Replay:
@@ -1236,10 +1237,9 @@ def replay(sim: QueueSimulation | EntranceSimulation, *, analytics: Any | None =
     and, after every frame, each lane's queue length."""
     import time
 
-    from mqtt_bridge.topics import Topics
     from zones.analytics import StoreAnalytics
 
-    an = analytics if analytics is not None else StoreAnalytics(sim.config, Topics(sim.config.store.id))
+    an = analytics if analytics is not None else StoreAnalytics(sim.config)
     lanes = list(getattr(an, "lanes", {}))
     lengths = {lane: np.zeros(sim.stream.n_frames, np.int64) for lane in lanes}
     out: list[Any] = []
@@ -1322,7 +1322,7 @@ def evaluate_queue(
 
     # measured waits
     owner = sim.stream.id_owner
-    events = [e for e in rep.payloads("/events/queue_wait") if e.get("outcome") == "served"]
+    events = [e for e in rep.payloads("event", "queue_wait") if e.get("outcome") == "served"]
     by_person: dict[int, list[dict[str, Any]]] = {}
     extra = 0
     for e in events:
@@ -1410,7 +1410,7 @@ def evaluate_greeting(sim: EntranceSimulation, rep: Replay) -> GreetingReport:
     epoch = sc.start_epoch_s
     owner = sim.stream.id_owner
     staff_pids = {p.pid for p in sim.people if p.is_staff}
-    events = rep.payloads("/events/greeting")
+    events = rep.payloads("event", "greeting")
     by_person: dict[int, list[dict[str, Any]]] = {}
     staff_events = fp_events = 0
     for e in events:
@@ -1448,7 +1448,7 @@ def evaluate_greeting(sim: EntranceSimulation, rep: Replay) -> GreetingReport:
             false_m += 1
     n = len(judged)
     # entry events carry no track id: match each to an unclaimed true entry within 1.5 s
-    entries = rep.payloads("/events/entry")
+    entries = rep.payloads("event", "entry")
     unclaimed = sorted(g.entered_s for g in sim.greetings)
     entry_fp = 0
     for e in sorted(entries, key=lambda e: float(e["entered_s"])):
