@@ -311,10 +311,11 @@ def build_live_sinks(cfg: StoreConfig, topics: Topics, runtime_ref: list[Any]) -
             if runtime_ref:
                 runtime_ref[0].submit_lane_command(lane_id, state)
 
-        lanes = {z.lane_id for cam in cfg.cameras for z in cam.zones if z.kind in ("queue", "service")}
+        lanes = {lane.lane_id for lane in cfg.lanes()}
         publisher = MqttPublisher(
             cfg.mqtt, topics, data_dir=cfg.data_path(), on_lane_command=on_lane_command, known_lanes=lanes,
             status_extra=lambda: _history_status(history),
+            config_dir=cfg.source_path.parent if cfg.source_path is not None else None,
         )
         sinks.append(publisher)
     history = history_sink_from_config(cfg)

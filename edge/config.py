@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
@@ -19,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from calibration.config import CalibrationConfig
 from edge.config_checks import RawCheck, Where, did_you_mean, raw_problems, short
+from edge.errors import UserFacingError
 from mqtt_bridge.config import DisplayConfig, HistoryConfig, MqttConfig
 from zones.config import ZONE_MODELS, AnalyticsConfig, StaffConfig, ZoneConfig
 
@@ -145,6 +147,42 @@ class MetricsConfig(Strict):
     port: int = Field(default=9464, ge=0, le=65535, description="listen port; 0 picks a free one (tests)")
 
 
+@dataclass(frozen=True)
+class LaneConfig:
+    """A checkout lane as configured: its queue zone and (optionally) the service zone at its till."""
+
+    lane_id: str
+    label: str
+    camera_id: str
+    queue_zone: str
+    service_zone: str | None
+
+
+def resolve_secret(env_name: str | None, file_name: str | None, *, key: str, base_dir: Path | None) -> str | None:
+    """A secret named by the config (never inline): the value of environment variable ``env_name``,
+    or the content of ``file_name`` (relative paths are relative to the config file's folder
+    ``base_dir``, like every path in the config; one trailing newline is ignored). An unset or
+    empty variable, an unreadable or empty file is an error: a missing secret must not quietly
+    become "no password". None when neither is given."""
+    if env_name:
+        value = os.environ.get(env_name)
+        if not value:
+            raise UserFacingError(f"{key}_env names the environment variable {env_name}, but it is not set or empty")
+        return value
+    if file_name:
+        path = Path(file_name).expanduser()
+        if not path.is_absolute() and base_dir is not None:
+            path = (base_dir / path).resolve()
+        try:
+            value = path.read_text(encoding="utf-8").rstrip("\r\n")
+        except OSError as exc:
+            raise UserFacingError(f"{key}_file {path}: cannot read it ({exc.strerror})") from None
+        if not value:
+            raise UserFacingError(f"{key}_file {path} is empty")
+        return value
+    return None
+
+
 class StoreConfig(Strict):
     version: Literal[1]
     store: StoreInfo
@@ -164,6 +202,32 @@ class StoreConfig(Strict):
     )
     # where the file came from; set by load_config, not by the user
     source_path: Path | None = Field(default=None, exclude=True)
+
+    def lanes(self) -> list[LaneConfig]:
+        """Every checkout lane: one per queue zone of an enabled camera, in config order. The one
+        definition of "the store's lanes" used by the analytics, lane commands, screens and reports."""
+        out: dict[str, LaneConfig] = {}
+        for cam in self.cameras:
+            if not cam.enabled:
+                continue
+            for z in cam.zones:
+                if z.kind != "queue":
+                    continue
+                if z.lane_id in out:
+                    raise UserFacingError(
+                        f"lane {z.lane_id!r} has more than one queue zone (camera {cam.id}, zone {z.id}); give "
+                        "each queue zone its own 'lane' id"
+                    )
+                service = z.service_zone
+                if service is None:  # a service zone of the same lane on this camera
+                    service = next((s.id for s in cam.zones if s.kind == "service" and s.lane_id == z.lane_id), None)
+                out[z.lane_id] = LaneConfig(z.lane_id, z.label or z.lane_id, cam.id, z.id, service)
+        return list(out.values())
+
+    def mqtt_password(self) -> str | None:
+        """The broker password (``mqtt.password_env`` or ``mqtt.password_file``); see :func:`resolve_secret`."""
+        base = self.source_path.parent if self.source_path is not None else None
+        return resolve_secret(self.mqtt.password_env, self.mqtt.password_file, key="mqtt.password", base_dir=base)
 
     def camera(self, camera_id: str) -> CameraConfig:
         for c in self.cameras:

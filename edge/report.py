@@ -826,11 +826,7 @@ def collect_report_data(
         hours=local_hour_starts(start_s, end_s, tz),
     )
     zone_cfg = {z.id: z for cam in cfg.cameras for z in cam.zones}
-    lane_labels: dict[str, str] = {}
-    for z in zone_cfg.values():
-        if z.kind == "queue":
-            lane_labels[z.lane_id] = z.label or z.lane_id
-    lanes: dict[str, LaneDay] = {lid: LaneDay(lid, label) for lid, label in lane_labels.items()}
+    lanes: dict[str, LaneDay] = {lc.lane_id: LaneDay(lc.lane_id, lc.label) for lc in cfg.lanes()}
 
     def lane(lid: str, label: str | None = None) -> LaneDay:
         if lid not in lanes:

@@ -28,7 +28,6 @@ import json
 import logging
 import math
 import mimetypes
-import os
 import re
 import signal
 import threading
@@ -155,20 +154,11 @@ class _Lane:
 
 
 def lanes_from_config(cfg: StoreConfig) -> list[tuple[str, str]]:
-    """(lane id, label) of every queue zone of the enabled cameras, in config order."""
-    out: list[tuple[str, str]] = []
-    seen: set[str] = set()
-    for cam in cfg.cameras:
-        if not cam.enabled:
-            continue
-        for zone in cam.zones:
-            if zone.kind != "queue":
-                continue
-            lid = topic_id(zone.lane_id)
-            if lid not in seen:
-                seen.add(lid)
-                out.append((lid, zone.label or zone.lane_id))
-    return out
+    """(lane id as in topics, label) of every lane of the store (``StoreConfig.lanes``)."""
+    out: dict[str, str] = {}
+    for lane in cfg.lanes():
+        out.setdefault(topic_id(lane.lane_id), lane.label)
+    return list(out.items())
 
 
 class DisplayState:
@@ -414,19 +404,7 @@ class DisplayState:
 
 
 def _mqtt_password(cfg: StoreConfig) -> str | None:
-    m = cfg.mqtt
-    if m.password_env:
-        value = os.environ.get(m.password_env)
-        if value is None:
-            raise UserFacingError(f"mqtt.password_env names ${m.password_env}, which is not set")
-        return value
-    if m.password_file:
-        path = cfg.resolve_path(m.password_file)
-        try:
-            return path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise UserFacingError(f"mqtt.password_file {path}: cannot read it: {exc}") from None
-    return None
+    return cfg.mqtt_password()  # the same resolver as the edge's publisher
 
 
 class _Subscriber:

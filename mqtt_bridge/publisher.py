@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import re
 import threading
 import time
@@ -43,6 +42,7 @@ from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from edge.config import resolve_secret
 from edge.contract import Message
 from edge.errors import UserFacingError
 from mqtt_bridge.commands import CommandHandler
@@ -120,25 +120,11 @@ def find_image_data(obj: Any, path: str = "payload", depth: int = 0) -> str | No
 # secrets
 
 
-def resolve_password(cfg: MqttConfig) -> str | None:
-    """Read the broker password from the named environment variable or file (never inline)."""
-    if cfg.password_env:
-        value = os.environ.get(cfg.password_env)
-        if not value:
-            raise UserFacingError(
-                f"mqtt.password_env names the environment variable {cfg.password_env}, but it is not set or empty"
-            )
-        return value
-    if cfg.password_file:
-        path = Path(cfg.password_file).expanduser()
-        try:
-            value = path.read_text(encoding="utf-8").rstrip("\r\n")
-        except OSError as exc:
-            raise UserFacingError(f"mqtt.password_file {path}: cannot read it ({exc.strerror})") from None
-        if not value:
-            raise UserFacingError(f"mqtt.password_file {path} is empty")
-        return value
-    return None
+def resolve_password(cfg: MqttConfig, config_dir: Path | None = None) -> str | None:
+    """The broker password from the named environment variable or file (never inline); a relative
+    ``password_file`` is relative to the config file's folder ``config_dir`` (the same rule as the
+    display's, :meth:`edge.config.StoreConfig.mqtt_password`)."""
+    return resolve_secret(cfg.password_env, cfg.password_file, key="mqtt.password", base_dir=config_dir)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -198,9 +184,11 @@ class MqttPublisher:
         client_id: str | None = None,
         inflight_timeout_s: float | None = None,
         status_extra: Callable[[], dict[str, Any]] | None = None,
+        config_dir: Path | None = None,
     ) -> None:
         self.cfg = cfg
         self._status_extra = status_extra  # e.g. history drops, for the edge status
+        self.config_dir = config_dir  # a relative mqtt.password_file is relative to it
         self.topics = topics
         self.device_id = topic_id(cfg.device_id)
         self.availability_topic = topics.availability(self.device_id)
@@ -265,7 +253,7 @@ class MqttPublisher:
         return client
 
     def _configure_security(self) -> None:
-        password = resolve_password(self.cfg)
+        password = resolve_password(self.cfg, self.config_dir)
         if self.cfg.username is not None:
             self._client.username_pw_set(self.cfg.username, password)
         elif password is not None:

@@ -630,6 +630,55 @@ def test_missing_secret_is_a_clear_error(kw: dict[str, str], message: str) -> No
         resolve_password(cfg)
 
 
+def test_relative_password_file_is_read_alike_by_the_edge_and_the_display(
+    auth_broker: tuple[MosquittoProcess, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One secret resolver: a relative mqtt.password_file is relative to the config file for the edge's
+    publisher (as wired by `storesense run`) and for the display alike, whatever the working directory.
+    Before the fix the publisher read it relative to the working directory and could not connect."""
+    from edge.commands import build_live_sinks
+    from edge.config import load_config
+    from mqtt_bridge.display import _mqtt_password
+
+    broker, secret = auth_broker
+    cfg_dir = tmp_path / "etc"
+    cfg_dir.mkdir()
+    (cfg_dir / "mqtt.pw").write_text(secret + "\n")
+    (cfg_dir / "store.yaml").write_text(
+        "version: 1\nstore: {id: store-1}\ncameras: [{id: cam-1, source: a.mp4}]\n"
+        f"mqtt: {{port: {broker.port}, username: edge-store-1, password_file: mqtt.pw, reconnect_max_backoff_s: 1}}\n"
+        f"data_dir: {tmp_path / 'data'}\n"
+    )
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(cfg_dir / "store.yaml")
+    assert _mqtt_password(cfg) == secret
+    sinks, pub = build_live_sinks(cfg, T, [])
+    try:
+        pub.start()
+        assert wait_until(lambda: pub.ready, 10), "the edge could not log in with the password file"
+    finally:
+        for sink in sinks:
+            sink.close()
+
+
+def test_empty_password_variable_is_an_error_for_the_edge_and_the_display(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An empty variable must not quietly log in without a password on either side (the display used to accept it)."""
+    from edge.config import parse_config
+    from mqtt_bridge.display import _mqtt_password
+
+    monkeypatch.setenv("STORESENSE_TEST_EMPTY_PW", "")
+    cfg = parse_config("version: 1\nstore: {id: s}\ncameras: [{id: c, source: a.mp4}]\n"
+                       "mqtt: {username: u, password_env: STORESENSE_TEST_EMPTY_PW}\n")
+    with pytest.raises(UserFacingError, match="STORESENSE_TEST_EMPTY_PW"):
+        resolve_password(cfg.mqtt)
+    with pytest.raises(UserFacingError, match="STORESENSE_TEST_EMPTY_PW"):
+        _mqtt_password(cfg)
+
+
 def test_tls_connection_from_config(tmp_path: Path, make_pub: Callable[..., MqttPublisher]) -> None:
     certs = tmp_path / "certs"
     make_certs(certs)
