@@ -46,6 +46,24 @@ def _imported_modules(tree: ast.AST, module: str) -> set[str]:
     return {m for m in found if m.split(".")[0] in PACKAGES}
 
 
+def _layers() -> list[list[str]]:
+    """Layers of [tool.importlinter] in pyproject.toml, bottom first (empty before they existed)."""
+    import tomllib
+
+    cfg = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    for contract in cfg.get("tool", {}).get("importlinter", {}).get("contracts", []):
+        if contract.get("type") == "layers":
+            return [[m.strip() for m in layer.replace("|", ":").split(":")] for layer in reversed(contract["layers"])]
+    return []
+
+
+def _layer_of(module: str, layers: list[list[str]]) -> int | None:
+    for i, layer in enumerate(layers):
+        if any(module == m or module.startswith(m + ".") for m in layer):
+            return i
+    return None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--top", type=int, default=8)
@@ -53,6 +71,8 @@ def main() -> None:
     classes: list[tuple[int, str]] = []
     functions: list[tuple[int, str]] = []
     arrows: Counter[tuple[str, str]] = Counter()
+    layers = _layers()
+    layer_arrows: Counter[str] = Counter()
     for path in _sources():
         module = _module_name(path)
         tree = ast.parse(path.read_text(encoding="utf-8"))
@@ -63,6 +83,9 @@ def main() -> None:
                 (classes if isinstance(node, ast.ClassDef) else functions).append((lines, name))
         src_pkg = module.split(".")[0]
         for target in _imported_modules(tree, module):
+            a, b = _layer_of(module, layers), _layer_of(target, layers)
+            if a is not None and b is not None and a != b:
+                layer_arrows["up" if b > a else "down"] += 1
             dst_pkg = target.split(".")[0]
             if dst_pkg != src_pkg:
                 arrows[(src_pkg, dst_pkg)] += 1
@@ -81,6 +104,8 @@ def main() -> None:
         ab, ba = arrows[(a, b)], arrows[(b, a)]
         if ab or ba:
             print(f"  {a:12s} <-> {b:12s} {ab:3d} / {ba:3d}{'   (both ways)' if ab and ba else ''}")
+    if layers:
+        print(f"import arrows between layers (pyproject.toml): down {layer_arrows['down']}, up {layer_arrows['up']}")
 
 
 if __name__ == "__main__":

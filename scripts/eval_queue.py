@@ -38,9 +38,10 @@ class DedupServiceStarts(StoreAnalytics):
 
     def _on_transition(self, cam: Any, tr: Any, staff: bool, ts: float, closed_by: str | None = None) -> Any:
         zone = cam.zones[tr.zone_id]
-        born_inside = cam.first_seen_s.get(tr.track_id, tr.time_s) >= tr.time_s - 1e-6
+        rec = cam.tracks.get(tr.track_id)
+        born_inside = (rec.first_seen_s if rec is not None else tr.time_s) >= tr.time_s - 1e-6
         if tr.kind == "enter" and zone.kind == "service" and not staff and born_inside:
-            lane = self._lane_of_zone(cam, zone.id)
+            lane = cam.lane_of_zone(zone.id)
             if lane is not None:
                 lane.service_start = lambda time_s: None  # type: ignore[method-assign]
                 try:

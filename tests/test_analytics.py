@@ -181,7 +181,7 @@ def test_queue_length_exact(n_customers: int, with_staff_in_queue: bool) -> None
     # from enter_after_s (1 s) on, every state shows exactly the customers (never the staff)
     assert all(q == n_customers for t, q in seen if t >= 1.0)
     assert seen[-1][1] == n_customers
-    assert a.lane_metrics("lane-1")["queue_length_smoothed"] == pytest.approx(n_customers, abs=0.01)
+    assert a.lane_metrics("lane-1").queue_length_smoothed == pytest.approx(n_customers, abs=0.01)
 
 
 @pytest.mark.parametrize("fps", [5.0, 10.0])
@@ -671,7 +671,7 @@ def test_eviction_keeps_per_track_state_flat() -> None:
 def test_id_switch_at_the_till_is_not_a_new_service(name: str, walkers: list[Walker], services: int) -> None:
     a = StoreAnalytics(make_config())
     run_scene(a, walkers, 25.0, finish=False)
-    assert a.lane_metrics("lane-1")["services_observed"] == services, name
+    assert a.lane_metrics("lane-1").services_observed == services, name
 
 
 @pytest.mark.parametrize(
@@ -691,7 +691,7 @@ def test_every_served_customer_has_one_wait_event(name: str, path: list[tuple[fl
     (e,) = events(msgs, "queue_wait")
     assert e["outcome"] == "served", name
     assert float(e["wait_s"]) == pytest.approx(expected_wait_s, abs=0.11), name
-    assert a.lane_metrics("lane-1")["measured_wait_recent_s"] == pytest.approx(expected_wait_s, abs=0.11)
+    assert a.lane_metrics("lane-1").measured_wait_recent_s == pytest.approx(expected_wait_s, abs=0.11)
 
 
 def test_re_acquired_customer_at_the_till_gets_no_second_wait_event() -> None:
@@ -742,7 +742,7 @@ def test_id_switch_in_the_queue_keeps_the_join_time(
     assert [g[:3] for g in got] == [x[:3] for x in expected], name
     for g, x in zip(got, expected, strict=True):
         assert g[3] == pytest.approx(x[3], abs=0.21), (name, g)
-    assert a.lane_metrics("lane-1")["services_observed"] == 1
+    assert a.lane_metrics("lane-1").services_observed == 1
     assert a.per_track_state_sizes()["lane_pending"] == 0
 
 

@@ -29,7 +29,7 @@ def test_predicted_wait_before_any_service_uses_default(queue_length: int, busy:
     wait, low, high = lane.predicted_wait()
     assert wait == pytest.approx(expected_s)
     m = lane.metrics(T0)
-    assert m["service_rate_per_min"] is None and m["service_rate_source"] == "default"
+    assert m.service_rate_per_min is None and m.service_rate_source == "default"
     if expected_s == 0:
         assert (low, high) == (0.0, 0.0)
     else:
@@ -75,7 +75,7 @@ def test_service_rate_is_the_documented_weighted_ratio(service_time_s: float, ha
     wait, _, _ = lane.predicted_wait()
     elapsed_s = now - starts[-1]
     assert wait == pytest.approx(3.0 / mu + max(1.0 / mu - elapsed_s, 0.3 / mu), rel=1e-6)
-    assert lane.metrics(now)["service_rate_per_min"] == pytest.approx(mu * 60.0, abs=1e-3)
+    assert lane.metrics(now).service_rate_per_min == pytest.approx(mu * 60.0, abs=1e-3)
 
 
 def test_idle_time_does_not_slow_the_rate() -> None:
@@ -113,7 +113,7 @@ def test_staleness(name: str, frames: list[tuple[float, int, bool]], now_offset_
     for off, q, busy in frames:
         lane.advance(T0 + off, q, busy, False)
     assert lane.stale_reason(T0 + now_offset_s) == expected, name
-    assert lane.metrics(T0 + now_offset_s)["stale"] is (expected is not None)
+    assert lane.metrics(T0 + now_offset_s).stale is (expected is not None)
 
 
 def test_service_resets_the_no_service_clock() -> None:

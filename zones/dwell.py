@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -73,7 +74,7 @@ class ZoneStats:
             }
         return self._dwell_cache
 
-    def summary(self, now_s: float) -> dict[str, object]:
+    def summary(self, now_s: float) -> dict[str, Any]:
         self.prune(now_s)
         return {
             "occupancy": int(self.occupancy),

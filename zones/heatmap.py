@@ -29,6 +29,7 @@ import numpy.typing as npt
 
 from edge.contract import Message
 from edge.errors import UserFacingError
+from edge.payloads import Heatmap
 
 if TYPE_CHECKING:
     from calibration.homography import Calibration
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("storesense.heatmap")
 
-SCHEMA = "storesense.heatmap/1"
+SCHEMA = Heatmap.SCHEMA
 HOUR_S = 3600.0
 F64Array = npt.NDArray[np.float64]
 Units = Literal["m", "norm"]
@@ -305,7 +306,7 @@ class HeatmapAccumulator:
             if h.first_s is None:
                 continue
             payload = self._payload(h, complete=h.end_s <= upto_timestamp_s)
-            out.append(Message("heatmap", self.camera_id, payload, "event"))
+            out.append(Message("heatmap", self.camera_id, payload.to_dict(), "event"))
         return out
 
     def finish(self, timestamp_s: float) -> list[Message]:
@@ -316,7 +317,7 @@ class HeatmapAccumulator:
     def open_hours(self) -> int:
         return len(self._hours)
 
-    def _payload(self, h: _Hour, *, complete: bool) -> dict[str, Any]:
+    def _payload(self, h: _Hour, *, complete: bool) -> Heatmap:
         k = self.min_tracks_per_cell
         cells: list[list[float | int]] = []
         suppressed_cells = 0
@@ -333,29 +334,28 @@ class HeatmapAccumulator:
             cells.append([int(r), int(c), round(secs, PERSON_S_DECIMALS), int(n)])
         total = float(h.person_s.sum())
         assert h.first_s is not None and h.last_s is not None
-        return {
-            "schema": SCHEMA,
-            "store_id": self.store_id,
-            "camera_id": self.camera_id,
-            "timestamp_s": h.end_s if complete else h.last_s,
-            "event_id": f"heatmap-{self.camera_id}-{int(h.start_s)}-{int(round(h.first_s * 1000))}",
-            "hour_start_s": h.start_s,
-            "hour_end_s": h.end_s,
-            "complete": complete,
-            "observed_from_s": h.first_s,
-            "observed_to_s": h.last_s,
-            "units": self.grid.units,
-            "origin": [self.grid.origin[0], self.grid.origin[1]],
-            "cell_size": self.grid.cell_size,
-            "shape": [self.grid.shape[0], self.grid.shape[1]],
-            "cells": cells,
-            "total_person_s": round(total, PERSON_S_DECIMALS),
-            "suppressed_cells": suppressed_cells,
-            "suppressed_person_s": round(suppressed_s, PERSON_S_DECIMALS),
-            "outside_person_s": round(h.outside_person_s, PERSON_S_DECIMALS),
-            "min_tracks_per_cell": k,
-            "tracks": len(h.all_tracks),
-        }
+        return Heatmap(
+            store_id=self.store_id,
+            camera_id=self.camera_id,
+            timestamp_s=h.end_s if complete else h.last_s,
+            event_id=f"heatmap-{self.camera_id}-{int(h.start_s)}-{int(round(h.first_s * 1000))}",
+            hour_start_s=h.start_s,
+            hour_end_s=h.end_s,
+            complete=complete,
+            observed_from_s=h.first_s,
+            observed_to_s=h.last_s,
+            units=self.grid.units,
+            origin=[self.grid.origin[0], self.grid.origin[1]],
+            cell_size=self.grid.cell_size,
+            shape=[self.grid.shape[0], self.grid.shape[1]],
+            cells=cells,
+            total_person_s=round(total, PERSON_S_DECIMALS),
+            suppressed_cells=suppressed_cells,
+            suppressed_person_s=round(suppressed_s, PERSON_S_DECIMALS),
+            outside_person_s=round(h.outside_person_s, PERSON_S_DECIMALS),
+            min_tracks_per_cell=k,
+            tracks=len(h.all_tracks),
+        )
 
 
 # ----------------------------------------------------------------------------------------------

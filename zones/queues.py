@@ -37,9 +37,10 @@ import datetime as dt
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo
 
+from edge.payloads import LaneMetrics
 from zones.config import AlertRule, QueueModelConfig
 
 LaneCommand = Literal["open", "closed", "auto"]
@@ -302,31 +303,31 @@ class LaneQueue:
         measured = self._wait_sum_w / self._wait_n_w if self._wait_n_w > 1e-6 else None
         return little, measured
 
-    def metrics(self, now_s: float) -> dict[str, Any]:
+    def metrics(self, now_s: float) -> LaneMetrics:
         """The lane_state payload fields owned by the queue model."""
         wait_s, low_s, high_s = self.predicted_wait()
         is_open, source = self.is_open()
         stale = self.stale_reason(now_s)
         little, measured_mean = self.littles_law()
-        return {
-            "open": is_open,
-            "open_source": source,
-            "command": self.command,
-            "queue_length": int(self.queue_length),
-            "queue_length_smoothed": round(self.queue_length_smoothed, 2),
-            "server_busy": bool(self.server_busy),
-            "predicted_wait_s": round(wait_s, 1),
-            "predicted_wait_low_s": round(low_s, 1),
-            "predicted_wait_high_s": round(high_s, 1),
-            "service_rate_per_min": round(self.service_rate_per_s * 60.0, 3) if self.services_total else None,
-            "service_rate_source": "observed" if self.services_total else "default",
-            "services_observed": int(self.services_total),
-            "measured_wait_recent_s": _r1(self.measured_wait_recent_s()),
-            "measured_wait_mean_s": _r1(measured_mean),
-            "littles_law_wait_s": _r1(little),
-            "stale": stale is not None,
-            "stale_reason": stale,
-        }
+        return LaneMetrics(
+            open=is_open,
+            open_source=source,
+            command=self.command,
+            queue_length=int(self.queue_length),
+            queue_length_smoothed=round(self.queue_length_smoothed, 2),
+            server_busy=bool(self.server_busy),
+            predicted_wait_s=round(wait_s, 1),
+            predicted_wait_low_s=round(low_s, 1),
+            predicted_wait_high_s=round(high_s, 1),
+            service_rate_per_min=round(self.service_rate_per_s * 60.0, 3) if self.services_total else None,
+            service_rate_source="observed" if self.services_total else "default",
+            services_observed=int(self.services_total),
+            measured_wait_recent_s=_r1(self.measured_wait_recent_s()),
+            measured_wait_mean_s=_r1(measured_mean),
+            littles_law_wait_s=_r1(little),
+            stale=stale is not None,
+            stale_reason=stale,
+        )
 
     def pending_count(self) -> int:
         return len(self.pending) + len(self.orphans)
@@ -392,7 +393,7 @@ class AlertEngine:
             return start <= hour < end
         return hour >= start or hour < end  # window across midnight, e.g. (22, 2)
 
-    def evaluate(self, timestamp_s: float, lanes: list[tuple[str, dict[str, Any]]]) -> list[AlertChange]:
+    def evaluate(self, timestamp_s: float, lanes: list[tuple[str, LaneMetrics]]) -> list[AlertChange]:
         """``lanes``: (lane id, metrics) of every lane of the store."""
         changes: list[AlertChange] = []
         for rule in self.rules:
@@ -407,9 +408,9 @@ class AlertEngine:
                         continue
                     v: float | None
                     if rule.metric == "queue_length":
-                        v = float(m["queue_length_smoothed"])
+                        v = float(m.queue_length_smoothed)
                     else:
-                        v = None if m["stale"] else float(m["predicted_wait_s"])
+                        v = None if m.stale else float(m.predicted_wait_s)
                     targets.append((lid, v))
             for lane_id, value in targets:
                 aid = self.alert_id(rule, lane_id)
@@ -445,10 +446,10 @@ class AlertEngine:
         return list(by_id.values())
 
 
-def _open_lanes_busy(lanes: list[tuple[str, dict[str, Any]]]) -> float | None:
+def _open_lanes_busy(lanes: list[tuple[str, LaneMetrics]]) -> float | None:
     if not lanes:
         return None
-    open_q = [float(m["queue_length_smoothed"]) for _, m in lanes if m["open"] and not m["stale"]]
+    open_q = [float(m.queue_length_smoothed) for _, m in lanes if m.open and not m.stale]
     if open_q:
         return min(open_q)
-    return max(float(m["queue_length_smoothed"]) for _, m in lanes)
+    return max(float(m.queue_length_smoothed) for _, m in lanes)

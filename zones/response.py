@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -112,7 +112,7 @@ class ResponseTracker:
         self.outcomes.append((o.decided_s, ok, o.latency_s))
         return o
 
-    def summary(self, now_s: float) -> dict[str, object]:
+    def summary(self, now_s: float) -> dict[str, Any]:
         while self.outcomes and now_s - self.outcomes[0][0] > WINDOW_S:
             self.outcomes.popleft()
         n = len(self.outcomes)
