@@ -12,8 +12,6 @@ matplotlib as a fallback after DejaVu Sans, so Latin text keeps its usual look.
 
 from __future__ import annotations
 
-import base64
-import html
 import io
 import logging
 import math
@@ -29,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
+from edge.templating import bi, render
 from zones.staffing import HourLoad, HourStaffing, staffing_by_hour
 
 log = logging.getLogger("storesense.report")
@@ -52,11 +51,6 @@ PALETTE = {
 SERIES = ["#2f6fde", "#14a38b", "#f08c00", "#7c5cc4", "#d64545", "#0b7285", "#a61e4d", "#5c940d"]
 FIG_W_IN = 10.0
 DPI = 110
-
-
-def bi(zh: str, en: str) -> str:
-    """One bilingual label: Chinese first, English after."""
-    return f"{zh} {en}"
 
 
 @lru_cache(maxsize=1)
@@ -609,11 +603,6 @@ footer { color: var(--muted); font-size: 12px; text-align: center; padding: 10px
 """
 
 
-def _img(png: bytes, alt: str, cls: str = "plot") -> str:
-    b64 = base64.b64encode(png).decode("ascii")
-    return f'<img class="{cls}" alt="{html.escape(alt)}" src="data:image/png;base64,{b64}">'
-
-
 def period_text(start_s: float, end_s: float, tz: ZoneInfo) -> str:
     """'2024-05-01', '2024-05-01 → 2024-05-07' for whole local days, else with times."""
     from datetime import timedelta
@@ -665,19 +654,15 @@ def summary_numbers(data: ReportData) -> dict[str, Any]:
     }
 
 
-def render_html(data: ReportData) -> str:
-    tz = data.tz
-    numbers = summary_numbers(data)
-    title = f"{data.store_name} — {bi('运营报告', 'operations report')}"
-    period = f"{period_text(data.start_s, data.end_s, tz)} ({data.timezone})"
-
-    def card(k: str, v: str, s: str = "") -> str:
-        return f'<div class="card"><div class="k">{k}</div><div class="v">{v}</div><div class="s">{s}</div></div>'
-
+def _cards(data: ReportData, numbers: dict[str, Any]) -> list[dict[str, str]]:
     peaks = numbers["peak_footfall"]
     greet = numbers["sla_pct"].get("greeting")
     assist = numbers["sla_pct"].get("assist")
-    cards = [
+
+    def card(k: str, v: str, s: str = "") -> dict[str, str]:
+        return {"k": k, "v": v, "s": s}
+
+    return [
         card(bi("总客流", "Footfall"), f"{numbers['footfall_total']:,}", bi("进店人次", "entries")),
         card(bi("高峰时段", "Peak hour"), _hour_text(data, peaks[0].hour_start_s) if peaks else "–",
              f"{int(peaks[0].value)} {bi('人次', 'entries')}" if peaks else ""),
@@ -688,105 +673,79 @@ def render_html(data: ReportData) -> str:
         card(bi("导购响应达标", "Assisted in SLA"), f"{assist:.0f}%" if assist is not None else "–",
              f"{numbers['sla_count'].get('assist', 0)} {bi('人', 'customers')}"),
     ]
-    parts: list[str] = []
-    nav = [("peaks", bi("高峰", "Peaks")), ("footfall", bi("客流", "Footfall")), ("queues", bi("排队", "Queues")),
-           ("sla", bi("服务达标", "SLA")), ("dwell", bi("停留", "Dwell")), ("staffing", bi("排班", "Staffing")),
-           ("heatmaps", bi("热力图", "Heatmaps"))]
-    parts.append("<nav>" + "".join(f'<a href="#{i}">{t}</a>' for i, t in nav) + "</nav>")
-    parts.append('<div class="cards">' + "".join(cards) + "</div>")
 
-    # peaks
-    qpeaks = numbers["peak_queue"]
-    rows = []
+
+def _peak_rows(data: ReportData, numbers: dict[str, Any]) -> list[list[dict[str, str] | None]]:
+    """Top hours by footfall and by queue, side by side (None where a column has fewer)."""
+    peaks, qpeaks = numbers["peak_footfall"], numbers["peak_queue"]
+    rows: list[list[dict[str, str] | None]] = []
     for i in range(max(len(peaks), len(qpeaks), 1)):
-        a = f'<span class="peak">{_hour_text(data, peaks[i].hour_start_s)}</span> · {int(peaks[i].value)}' if i < len(peaks) else "–"
-        b = f'<span class="peak">{_hour_text(data, qpeaks[i].hour_start_s)}</span> · {qpeaks[i].value:.1f}' if i < len(qpeaks) else "–"
-        rows.append(f"<tr><td>#{i + 1}</td><td>{a}</td><td>{b}</td></tr>")
-    parts.append(
-        f'<section id="peaks"><h2>{bi("高峰时段", "Peak hours")}</h2>'
-        f'<table><tr><th></th><th>{bi("客流", "footfall (entries)")}</th>'
-        f'<th>{bi("排队", "queue (mean people waiting, all lanes)")}</th></tr>{"".join(rows)}</table></section>'
-    )
-    parts.append(f'<section id="footfall"><h2>{bi("客流", "Footfall")} <small>{bi("入口计数", "entrance counts")}</small></h2>'
-                 f'{_img(plot_footfall(data), "footfall per hour")}</section>')
-    # queues + table per lane
-    lane_rows = []
+        a = {"hour": _hour_text(data, peaks[i].hour_start_s), "value": str(int(peaks[i].value))} if i < len(peaks) else None
+        b = ({"hour": _hour_text(data, qpeaks[i].hour_start_s), "value": f"{qpeaks[i].value:.1f}"}
+             if i < len(qpeaks) else None)
+        rows.append([a, b])
+    return rows
+
+
+def _lane_rows(data: ReportData) -> list[list[str]]:
+    rows = []
     for lane in data.lanes:
         ws = [w for _, w in lane.waits]
         pw = [p for p in lane.predicted_wait_s if not math.isnan(p)]
-        lane_rows.append(
-            f"<tr><td>{html.escape(lane.label)}</td><td>{len(ws)}</td><td>{_fmt_s(float(np.mean(ws)) if ws else None)}</td>"
-            f"<td>{_fmt_s(_percentile(ws, 50))}</td><td>{_fmt_s(_percentile(ws, 90))}</td>"
-            f"<td>{_fmt_s(float(np.mean(pw)) if pw else None)}</td>"
-            f"<td>{max(lane.queue_length) if lane.queue_length else 0:.0f}</td>"
-            f"<td>{100.0 * (sum(lane.is_open) / len(lane.is_open)) if lane.is_open else 0:.0f}%</td></tr>"
-        )
-    parts.append(
-        f'<section id="queues"><h2>{bi("排队与等待", "Queues and waits")}</h2>'
-        f'{_img(plot_queues(data), "queue length and wait per lane")}'
-        f'<table><tr><th>{bi("通道", "lane")}</th><th>{bi("顾客", "customers")}</th><th>{bi("平均实测等待", "mean measured wait")}</th>'
-        f'<th>{bi("中位", "median")}</th><th>p90</th><th>{bi("平均预测", "mean predicted")}</th>'
-        f'<th>{bi("最长队列", "max queue")}</th><th>{bi("开放时间", "open")}</th></tr>{"".join(lane_rows)}</table></section>'
-    )
-    parts.append(f'<section id="sla"><h2>{bi("服务达标率", "Greeting and assistance SLA")}</h2>'
-                 f'{_img(plot_sla(data), "SLA compliance per hour")}</section>')
-    zone_rows = "".join(
-        f"<tr><td>{html.escape(z.label)}</td><td>{len(z.dwell_s)}</td><td>{_fmt_s(_percentile(z.dwell_s, 50))}</td>"
-        f"<td>{_fmt_s(_percentile(z.dwell_s, 90))}</td><td>{z.stops}</td></tr>"
-        for z in data.dwell
-    )
-    parts.append(
-        f'<section id="dwell"><h2>{bi("停留时间", "Dwell per zone")}</h2>{_img(plot_dwell(data), "dwell distribution per zone")}'
-        f'<table><tr><th>{bi("区域", "zone")}</th><th>{bi("到访", "visits")}</th><th>{bi("中位", "median")}</th>'
-        f'<th>p90</th><th>{bi("驻足", "stops")}</th></tr>{zone_rows}</table></section>'
-    )
-    staff_rows = []
+        rows.append([
+            lane.label, str(len(ws)), _fmt_s(float(np.mean(ws)) if ws else None), _fmt_s(_percentile(ws, 50)),
+            _fmt_s(_percentile(ws, 90)), _fmt_s(float(np.mean(pw)) if pw else None),
+            f"{max(lane.queue_length) if lane.queue_length else 0:.0f}",
+            f"{100.0 * (sum(lane.is_open) / len(lane.is_open)) if lane.is_open else 0:.0f}%",
+        ])
+    return rows
+
+
+def _staff_rows(data: ReportData) -> list[dict[str, Any]]:
+    rows = []
     view = set(data.view_hours())
     for t, g in zip(data.tills, data.greeters, strict=True):
         if t.hour_start_s not in view:
             continue
-        short_t = t.actual is not None and t.needed > t.actual + 0.25
-        short_g = g.actual is not None and g.needed > g.actual + 0.25
-        ct = ' class="short"' if short_t else ""
-        cg = ' class="short"' if short_g else ""
-        staff_rows.append(
-            f'<tr class="{"short" if short_t or short_g else ""}"><td>{_hour_text(data, t.hour_start_s)}</td>'
-            f"<td>{t.arrivals}</td><td>{_fmt_s(t.service_time_s)}</td><td{ct}>{t.needed}</td>"
-            f"<td{ct}>{'–' if t.actual is None else f'{t.actual:.1f}'}</td><td>{_fmt_s(t.predicted_wait_s)}</td>"
-            f"<td>{g.arrivals}</td><td{cg}>{g.needed}</td><td{cg}>{'–' if g.actual is None else f'{g.actual:.1f}'}</td></tr>"
-        )
-    parts.append(
-        f'<section id="staffing"><h2>{bi("按客流排班", "Staffing by traffic")} <small>Erlang C (M/M/c): '
-        f'{bi("预测平均等待", "mean predicted wait")} ≤ {_fmt_s(data.target_wait_s)}; '
-        f'{bi("迎宾", "greeters")}: {100 * data.greet_service_level:.0f}% ≤ SLA</small></h2>'
-        f'{_img(plot_staffing(data), "tills and greeters needed vs actual")}'
-        f'<table><tr><th>{bi("时段", "hour")}</th><th>{bi("结账顾客", "served")}</th><th>{bi("服务时长", "service time")}</th>'
-        f'<th>{bi("需要收银台", "tills needed")}</th><th>{bi("实际开放", "tills open")}</th><th>{bi("模型等待", "M/M/c wait")}</th>'
-        f'<th>{bi("进店", "entries")}</th><th>{bi("需要迎宾", "greeters needed")}</th><th>{bi("在岗", "present")}</th></tr>'
-        f'{"".join(staff_rows)}</table></section>'
-    )
-    if data.heatmaps:
-        figs = "".join(
-            f"<figure>{_img(h.png, f'heatmap {h.camera_id}', 'plot')}<figcaption>{html.escape(h.caption)}</figcaption></figure>"
-            for h in data.heatmaps
-        )
-    else:
-        figs = f'<p class="note">{bi("此时段没有热力图数据", "No heatmap data in this period")}</p>'
-    parts.append(f'<section id="heatmaps"><h2>{bi("热力图", "Heatmaps")} <small>{bi("人·秒", "person-seconds")}</small></h2>'
-                 f'<div class="heatmaps">{figs}</div></section>')
-    if data.notes:
-        parts.append('<section id="notes"><h2>' + bi("说明", "Notes") + "</h2><ul>"
-                     + "".join(f"<li>{html.escape(n)}</li>" for n in data.notes) + "</ul></section>")
-    generated = datetime.now(tz).strftime("%Y-%m-%d %H:%M")
-    return (
-        "<!DOCTYPE html>\n<html lang=\"zh-CN\"><head><meta charset=\"utf-8\">"
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
-        f"<header><h1>{html.escape(title)}</h1><p>{html.escape(period)} · {html.escape(data.store_id)}</p></header>"
-        f"<main>{''.join(parts)}</main>"
-        f"<footer>StoreSense · {bi('生成于', 'generated')} {generated} · "
-        f"{bi('仅含汇总数据，无图像与身份信息', 'aggregated metrics only, no images of people or identities')}</footer>"
-        "</body></html>\n"
+        rows.append({
+            "hour": _hour_text(data, t.hour_start_s), "served": t.arrivals, "service_time": _fmt_s(t.service_time_s),
+            "tills_needed": t.needed, "tills_open": "–" if t.actual is None else f"{t.actual:.1f}",
+            "model_wait": _fmt_s(t.predicted_wait_s), "entries": g.arrivals, "greeters_needed": g.needed,
+            "greeters_present": "–" if g.actual is None else f"{g.actual:.1f}",
+            "short_tills": t.actual is not None and t.needed > t.actual + 0.25,
+            "short_greeters": g.actual is not None and g.needed > g.actual + 0.25,
+        })
+    return rows
+
+
+def render_html(data: ReportData) -> str:
+    """The report page (edge/templates/report.html.j2) from the collected data."""
+    tz = data.tz
+    numbers = summary_numbers(data)
+    nav = [("peaks", bi("高峰", "Peaks")), ("footfall", bi("客流", "Footfall")), ("queues", bi("排队", "Queues")),
+           ("sla", bi("服务达标", "SLA")), ("dwell", bi("停留", "Dwell")), ("staffing", bi("排班", "Staffing")),
+           ("heatmaps", bi("热力图", "Heatmaps"))]
+    plots = {"footfall": plot_footfall(data), "queues": plot_queues(data), "sla": plot_sla(data),
+             "dwell": plot_dwell(data), "staffing": plot_staffing(data)}
+    zone_rows = [[z.label, str(len(z.dwell_s)), _fmt_s(_percentile(z.dwell_s, 50)), _fmt_s(_percentile(z.dwell_s, 90)),
+                  str(z.stops)] for z in data.dwell]
+    return render(
+        "report.html.j2",
+        title=f"{data.store_name} — {bi('运营报告', 'operations report')}",
+        subtitle=f"{period_text(data.start_s, data.end_s, tz)} ({data.timezone}) · {data.store_id}",
+        css=CSS,
+        generated=datetime.now(tz).strftime("%Y-%m-%d %H:%M"),
+        nav=nav,
+        cards=_cards(data, numbers),
+        peak_rows=_peak_rows(data, numbers),
+        plots=plots,
+        lane_rows=_lane_rows(data),
+        zone_rows=zone_rows,
+        staff_rows=_staff_rows(data),
+        target_wait=_fmt_s(data.target_wait_s),
+        greet_level_pct=f"{100 * data.greet_service_level:.0f}",
+        heatmaps=data.heatmaps,
+        notes=data.notes,
     )
 
 
@@ -796,6 +755,10 @@ def render_html(data: ReportData) -> str:
 
 def _num(v: Any) -> float | None:
     return float(v) if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+# slack around the period: events are stamped when emitted, a little after what they describe
+_SLACK_S = 3600.0
 
 
 def collect_report_data(
@@ -827,94 +790,13 @@ def collect_report_data(
     )
     zone_cfg = {z.id: z for cam in cfg.cameras for z in cam.zones}
     lanes: dict[str, LaneDay] = {lc.lane_id: LaneDay(lc.lane_id, lc.label) for lc in cfg.lanes()}
-
-    def lane(lid: str, label: str | None = None) -> LaneDay:
-        if lid not in lanes:
-            lanes[lid] = LaneDay(lid, label or lid)
-        return lanes[lid]
-
-    # slack before the period: events are stamped when emitted, a little after what they describe
-    slack_s = 3600.0
-    for p in reader.payloads("storesense.lane_state", start_s=start_s, end_s=end_s):
-        ts = _num(p.get("timestamp_s"))
-        lid = p.get("lane_id")
-        if ts is None or not isinstance(lid, str):
-            continue
-        ld = lane(lid, p.get("label"))
-        ld.times_s.append(ts)
-        ld.queue_length.append(float(p.get("queue_length") or 0))
-        wait = _num(p.get("predicted_wait_s"))
-        ld.predicted_wait_s.append(math.nan if wait is None or p.get("stale") else wait)
-        is_open = bool(p.get("open"))
-        ld.is_open.append(is_open)
-        rate = _num(p.get("service_rate_per_min"))
-        if is_open and rate and rate > 0 and p.get("service_rate_source", "observed") == "observed":
-            ld.service_times_s.append((ts, 60.0 / rate))
-    for p in reader.payloads("storesense.event.queue_wait", start_s=start_s - slack_s, end_s=end_s + slack_s):
-        lid = p.get("lane_id")
-        wait = _num(p.get("wait_s"))
-        served = _num(p.get("served_s"))
-        if not isinstance(lid, str) or wait is None:
-            continue
-        if p.get("outcome", "served") == "served" and served is not None and start_s <= served < end_s:
-            lane(lid).waits.append((served, wait))
-    sla: dict[str, dict[float, list[int]]] = {"greeting": defaultdict(lambda: [0, 0]), "assist": defaultdict(lambda: [0, 0])}
+    _read_lane_states(reader, data, lanes)
+    _read_waits(reader, data, lanes)
     entrance_zones = {zid for zid, z in zone_cfg.items() if z.kind == "entrance"}
-    # footfall: `entry` events (one per person walking in); histories written before that event
-    # existed fall back to greeting outcomes (also exactly one per customer who walked in)
-    entries = reader.payloads("storesense.event.entry", start_s=start_s - slack_s, end_s=end_s + slack_s)
-    for p in entries:
-        entered_s = _num(p.get("entered_s"))
-        h = data.hour_of(entered_s) if entered_s is not None else None
-        if h is not None:
-            data.footfall[h] = data.footfall.get(h, 0) + 1
-            entrance_zones.add(str(p.get("zone_id")))
-    for kind in ("greeting", "assist"):
-        for p in reader.payloads(f"storesense.event.{kind}", start_s=start_s - slack_s, end_s=end_s + slack_s):
-            started = _num(p.get("started_s"))
-            if started is None:
-                continue
-            h = data.hour_of(started)
-            if h is None:
-                continue
-            cell = sla[kind][h]
-            cell[0] += 1
-            cell[1] += int(bool(p.get("within_sla")))
-            sla_s = _num(p.get("sla_s"))
-            if sla_s is not None:
-                data.sla_target_s[kind] = sla_s
-            if kind == "greeting" and not entries:
-                data.footfall[h] = data.footfall.get(h, 0) + 1
-                entrance_zones.add(str(p.get("zone_id")))
-    data.sla = {k: {h: (v[0], v[1]) for h, v in per.items()} for k, per in sla.items() if per}
-    dwell: dict[str, ZoneDwell] = {}
-    for zid, z in zone_cfg.items():
-        if z.kind == "dwell":
-            dwell[zid] = ZoneDwell(zid, z.label or zid, z.kind)
-    for p in reader.payloads("storesense.event.visit", start_s=start_s - slack_s, end_s=end_s + slack_s):
-        zid = p.get("zone_id")
-        d = _num(p.get("dwell_s"))
-        exit_s = _num(p.get("exit_s"))
-        if not isinstance(zid, str) or d is None or exit_s is None or not (start_s <= exit_s < end_s):
-            continue
-        zd = dwell.setdefault(zid, ZoneDwell(zid, zid, "dwell"))
-        zd.dwell_s.append(d)
-        zd.stops += int(bool(p.get("stop")))
-    data.dwell = list(dwell.values())
-    # staff present at the entrance (greeters), averaged per hour
-    present_sum: dict[float, float] = defaultdict(float)
-    present_n: dict[float, int] = defaultdict(int)
-    for p in reader.payloads("storesense.zone_state", start_s=start_s, end_s=end_s):
-        if p.get("zone_id") not in entrance_zones:
-            continue
-        ts = _num(p.get("timestamp_s"))
-        h = data.hour_of(ts) if ts is not None else None
-        if h is None:
-            continue
-        present_sum[h] += float(p.get("staff_count") or (1 if p.get("staff_present") else 0))
-        present_n[h] += 1
-    greeters_present = {h: present_sum[h] / present_n[h] for h in present_n}
-    data.lanes = [ld for ld in lanes.values()]
+    entrance_zones |= _read_footfall_and_sla(reader, data)
+    data.dwell = _read_dwell(reader, data, zone_cfg)
+    greeters_present = _greeters_present(reader, data, entrance_zones)
+    data.lanes = list(lanes.values())
     compute_staffing(
         data,
         target_wait_s=target_wait_s,
@@ -929,6 +811,112 @@ def collect_report_data(
     if not any(ld.times_s for ld in data.lanes):
         data.notes.append(bi("此时段没有收银通道数据", "No lane states in this period."))
     return data
+
+
+def _lane(lanes: dict[str, LaneDay], lid: str, label: str | None = None) -> LaneDay:
+    if lid not in lanes:
+        lanes[lid] = LaneDay(lid, label or lid)
+    return lanes[lid]
+
+
+def _read_lane_states(reader: Any, data: ReportData, lanes: dict[str, LaneDay]) -> None:
+    """Queue length, predicted wait, open/closed and observed service times per lane."""
+    for p in reader.payloads("storesense.lane_state", start_s=data.start_s, end_s=data.end_s):
+        ts = _num(p.get("timestamp_s"))
+        lid = p.get("lane_id")
+        if ts is None or not isinstance(lid, str):
+            continue
+        ld = _lane(lanes, lid, p.get("label"))
+        ld.times_s.append(ts)
+        ld.queue_length.append(float(p.get("queue_length") or 0))
+        wait = _num(p.get("predicted_wait_s"))
+        ld.predicted_wait_s.append(math.nan if wait is None or p.get("stale") else wait)
+        is_open = bool(p.get("open"))
+        ld.is_open.append(is_open)
+        rate = _num(p.get("service_rate_per_min"))
+        if is_open and rate and rate > 0 and p.get("service_rate_source", "observed") == "observed":
+            ld.service_times_s.append((ts, 60.0 / rate))
+
+
+def _read_waits(reader: Any, data: ReportData, lanes: dict[str, LaneDay]) -> None:
+    """Measured waits of the customers served in the period."""
+    for p in reader.payloads("storesense.event.queue_wait", start_s=data.start_s - _SLACK_S,
+                             end_s=data.end_s + _SLACK_S):
+        lid = p.get("lane_id")
+        wait = _num(p.get("wait_s"))
+        served = _num(p.get("served_s"))
+        if not isinstance(lid, str) or wait is None:
+            continue
+        if p.get("outcome", "served") == "served" and served is not None and data.start_s <= served < data.end_s:
+            _lane(lanes, lid).waits.append((served, wait))
+
+
+def _read_footfall_and_sla(reader: Any, data: ReportData) -> set[str]:
+    """Footfall per hour and greeting/assist SLA per hour; the entrance zones seen in the events.
+
+    Footfall: ``entry`` events (one per person walking in); histories written before that event
+    existed fall back to greeting outcomes (also exactly one per customer who walked in)."""
+    start_s, end_s = data.start_s - _SLACK_S, data.end_s + _SLACK_S
+    entrance_zones: set[str] = set()
+    sla: dict[str, dict[float, list[int]]] = {"greeting": defaultdict(lambda: [0, 0]), "assist": defaultdict(lambda: [0, 0])}
+    entries = reader.payloads("storesense.event.entry", start_s=start_s, end_s=end_s)
+    for p in entries:
+        entered_s = _num(p.get("entered_s"))
+        h = data.hour_of(entered_s) if entered_s is not None else None
+        if h is not None:
+            data.footfall[h] = data.footfall.get(h, 0) + 1
+            entrance_zones.add(str(p.get("zone_id")))
+    for kind in ("greeting", "assist"):
+        for p in reader.payloads(f"storesense.event.{kind}", start_s=start_s, end_s=end_s):
+            started = _num(p.get("started_s"))
+            h = data.hour_of(started) if started is not None else None
+            if h is None:
+                continue
+            cell = sla[kind][h]
+            cell[0] += 1
+            cell[1] += int(bool(p.get("within_sla")))
+            sla_s = _num(p.get("sla_s"))
+            if sla_s is not None:
+                data.sla_target_s[kind] = sla_s
+            if kind == "greeting" and not entries:
+                data.footfall[h] = data.footfall.get(h, 0) + 1
+                entrance_zones.add(str(p.get("zone_id")))
+    data.sla = {k: {h: (v[0], v[1]) for h, v in per.items()} for k, per in sla.items() if per}
+    return entrance_zones
+
+
+def _read_dwell(reader: Any, data: ReportData, zone_cfg: dict[str, Any]) -> list[ZoneDwell]:
+    """Visits (dwell times, stops) per dwell zone, by the time they ended."""
+    dwell: dict[str, ZoneDwell] = {}
+    for zid, z in zone_cfg.items():
+        if z.kind == "dwell":
+            dwell[zid] = ZoneDwell(zid, z.label or zid, z.kind)
+    for p in reader.payloads("storesense.event.visit", start_s=data.start_s - _SLACK_S, end_s=data.end_s + _SLACK_S):
+        zid = p.get("zone_id")
+        d = _num(p.get("dwell_s"))
+        exit_s = _num(p.get("exit_s"))
+        if not isinstance(zid, str) or d is None or exit_s is None or not (data.start_s <= exit_s < data.end_s):
+            continue
+        zd = dwell.setdefault(zid, ZoneDwell(zid, zid, "dwell"))
+        zd.dwell_s.append(d)
+        zd.stops += int(bool(p.get("stop")))
+    return list(dwell.values())
+
+
+def _greeters_present(reader: Any, data: ReportData, entrance_zones: set[str]) -> dict[float, float]:
+    """Staff present at the entrance (greeters), averaged per hour."""
+    present_sum: dict[float, float] = defaultdict(float)
+    present_n: dict[float, int] = defaultdict(int)
+    for p in reader.payloads("storesense.zone_state", start_s=data.start_s, end_s=data.end_s):
+        if p.get("zone_id") not in entrance_zones:
+            continue
+        ts = _num(p.get("timestamp_s"))
+        h = data.hour_of(ts) if ts is not None else None
+        if h is None:
+            continue
+        present_sum[h] += float(p.get("staff_count") or (1 if p.get("staff_present") else 0))
+        present_n[h] += 1
+    return {h: present_sum[h] / present_n[h] for h in present_n}
 
 
 def write_report(data: ReportData, out_path: str | Path) -> Path:
