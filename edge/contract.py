@@ -14,6 +14,7 @@ differences.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -23,6 +24,7 @@ import numpy.typing as npt
 
 FloatArray = npt.NDArray[np.float32]
 IntArray = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
 
 
 def _as_boxes(xyxy: Any) -> FloatArray:
@@ -129,12 +131,17 @@ class Tracks:
     confidence: FloatArray
     track_id: IntArray
     ended_ids: tuple[int, ...] = field(default=())
+    # per-track attribute set by the staff-identification stage (edge/staff.py); False = customer
+    # or undecided. Stages after the tracker add columns; they never change the rows.
+    staff: BoolArray | None = None
 
     def __post_init__(self) -> None:
         boxes = _as_boxes(self.xyxy)
         n = boxes.shape[0]
         object.__setattr__(self, "xyxy", boxes)
         object.__setattr__(self, "confidence", _as_vector(self.confidence, n, "confidence", np.float32))
+        staff = np.zeros(n, dtype=bool) if self.staff is None else _as_vector(self.staff, n, "staff", np.bool_)
+        object.__setattr__(self, "staff", staff)
         ids = _as_vector(self.track_id, n, "track_id", np.int64)
         if len(set(ids.tolist())) != n:
             raise ValueError("track ids must be unique within a frame")
@@ -145,6 +152,15 @@ class Tracks:
 
     def __len__(self) -> int:
         return int(self.xyxy.shape[0])
+
+    def with_staff(self, staff: npt.ArrayLike) -> Tracks:
+        """The same tracks with the ``staff`` column replaced."""
+        return dataclasses.replace(self, staff=np.asarray(staff, dtype=bool))
+
+    @property
+    def staff_flags(self) -> BoolArray:
+        assert self.staff is not None  # set in __post_init__
+        return self.staff
 
     def __iter__(self) -> Iterator[Track]:
         for i in range(len(self)):

@@ -1,4 +1,4 @@
-"""Per-camera pipeline: decide which frames to analyse, detect, track. One verb per stage.
+"""Per-camera pipeline: decide which frames to analyse, detect, track, identify staff. One verb per stage.
 
 The detector is shared by every camera of the store (one ONNX Runtime session: the CPU is the
 bottleneck on an edge box, and one session with all cores beats several fighting for them);
@@ -17,7 +17,7 @@ import numpy as np
 
 from edge.contract import Detections, Frame, Tracks
 
-STAGES = ("decode", "preprocess", "inference", "postprocess", "tracking", "analytics")
+STAGES = ("decode", "preprocess", "inference", "postprocess", "tracking", "staff", "analytics")
 
 
 class Detector(Protocol):
@@ -99,13 +99,21 @@ class FpsGate:
         return False
 
 
-class CameraPipeline:
-    """Detect and track on the frames of one camera."""
+class TrackStage(Protocol):
+    """A stage after the tracker that adds a per-track column (e.g. staff identification)."""
 
-    def __init__(self, camera_id: str, detector: Detector, tracker: Tracker, timer: StageTimer | None = None) -> None:
+    def __call__(self, tracks: Tracks, image_bgr: Any) -> Tracks: ...
+
+
+class CameraPipeline:
+    """Detect, track and identify staff on the frames of one camera."""
+
+    def __init__(self, camera_id: str, detector: Detector, tracker: Tracker, timer: StageTimer | None = None,
+                 staff: TrackStage | None = None) -> None:
         self.camera_id = camera_id
         self.detector = detector
         self.tracker = tracker
+        self.staff = staff
         self.timer = timer or StageTimer()
         self.frames_processed = 0
 
@@ -125,6 +133,9 @@ class CameraPipeline:
             frame_size_px=(frame.width_px, frame.height_px),
         )
         t4 = time.perf_counter()
+        if self.staff is not None:
+            tracks = self.staff(tracks, frame.image)
+            self.timer.add("staff", (time.perf_counter() - t4) * 1e3)
         self.timer.add("preprocess", (t1 - t0) * 1e3)
         self.timer.add("inference", (t2 - t1) * 1e3)
         self.timer.add("postprocess", (t3 - t2) * 1e3)

@@ -34,7 +34,7 @@ MAX_PENDING_COMMANDS = 1000
 
 
 class Analytics(Protocol):
-    def update(self, tracks: Tracks, image_bgr: Any) -> list[Message]: ...
+    def update(self, tracks: Tracks) -> list[Message]: ...
 
     def set_lane_state(self, lane_id: str, state: str, timestamp_s: float) -> list[Message]: ...
 
@@ -151,7 +151,7 @@ def open_worker(
     start_epoch_s: float | None = None,
     tolerate_errors: bool = False,
 ) -> CameraWorker:
-    pipeline = CameraPipeline(camera.id, detector, tracker, StageTimer())
+    pipeline = CameraPipeline(camera.id, detector, tracker, StageTimer(), staff=build_staff_stage(cfg))
     gate = FpsGate(camera.fps)
     source = source_override if source_override is not None else camera.source
     is_live = source_override is None and camera.is_live
@@ -292,7 +292,7 @@ class Runtime:
             messages: list[Message] = []
             if self.analytics is not None:
                 t0 = time.perf_counter()
-                messages = self.analytics.update(tracks, frame.image)
+                messages = self.analytics.update(tracks)
                 w.pipeline.timer.add("analytics", (time.perf_counter() - t0) * 1e3)
             if self.on_tracks is not None:
                 self.on_tracks(tracks, frame)
@@ -391,6 +391,16 @@ def build_detector(cfg: StoreConfig) -> Detector:
 
     base = cfg.source_path.parent if cfg.source_path else None
     return OnnxDetector.from_config(cfg.model, base)
+
+
+def build_staff_stage(cfg: StoreConfig) -> Any:
+    """Staff identification from pixels (uniform, classifier) for one camera, or None when the
+    config has no image-based method."""
+    from edge.staff import StaffStage
+
+    if not StaffStage.wanted(cfg.staff):
+        return None
+    return StaffStage(cfg.staff, cfg.source_path.parent if cfg.source_path else None)
 
 
 def build_tracker(cfg: StoreConfig) -> Any:

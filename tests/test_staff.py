@@ -13,16 +13,17 @@ from edge.config import ModelConfig, TrackerConfig
 from edge.contract import Tracks
 from edge.detector import OnnxDetector
 from edge.errors import UserFacingError
-from edge.tracker import ByteTracker
-from zones.config import StaffConfig
-from zones.staff import (
+from edge.staff import (
     HI_VIS_HSV_RANGES,
     MAX_OCCLUDED_FRACTION,
     StaffIdentifier,
     StaffModelError,
+    StaffStage,
     torso_box,
     uniform_pixel_fraction,
 )
+from edge.tracker import ByteTracker
+from zones.config import StaffConfig
 
 FRAME_W, FRAME_H = 320, 240
 BOX = (100.0, 20.0, 180.0, 220.0)  # one person, 80x200 px
@@ -154,6 +155,37 @@ def test_ended_tracks_forgotten_on_next_observe() -> None:
     assert ident.is_staff(7)
     ident.observe(tracks_of([], [], 11), frame_with("B"))
     assert ident.tracked_count == 0
+
+
+def test_staff_stage_fills_the_tracks_column_and_is_timed() -> None:
+    """The stage sits between tracker and analytics: same rows, a staff column, its own timer entry."""
+    from edge.contract import Detections
+    from edge.pipeline import CameraPipeline, StageTimer
+
+    class OneBox:  # detector and tracker stand-ins: this tests the stage's place in the pipeline
+        def preprocess(self, image: np.ndarray) -> tuple[np.ndarray, None]:
+            return image, None
+
+        def infer(self, tensor: np.ndarray) -> None:
+            return None
+
+        def postprocess(self, raw: None, letterbox: None) -> Detections:
+            return Detections.empty()
+
+        def update(self, detections: Detections, *, camera_id: str, frame_index: int, timestamp_s: float,
+                   frame_size_px: tuple[int, int]) -> Tracks:
+            return tracks_of([BOX, (10.0, 20.0, 60.0, 200.0)], [7, 8], frame_index)
+
+    from edge.contract import Frame
+
+    stage = StaffStage(uniform_cfg(), None)
+    assert StaffStage.wanted(uniform_cfg()) and not StaffStage.wanted(StaffConfig())
+    pipe = CameraPipeline("cam", OneBox(), OneBox(), StageTimer(), staff=stage)
+    for i in range(6):
+        out = pipe.process(Frame("cam", i, 1000.0 + i * 0.2, frame_with("Y")))
+    assert out.track_id.tolist() == [7, 8] and out.staff_flags.tolist() == [True, False]
+    assert pipe.timer.summary()["staff"]["n"] == 6
+    assert tracks_of([BOX], [1]).staff_flags.tolist() == [False]  # no stage: nobody is staff
 
 
 def test_memory_is_bounded_without_forget() -> None:

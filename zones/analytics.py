@@ -24,7 +24,6 @@ import logging
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from edge.config import StoreConfig
 from edge.contract import Message, Tracks
@@ -76,7 +75,7 @@ class StoreAnalytics:
         self.publisher = StatePublisher(cfg, self.lanes, self.cameras, self.events)
 
     # -- public API -----------------------------------------------------------------------------
-    def update(self, tracks: Tracks, image_bgr: npt.NDArray[np.uint8] | None = None) -> list[Message]:
+    def update(self, tracks: Tracks) -> list[Message]:
         cam = self.cameras.get(tracks.camera_id)
         if cam is None:
             raise UserFacingError(
@@ -90,10 +89,13 @@ class StoreAnalytics:
         dt_s = 0.0 if cam.last_ts is None else ts - cam.last_ts
         id_list = [int(i) for i in tracks.track_id.tolist()]
         born = [k for k, tid in enumerate(id_list) if cam.tracks.see(tid, ts)]
+        for tid, flag in zip(id_list, tracks.staff_flags.tolist(), strict=True):
+            rec = cam.tracks.get(tid)
+            if rec is not None:
+                rec.staff = bool(flag)  # the staff stage's decision (edge/staff.py)
         ended = set(tracks.ended_ids) - set(id_list)
         ended |= {t for t, rec in cam.tracks.items() if ts - rec.last_seen_s > TRACK_FORGET_S}
 
-        cam.staff.observe(tracks, image_bgr)
         foot_px = tracks.foot_px
         floor = None
         if cam.calibration is not None:
@@ -102,7 +104,7 @@ class StoreAnalytics:
         inside = cam.zone_set.inside(tracks.foot_norm, floor)
         if "staff_only_zone" in self.staff_methods:
             self.visits.staff_only(cam, id_list, inside, dt_s, self.cfg.staff.staff_only_zone.min_time_s)
-        is_staff = _staff_lookup(cam, id_list)
+        is_staff = cam.tracks.is_staff
 
         out: list[Message] = []
         transitions = cam.membership.update(ts, tracks.track_id, inside, ended)
@@ -155,13 +157,12 @@ class StoreAnalytics:
         for cam in self.cameras.values():
             now = max(ts, cam.last_ts or ts)
             for tr in cam.membership.close_all(now):
-                staff = bool(cam.staff.is_staff(tr.track_id))
+                staff = cam.tracks.is_staff(tr.track_id)
                 out.extend(self._on_transition(cam, tr, staff, now, closed_by="end_of_source"))
             LaneRules.end_of_source(cam)
             VisitRules.end_of_source(cam)
             if cam.heatmap is not None:
                 out.extend(cam.heatmap.flush(now, final=True))
-            cam.staff.forget(sorted(cam.tracks.ids()))
             cam.tracks.clear()  # held entrance events: never seen long enough to tell from a flicker
         out.extend(self.publisher.step(ts, None, force_all=True))
         return out
@@ -215,25 +216,11 @@ class StoreAnalytics:
 
     def _end_tracks(self, cam: CameraState, ended: set[int], ts: float) -> list[Message]:
         """Outcomes owed by ending tracks, then every per-track fact is dropped: the record in one
-        statement, and the track's entries in the lanes and the staff identifier."""
+        statement, and the track's entries in the lanes."""
         out: list[Message] = []
         for tid in ended:
             short_zones = self.entrance.short_zones(cam, tid)
             out.extend(self.visits.track_ended(cam, tid, short_zones, ts))
             LaneRules.forget(cam, tid)
             cam.tracks.drop(tid)
-        if ended:
-            cam.staff.forget(sorted(ended))
         return out
-
-
-def _staff_lookup(cam: CameraState, id_list: list[int]) -> Any:
-    """Staff flags of this frame's tracks, taken once (identification may change mid-frame only for
-    tracks not in the frame)."""
-    flags = {tid: bool(cam.staff.is_staff(tid)) for tid in id_list}
-
-    def is_staff(tid: int) -> bool:
-        flag = flags.get(tid)
-        return bool(cam.staff.is_staff(tid)) if flag is None else flag
-
-    return is_staff

@@ -1,5 +1,5 @@
-"""The per-camera context of the analytics, built once: zones, calibration, lanes, staff
-identification, dwell statistics, response clocks, heatmap, and the records of live tracks."""
+"""The per-camera context of the analytics, built once: zones, calibration, lanes, dwell
+statistics, response clocks, heatmap, and the records of live tracks."""
 
 from __future__ import annotations
 
@@ -35,7 +35,6 @@ class CameraState:
     zone_set: ZoneSet
     membership: ZoneMembership
     calibration: Any | None
-    staff: Any
     heatmap: Any | None
     lanes: list[LaneQueue]
     stats: dict[str, ZoneStats]
@@ -118,7 +117,6 @@ def build_camera(cfg: StoreConfig, cam: CameraConfig, lanes: list[LaneConfig]) -
             extra={"camera": cam.id},
         )
     membership = ZoneMembership({z.id: Hysteresis(z.enter_after_s, z.leave_after_s) for z in cam.zones})
-    base_dir = cfg.source_path.parent if cfg.source_path is not None else None
     responses = {}
     for z in cam.zones:
         if z.kind in ("entrance", "dwell"):
@@ -130,7 +128,6 @@ def build_camera(cfg: StoreConfig, cam: CameraConfig, lanes: list[LaneConfig]) -
         zone_set=ZoneSet(cam.zones),
         membership=membership,
         calibration=calibration,
-        staff=_make_staff(cfg, base_dir),
         heatmap=_make_heatmap(cfg, cam, calibration),
         lanes=build_lanes(cfg, cam, lanes),
         stats={z.id: ZoneStats(z.id, z.stop_after_s) for z in cam.zones},
@@ -138,12 +135,6 @@ def build_camera(cfg: StoreConfig, cam: CameraConfig, lanes: list[LaneConfig]) -
         distance_method="floor_m" if calibration is not None else "image_approx",
         stitch_hold_s=cfg.tracker.max_lost_s + STITCH_EXTRA_HOLD_S,
     )
-
-
-def _make_staff(cfg: StoreConfig, base_dir: Any) -> Any:
-    from zones.staff import StaffIdentifier
-
-    return StaffIdentifier(cfg.staff, base_dir)
 
 
 def _make_heatmap(cfg: StoreConfig, cam: CameraConfig, calibration: Any | None) -> Any:

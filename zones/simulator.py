@@ -1246,7 +1246,7 @@ def replay(sim: QueueSimulation | EntranceSimulation, *, analytics: Any | None =
     t0 = time.perf_counter()
     last_ts = sim.stream.start_epoch_s
     for tracks in sim.stream.frames():
-        out.extend(an.update(tracks, None))
+        out.extend(an.update(tracks))
         last_ts = tracks.timestamp_s
         for lane in lanes:
             lengths[lane][tracks.frame_index] = int(an.lanes[lane].queue_length)

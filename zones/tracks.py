@@ -39,6 +39,10 @@ class TrackRecord:
     seen_from_s: float | None = None
     # last anchor point (floor m, or image widths without calibration)
     last_pt: tuple[float, float] | None = None
+    # staff: the staff stage's decision on the last frame the track was in (pixels: uniform,
+    # classifier), or marked here after staff_only_zone.min_time_s inside staff-only zones (final)
+    staff: bool = False
+    staff_marked: bool = False
     # seconds spent inside staff_only zones (staff_only_zone identification); None: never inside
     staff_only_s: float | None = None
     # entrance greeting clock: None not started; False started, membership not confirmed yet;
@@ -88,6 +92,11 @@ class TrackBook:
             return True
         rec.last_seen_s = timestamp_s
         return False
+
+    def is_staff(self, track_id: int) -> bool:
+        """Staff by the stage's decision or by a staff-only-zone mark; a forgotten track is not."""
+        rec = self._records.get(track_id)
+        return rec is not None and (rec.staff or rec.staff_marked)
 
     def seen_for_s(self, track_id: int) -> float:
         rec = self._records.get(track_id)

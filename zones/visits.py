@@ -96,7 +96,7 @@ class VisitRules:
         for zid, r in cam.responses.items():
             if tid not in r.pending:
                 continue
-            if cam.staff.is_staff(tid) or (short_zones and cam.zones[zid].kind == "entrance"):
+            if cam.tracks.is_staff(tid) or (short_zones and cam.zones[zid].kind == "entrance"):
                 r.cancel(tid)
                 continue
             o = r.left(tid, last)
@@ -129,8 +129,8 @@ class VisitRules:
                 continue
             total = (rec.staff_only_s or 0.0) + step
             rec.staff_only_s = total
-            if total >= need_s - 1e-9 and not cam.staff.is_staff(tid):
-                cam.staff.mark_staff(tid)
+            if total >= need_s - 1e-9 and not cam.tracks.is_staff(tid):
+                rec.staff_marked = True
                 log.debug("camera %s: track %d marked staff (%.1f s in a staff_only zone)", cam.id, tid, total)
 
     @staticmethod

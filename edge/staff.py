@@ -1,4 +1,4 @@
-"""Who is staff: pluggable identification, configured per store (``staff.methods``).
+"""Who is staff: a pipeline stage between the tracker and the analytics (``staff.methods``).
 
 Staff must not count as customers in queues, dwell and visits, and staff presence is what makes
 a greeting or an assist. Stores differ in what gives staff away, so each method is optional:
@@ -7,9 +7,13 @@ a greeting or an assist. Stores differ in what gives staff away, so each method 
   vest, a red shirt). One frame proves little (a customer brushes past a red shelf, a staff
   member turns away), so each frame is one *vote* and a track is decided by consensus once it
   has ``min_votes`` of them.
-* ``staff_only_zone``: decided by the analytics (time spent behind the counter); they call
-  :meth:`StaffIdentifier.mark_staff`. A mark is final for that track.
+* ``staff_only_zone``: decided by the analytics (time spent behind the counter), which see only
+  tracks, not pixels; a mark is final for that track.
 * ``onnx``: a person classifier (e.g. a fine-tuned MobileNet) voting the same way as the uniform.
+
+:class:`StaffStage` runs the image-based methods on every analysed frame, timed like the other
+stages, and hands the analytics ``Tracks`` with the ``staff`` column filled in; it owns the
+classifier's ONNX Runtime session.
 
 Privacy: only the per-track vote counts are kept; no crop, colour histogram or appearance feature
 is stored, and every track's state is dropped when the track ends.
@@ -307,11 +311,30 @@ HI_VIS_HSV_RANGES: list[dict[str, list[int]]] = [
     {"lower": [22, 150, 140], "upper": [40, 255, 255]},  # hi-vis yellow / lime
 ]
 
+class StaffStage:
+    """The staff-identification stage of one camera: votes on this frame's tracks and returns them
+    with the ``staff`` column set (True once a method's consensus says staff)."""
+
+    def __init__(self, cfg: StaffConfig, base_dir: Path | None = None) -> None:
+        self.identifier = StaffIdentifier(cfg, base_dir)
+
+    @staticmethod
+    def wanted(cfg: StaffConfig) -> bool:
+        """Whether the config has an image-based method (otherwise the stage has nothing to do)."""
+        return "uniform" in cfg.methods or "onnx" in cfg.methods
+
+    def __call__(self, tracks: Tracks, image_bgr: ImageBGR | None) -> Tracks:
+        self.identifier.observe(tracks, image_bgr)
+        flags = np.array([self.identifier.is_staff(int(t)) for t in tracks.track_id], dtype=bool)
+        return tracks.with_staff(flags)
+
+
 __all__ = [
     "HI_VIS_HSV_RANGES",
     "OnnxStaffClassifier",
     "StaffIdentifier",
     "StaffModelError",
+    "StaffStage",
     "torso_box",
     "uniform_pixel_fraction",
 ]
