@@ -467,8 +467,6 @@ def render_heatmap_png(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib import colors
-    from matplotlib.patches import Polygon as MplPolygon
-    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
     arr = np.asarray(array, dtype=np.float64)
     if arr.shape != grid.shape:
@@ -484,51 +482,17 @@ def render_heatmap_png(
     width_px, height_px = heatmap_png_size(grid, reference=reference_bgr is not None, calibration=calibration is not None)
     fig = plt.figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
     mappable = None
+    style = {"cmap": cmap, "norm": norm, "interpolation": "nearest"}
     try:
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
         for ax, panel in zip(axes, panels, strict=True):
             if panel == "camera":
                 assert reference_bgr is not None
-                h, w = reference_bgr.shape[:2]
-                ax.imshow(reference_bgr[:, :, ::-1], extent=(0, w, h, 0))
-                heat = np.ma.masked_invalid(_image_heat(arr, grid, (w, h), calibration))
-                heat = np.ma.masked_less_equal(heat, 0.0)
-                mappable = ax.imshow(heat, extent=(0, w, h, 0), cmap=cmap, norm=norm, alpha=0.6, interpolation="nearest")
-                _draw_zones_image(ax, zones, (w, h), calibration, MplPolygon)
-                ax.set_xlim(0, w)
-                ax.set_ylim(h, 0)
-                ax.set_axis_off()
-                ax.set_title("camera view", fontsize=9)
+                mappable = _camera_panel(ax, arr, grid, reference_bgr, calibration, zones, style)
             elif panel == "floor":
-                x0, x1, y0, y1 = grid.extent
-                ax.set_facecolor("#202020")
-                mappable = ax.imshow(masked, extent=(x0, x1, y0, y1), origin="lower", cmap=cmap, norm=norm,
-                                     interpolation="nearest")
-                for z in zones:
-                    pts = _zone_floor_points(z, calibration, reference_bgr)
-                    if pts is not None:
-                        _zone_patch(ax, pts, z, MplPolygon)
-                x0, x1, y0, y1 = _floor_view(arr, grid, zones)
-                ax.set_xlim(x0, x1)
-                ax.set_ylim(y0, y1)
-                ax.set_aspect("equal")
-                ax.set_xlabel("x (m)")
-                ax.set_ylabel("y (m)")
-                span = x1 - x0
-                bar_m = next((b for b in (0.5, 1, 2, 5, 10, 20) if b >= span / 8), 20)
-                ax.add_artist(AnchoredSizeBar(ax.transData, bar_m, f"{bar_m:g} m", "lower right", pad=0.4,
-                                              color="white", frameon=False, size_vertical=span / 150))
-                ax.set_title(f"floor plan, {grid.cell_size:g} m cells", fontsize=9)
+                mappable = _floor_panel(ax, arr, masked, grid, calibration, reference_bgr, zones, style)
             else:
-                ax.set_facecolor("#202020")
-                mappable = ax.imshow(masked, extent=(0, 1, 1, 0), cmap=cmap, norm=norm, interpolation="nearest")
-                _draw_zones_image(ax, zones, (1, 1), None, MplPolygon)
-                ax.set_xlim(0, 1)
-                ax.set_ylim(1, 0)
-                ax.set_aspect("equal")
-                ax.set_xlabel("x (image width)")
-                ax.set_ylabel("y (image height)")
-                ax.set_title(f"image grid, {grid.cell_size:g} cells (no calibration)", fontsize=9)
+                mappable = _image_grid_panel(ax, masked, grid, zones, style)
         if legend and mappable is not None:
             cell = f"{grid.cell_size:g} m cell" if grid.units == "m" else f"cell ({grid.cell_size:g} of the frame size)"
             fig.colorbar(mappable, ax=list(axes), shrink=0.85, label=f"person-seconds per {cell}")
@@ -539,6 +503,67 @@ def render_heatmap_png(
     finally:
         plt.close(fig)
     return out
+
+
+def _camera_panel(ax: Any, arr: F64Array, grid: HeatmapGrid, reference_bgr: npt.NDArray[Any],
+                  calibration: Calibration | None, zones: Sequence[Any], style: dict[str, Any]) -> Any:
+    """Heat over the camera's reference frame."""
+    from matplotlib.patches import Polygon as MplPolygon
+
+    h, w = reference_bgr.shape[:2]
+    ax.imshow(reference_bgr[:, :, ::-1], extent=(0, w, h, 0))
+    heat = np.ma.masked_invalid(_image_heat(arr, grid, (w, h), calibration))
+    heat = np.ma.masked_less_equal(heat, 0.0)
+    mappable = ax.imshow(heat, extent=(0, w, h, 0), alpha=0.6, **style)
+    _draw_zones_image(ax, zones, (w, h), calibration, MplPolygon)
+    ax.set_xlim(0, w)
+    ax.set_ylim(h, 0)
+    ax.set_axis_off()
+    ax.set_title("camera view", fontsize=9)
+    return mappable
+
+
+def _floor_panel(ax: Any, arr: F64Array, masked: Any, grid: HeatmapGrid, calibration: Calibration | None,
+                 reference_bgr: npt.NDArray[Any] | None, zones: Sequence[Any], style: dict[str, Any]) -> Any:
+    """Top-down floor plan in metres, with a scale bar."""
+    from matplotlib.patches import Polygon as MplPolygon
+    from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
+
+    x0, x1, y0, y1 = grid.extent
+    ax.set_facecolor("#202020")
+    mappable = ax.imshow(masked, extent=(x0, x1, y0, y1), origin="lower", **style)
+    for z in zones:
+        pts = _zone_floor_points(z, calibration, reference_bgr)
+        if pts is not None:
+            _zone_patch(ax, pts, z, MplPolygon)
+    x0, x1, y0, y1 = _floor_view(arr, grid, zones)
+    ax.set_xlim(x0, x1)
+    ax.set_ylim(y0, y1)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (m)")
+    ax.set_ylabel("y (m)")
+    span = x1 - x0
+    bar_m = next((b for b in (0.5, 1, 2, 5, 10, 20) if b >= span / 8), 20)
+    ax.add_artist(AnchoredSizeBar(ax.transData, bar_m, f"{bar_m:g} m", "lower right", pad=0.4,
+                                  color="white", frameon=False, size_vertical=span / 150))
+    ax.set_title(f"floor plan, {grid.cell_size:g} m cells", fontsize=9)
+    return mappable
+
+
+def _image_grid_panel(ax: Any, masked: Any, grid: HeatmapGrid, zones: Sequence[Any], style: dict[str, Any]) -> Any:
+    """Normalised image grid (no calibration, no reference frame)."""
+    from matplotlib.patches import Polygon as MplPolygon
+
+    ax.set_facecolor("#202020")
+    mappable = ax.imshow(masked, extent=(0, 1, 1, 0), **style)
+    _draw_zones_image(ax, zones, (1, 1), None, MplPolygon)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(1, 0)
+    ax.set_aspect("equal")
+    ax.set_xlabel("x (image width)")
+    ax.set_ylabel("y (image height)")
+    ax.set_title(f"image grid, {grid.cell_size:g} cells (no calibration)", fontsize=9)
+    return mappable
 
 
 def _floor_view(arr: F64Array, grid: HeatmapGrid, zones: Sequence[Any]) -> tuple[float, float, float, float]:

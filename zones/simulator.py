@@ -412,6 +412,111 @@ class TrackStream:
         return self.n_frames
 
 
+@dataclass
+class _Samples:
+    """Per-observation columns collected before projection into the image."""
+
+    frames: list[npt.NDArray[np.int64]] = field(default_factory=list)
+    ids: list[npt.NDArray[np.int64]] = field(default_factory=list)
+    xs: list[F64Array] = field(default_factory=list)
+    ys: list[F64Array] = field(default_factory=list)
+    confs: list[npt.NDArray[np.float32]] = field(default_factory=list)
+    staff: list[npt.NDArray[np.bool_]] = field(default_factory=list)
+
+    def add(self, fi: npt.NDArray[np.int64], tid: npt.NDArray[np.int64], x: F64Array, y: F64Array, conf: float,
+            staff: bool) -> None:
+        self.frames.append(fi)
+        self.ids.append(tid)
+        self.xs.append(x)
+        self.ys.append(y)
+        self.confs.append(np.full(fi.shape[0], conf, np.float32))
+        self.staff.append(np.full(fi.shape[0], staff, bool))
+
+
+def _kept_frames(t: F64Array, life_s: float, fps: float, noise: NoiseModel, rng: np.random.Generator) -> npt.NDArray[np.bool_]:
+    """Which samples the detector sees: occlusions (non-overlapping gaps) and random misses."""
+    keep = np.ones(t.shape[0], dtype=bool)
+    if noise.occlusion_per_track_s > 0 and noise.occlusion_max_s > 0:
+        n_occ = int(rng.poisson(noise.occlusion_per_track_s * life_s))
+        starts = np.sort(rng.uniform(t[0], t[-1], n_occ))
+        lengths = rng.uniform(0.0, noise.occlusion_max_s, n_occ)
+        busy_until = -math.inf
+        for s, ln in zip(starts, lengths, strict=True):
+            if s < busy_until + 1.0 / fps:
+                continue  # overlapping occlusions would make one gap longer than occlusion_max_s
+            keep &= ~((t >= s) & (t < s + ln))
+            busy_until = s + ln
+    if noise.miss_rate > 0:
+        keep &= rng.random(t.shape[0]) >= noise.miss_rate
+    return keep
+
+
+def _sample_person(p: Person, fps: float, n_frames: int, duration_s: float, noise: NoiseModel,
+                   rng: np.random.Generator, next_id: int, owner: dict[int, int], out: _Samples) -> int:
+    """One person's noisy observations (id switches, occlusions, misses, jitter); the next free id."""
+    f0 = max(0, int(math.ceil(p.appear_s * fps - 1e-9)))
+    f1 = min(n_frames - 1, int(math.floor(min(p.vanish_s, duration_s) * fps + 1e-9)))
+    if f1 < f0:
+        return next_id
+    fi = np.arange(f0, f1 + 1, dtype=np.int64)
+    t = fi / fps
+    x = np.interp(t, p.path.t, p.path.x)
+    y = np.interp(t, p.path.t, p.path.y)
+    life_s = (f1 - f0) / fps
+    # id switches: the track continues under a new id after each switch time
+    n_sw = int(rng.poisson(noise.id_switch_per_track_s * life_s)) if noise.id_switch_per_track_s > 0 else 0
+    seg_ids = [p.pid]
+    for _ in range(n_sw):
+        seg_ids.append(next_id)
+        next_id += 1
+    sw_times = np.sort(rng.uniform(t[0], t[-1], n_sw)) if n_sw else np.zeros(0)
+    tid = np.asarray(seg_ids, np.int64)[np.searchsorted(sw_times, t, side="right")]
+    for i in seg_ids:
+        owner[i] = p.pid
+    keep = _kept_frames(t, life_s, fps, noise, rng)
+    if noise.jitter_m > 0:
+        x = x + rng.normal(0.0, noise.jitter_m, t.shape[0])
+        y = y + rng.normal(0.0, noise.jitter_m, t.shape[0])
+    out.add(fi[keep], tid[keep], x[keep], y[keep], 0.85, p.is_staff)
+    return next_id
+
+
+def _false_positives(fps: float, n_frames: int, duration_s: float, floor_bounds: Rect, noise: NoiseModel,
+                     rng: np.random.Generator, next_id: int, owner: dict[int, int], out: _Samples) -> None:
+    """Short static blobs anywhere on the floor."""
+    if noise.false_positive_per_s <= 0:
+        return
+    n_fp = int(rng.poisson(noise.false_positive_per_s * duration_s))
+    for _ in range(n_fp):
+        start = rng.uniform(0.0, duration_s)
+        length = rng.uniform(0.2, noise.false_positive_max_s)
+        f0 = int(math.ceil(start * fps))
+        f1 = min(n_frames - 1, int(math.floor((start + length) * fps)))
+        if f1 < f0:
+            continue
+        fi = np.arange(f0, f1 + 1, dtype=np.int64)
+        cx = rng.uniform(floor_bounds.xmin, floor_bounds.xmax)
+        cy = rng.uniform(floor_bounds.ymin, floor_bounds.ymax)
+        owner[next_id] = -1
+        x = cx + rng.normal(0.0, max(noise.jitter_m, 0.05), fi.shape[0])
+        y = cy + rng.normal(0.0, max(noise.jitter_m, 0.05), fi.shape[0])
+        out.add(fi, np.full(fi.shape[0], next_id, np.int64), x, y, 0.55, False)
+        next_id += 1
+
+
+def _ended(frame: npt.NDArray[np.int64], tid: npt.NDArray[np.int64], n_frames: int, fps: float,
+           end_after_s: float) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """(frame, id) of every track end: the tracker drops an id end_after_s after its last detection."""
+    if not tid.shape[0]:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    uniq, last_idx = np.unique(tid[::-1], return_index=True)
+    last_frame = frame[::-1][last_idx]
+    end_f = last_frame + int(math.ceil(end_after_s * fps - 1e-9))
+    sel = end_f < n_frames
+    o = np.lexsort((uniq[sel], end_f[sel]))
+    return end_f[sel][o].astype(np.int64), uniq[sel][o].astype(np.int64)
+
+
 def build_stream(
     people: Sequence[Person],
     calibration: Calibration,
@@ -428,81 +533,16 @@ def build_stream(
     """Sample every person at every frame, apply the noise, project to boxes in the image."""
     n_frames = int(math.floor(duration_s * fps + 1e-9)) + 1
     next_id = max((p.pid for p in people), default=0) + 1
-    frames: list[npt.NDArray[np.int64]] = []
-    ids: list[npt.NDArray[np.int64]] = []
-    xs: list[F64Array] = []
-    ys: list[F64Array] = []
-    confs: list[npt.NDArray[np.float32]] = []
-    staff_flags: list[npt.NDArray[np.bool_]] = []
     owner: dict[int, int] = {}
+    samples = _Samples()
     for p in people:
-        f0 = max(0, int(math.ceil(p.appear_s * fps - 1e-9)))
-        f1 = min(n_frames - 1, int(math.floor(min(p.vanish_s, duration_s) * fps + 1e-9)))
-        if f1 < f0:
-            continue
-        fi = np.arange(f0, f1 + 1, dtype=np.int64)
-        t = fi / fps
-        x = np.interp(t, p.path.t, p.path.x)
-        y = np.interp(t, p.path.t, p.path.y)
-        life_s = (f1 - f0) / fps
-        # id switches: the track continues under a new id after each switch time
-        n_sw = int(rng.poisson(noise.id_switch_per_track_s * life_s)) if noise.id_switch_per_track_s > 0 else 0
-        seg_ids = [p.pid]
-        for _ in range(n_sw):
-            seg_ids.append(next_id)
-            next_id += 1
-        sw_times = np.sort(rng.uniform(t[0], t[-1], n_sw)) if n_sw else np.zeros(0)
-        tid = np.asarray(seg_ids, np.int64)[np.searchsorted(sw_times, t, side="right")]
-        for i in seg_ids:
-            owner[i] = p.pid
-        keep = np.ones(t.shape[0], dtype=bool)
-        if noise.occlusion_per_track_s > 0 and noise.occlusion_max_s > 0:
-            n_occ = int(rng.poisson(noise.occlusion_per_track_s * life_s))
-            starts = np.sort(rng.uniform(t[0], t[-1], n_occ))
-            lengths = rng.uniform(0.0, noise.occlusion_max_s, n_occ)
-            busy_until = -math.inf
-            for s, ln in zip(starts, lengths, strict=True):
-                if s < busy_until + 1.0 / fps:
-                    continue  # overlapping occlusions would make one gap longer than occlusion_max_s
-                keep &= ~((t >= s) & (t < s + ln))
-                busy_until = s + ln
-        if noise.miss_rate > 0:
-            keep &= rng.random(t.shape[0]) >= noise.miss_rate
-        if noise.jitter_m > 0:
-            x = x + rng.normal(0.0, noise.jitter_m, t.shape[0])
-            y = y + rng.normal(0.0, noise.jitter_m, t.shape[0])
-        frames.append(fi[keep])
-        ids.append(tid[keep])
-        xs.append(x[keep])
-        ys.append(y[keep])
-        confs.append(np.full(int(keep.sum()), 0.85, np.float32))
-        staff_flags.append(np.full(int(keep.sum()), p.is_staff, bool))
-    # false positives: short static blobs anywhere on the floor
-    if noise.false_positive_per_s > 0:
-        n_fp = int(rng.poisson(noise.false_positive_per_s * duration_s))
-        for _ in range(n_fp):
-            start = rng.uniform(0.0, duration_s)
-            length = rng.uniform(0.2, noise.false_positive_max_s)
-            f0 = int(math.ceil(start * fps))
-            f1 = min(n_frames - 1, int(math.floor((start + length) * fps)))
-            if f1 < f0:
-                continue
-            fi = np.arange(f0, f1 + 1, dtype=np.int64)
-            cx = rng.uniform(floor_bounds.xmin, floor_bounds.xmax)
-            cy = rng.uniform(floor_bounds.ymin, floor_bounds.ymax)
-            frames.append(fi)
-            ids.append(np.full(fi.shape[0], next_id, np.int64))
-            owner[next_id] = -1
-            next_id += 1
-            xs.append(cx + rng.normal(0.0, max(noise.jitter_m, 0.05), fi.shape[0]))
-            ys.append(cy + rng.normal(0.0, max(noise.jitter_m, 0.05), fi.shape[0]))
-            confs.append(np.full(fi.shape[0], 0.55, np.float32))
-            staff_flags.append(np.zeros(fi.shape[0], bool))
-    frame = np.concatenate(frames) if frames else np.zeros(0, np.int64)
-    tid_all = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-    floor = np.stack([np.concatenate(xs), np.concatenate(ys)], axis=1) if xs else np.zeros((0, 2))
-    conf = np.concatenate(confs) if confs else np.zeros(0, np.float32)
-    staff = np.concatenate(staff_flags) if staff_flags else np.zeros(0, bool)
+        next_id = _sample_person(p, fps, n_frames, duration_s, noise, rng, next_id, owner, samples)
+    _false_positives(fps, n_frames, duration_s, floor_bounds, noise, rng, next_id, owner, samples)
+    frame = np.concatenate(samples.frames) if samples.frames else np.zeros(0, np.int64)
+    tid_all = np.concatenate(samples.ids) if samples.ids else np.zeros(0, np.int64)
+    floor = np.stack([np.concatenate(samples.xs), np.concatenate(samples.ys)], axis=1) if samples.xs else np.zeros((0, 2))
+    conf = np.concatenate(samples.confs) if samples.confs else np.zeros(0, np.float32)
+    staff = np.concatenate(samples.staff) if samples.staff else np.zeros(0, bool)
     # project: foot point = floor_to_image(position); box height from the local floor scale
     foot = calibration.floor_to_image(floor)
     side = calibration.floor_to_image(floor + np.array([0.5, 0.0]))
@@ -518,17 +558,7 @@ def build_stream(
     ).astype(np.float32)
     order = np.lexsort((tid_all, frame))
     frame, tid_all, xyxy, conf, staff = frame[order], tid_all[order], xyxy[order], conf[order], staff[order]
-    # ended ids: the tracker drops an id end_after_s after its last detection
-    ended_frame = np.zeros(0, np.int64)
-    ended_id = np.zeros(0, np.int64)
-    if tid_all.shape[0]:
-        uniq, last_idx = np.unique(tid_all[::-1], return_index=True)
-        last_frame = frame[::-1][last_idx]
-        end_f = last_frame + int(math.ceil(noise.end_after_s * fps - 1e-9))
-        sel = end_f < n_frames
-        o = np.lexsort((uniq[sel], end_f[sel]))
-        ended_frame = end_f[sel][o].astype(np.int64)
-        ended_id = uniq[sel][o].astype(np.int64)
+    ended_frame, ended_id = _ended(frame, tid_all, n_frames, fps, noise.end_after_s)
     return TrackStream(
         camera_id=camera_id,
         fps=fps,
@@ -761,53 +791,53 @@ class QueueSimulation:
         return count
 
 
-def simulate_queue(scenario: QueueScenario, *, data_dir: str | FsPath | None = None) -> QueueSimulation:
-    """Run the checkout simulation (see the module docstring) and return config, tracks and truth."""
-    sc = scenario
-    rng = np.random.default_rng([sc.seed, 0])
-    noise_rng = np.random.default_rng([sc.seed, 1])
-    v = sc.walk_speed_mps
-    width_m, depth_m = sc.floor_size_m
-    pairs = calibration_pairs(width_m, depth_m, sc.frame_size_px)
-    calibration = Calibration.from_pairs(pairs[0], pairs[1], reference_size_px=sc.frame_size_px, source="simulator")
+@dataclass
+class _Customer:
+    """A simulated shopper's plan at the checkout (the truth comes from its final path)."""
 
-    people: list[Person] = []
-    # cashiers first: ids 1..tills, in view the whole time
-    for k in range(sc.tills):
-        x = sc.lane_x_m(k) + CASHIER_OFFSET_M
-        path = FloorPath(0.0, x, sc.service_y_m)
-        path.hold(sc.duration_s)
-        people.append(Person(k + 1, "cashier", path, 0.0, sc.duration_s))
+    person: Person
+    lane: int
+    arrive_s: float
+    slot: int = -1
+    step_in_s: float = math.inf  # when the current plan reaches the aisle point beside the slot
+    dispatched: bool = False
+    abandoned: bool = False
+    service_begin_s: float | None = None
+    service_end_s: float | None = None
 
-    @dataclass
-    class _C:
-        person: Person
-        lane: int
-        arrive_s: float
-        slot: int = -1
-        step_in_s: float = math.inf  # when the current plan reaches the aisle point beside the slot
-        dispatched: bool = False
-        abandoned: bool = False
-        service_begin_s: float | None = None
-        service_end_s: float | None = None
 
-    fifo: list[list[int]] = [[] for _ in range(sc.tills)]
-    serving: list[int | None] = [None] * sc.tills
-    cust: dict[int, _C] = {}
-    events: list[tuple[float, int, str, int]] = []
-    seq = 0
-    service_times: list[float] = []
+class _Checkout:
+    """The event-driven checkout of :func:`simulate_queue`: arrivals choose the shortest lane,
+    queue in slots, are served FIFO, and may lose patience. Paths are planned on the floor."""
 
-    def push(t: float, kind: str, arg: int) -> None:
-        nonlocal seq
-        heapq.heappush(events, (t, seq, kind, arg))
-        seq += 1
+    def __init__(self, sc: QueueScenario, rng: np.random.Generator) -> None:
+        self.sc = sc
+        self.rng = rng
+        self.people: list[Person] = []
+        # cashiers first: ids 1..tills, in view the whole time
+        for k in range(sc.tills):
+            path = FloorPath(0.0, sc.lane_x_m(k) + CASHIER_OFFSET_M, sc.service_y_m)
+            path.hold(sc.duration_s)
+            self.people.append(Person(k + 1, "cashier", path, 0.0, sc.duration_s))
+        self.fifo: list[list[int]] = [[] for _ in range(sc.tills)]
+        self.serving: list[int | None] = [None] * sc.tills
+        self.cust: dict[int, _Customer] = {}
+        self.events: list[tuple[float, int, str, int]] = []
+        self.seq = 0
+        self.service_times: list[float] = []
+        self.next_pid = sc.tills + 1
+        self.balked = 0
 
-    def replan(k: int, t: float) -> None:
+    def push(self, t: float, kind: str, arg: int) -> None:
+        heapq.heappush(self.events, (t, self.seq, kind, arg))
+        self.seq += 1
+
+    def replan(self, k: int, t: float) -> None:
+        sc, v = self.sc, self.sc.walk_speed_mps
         xk = sc.lane_x_m(k)
         gap = xk - AISLE_OFFSET_M
-        for i, pid in enumerate(fifo[k]):
-            c = cust[pid]
+        for i, pid in enumerate(self.fifo[k]):
+            c = self.cust[pid]
             if c.slot == i:
                 continue
             c.slot = i
@@ -818,83 +848,119 @@ def simulate_queue(scenario: QueueScenario, *, data_dir: str | FsPath | None = N
             else:
                 c.person.path.go(t, [(xk, y)], v)
 
-    def dispatch(k: int, t: float) -> None:
-        if serving[k] is not None or not fifo[k]:
+    def dispatch(self, k: int, t: float) -> None:
+        sc = self.sc
+        if self.serving[k] is not None or not self.fifo[k]:
             return
-        pid = fifo[k].pop(0)
-        c = cust[pid]
+        pid = self.fifo[k].pop(0)
+        c = self.cust[pid]
         xk = sc.lane_x_m(k)
         head_y = sc.slot_y_m(0)
         if t < c.step_in_s:
             pts = [(xk - AISLE_OFFSET_M, head_y), (xk, head_y), (xk, sc.service_y_m)]
         else:
             pts = [(xk, sc.service_y_m)]
-        arr = c.person.path.go(t, pts, v)
+        arr = c.person.path.go(t, pts, sc.walk_speed_mps)
         if t < c.step_in_s:
             c.step_in_s = arr[0]
         c.dispatched = True
         c.service_begin_s = arr[-1]
-        s = _service_sampler(sc.mean_service_s, sc.service_cv, rng)
-        service_times.append(s)
+        s = _service_sampler(sc.mean_service_s, sc.service_cv, self.rng)
+        self.service_times.append(s)
         c.service_end_s = arr[-1] + s
-        serving[k] = pid
-        push(c.service_end_s, "done", k)
-        replan(k, t)
+        self.serving[k] = pid
+        self.push(c.service_end_s, "done", k)
+        self.replan(k, t)
 
-    next_pid = sc.tills + 1
-    push(float(rng.exponential(1.0 / sc.arrival_rate_per_s)), "arrival", 0)
-    balked = 0
-    while events:
-        t, _, kind, arg = heapq.heappop(events)
-        if t > sc.duration_s:
-            break
-        if kind == "arrival":
-            push(t + float(rng.exponential(1.0 / sc.arrival_rate_per_s)), "arrival", 0)
-            loads = [len(fifo[k]) + (serving[k] is not None) for k in range(sc.tills)]
-            open_lanes = [k for k in range(sc.tills) if len(fifo[k]) < sc.max_queue]
-            if not open_lanes:
-                balked += 1
-                continue
-            best = min(loads[k] for k in open_lanes)
-            choices = [k for k in open_lanes if loads[k] == best]
-            k = choices[int(rng.integers(len(choices)))]
-            pid = next_pid
-            next_pid += 1
-            person = Person(pid, "customer", FloorPath(t, sc.lane_x_m(k) - AISLE_OFFSET_M, ENTRY_Y_M), t)
-            people.append(person)
-            cust[pid] = _C(person, k, t)
-            fifo[k].append(pid)
-            if sc.patience_mean_s is not None:
-                push(t + float(rng.exponential(sc.patience_mean_s)), "patience", pid)
-            replan(k, t)
-            dispatch(k, t)
-        elif kind == "done":
-            k = arg
-            pid_s = serving[k]
-            assert pid_s is not None
-            c = cust[pid_s]
-            xk = sc.lane_x_m(k)
-            arr = c.person.path.go(t, [(xk, sc.service_y_m + EXIT_BEYOND_TILL_M)], v)
-            c.person.vanish_s = arr[-1]
-            serving[k] = None
-            dispatch(k, t)
-        elif kind == "patience":
-            c = cust[arg]
-            k = c.lane
-            if c.dispatched or arg not in fifo[k]:
-                continue
-            fifo[k].remove(arg)
-            c.abandoned = True
-            gap = sc.lane_x_m(k) - AISLE_OFFSET_M
-            x, y = c.person.path.pos(t)
-            pts = [(gap, ENTRY_Y_M)] if t < c.step_in_s and abs(x - gap) < 1e-9 else [(gap, y), (gap, ENTRY_Y_M)]
-            if t < c.step_in_s:
-                c.step_in_s = math.inf
-            arr = c.person.path.go(t, pts, v)
-            c.person.vanish_s = arr[-1]
-            replan(k, t)
+    def arrival(self, t: float) -> None:
+        sc, rng = self.sc, self.rng
+        self.push(t + float(rng.exponential(1.0 / sc.arrival_rate_per_s)), "arrival", 0)
+        loads = [len(self.fifo[k]) + (self.serving[k] is not None) for k in range(sc.tills)]
+        open_lanes = [k for k in range(sc.tills) if len(self.fifo[k]) < sc.max_queue]
+        if not open_lanes:
+            self.balked += 1
+            return
+        best = min(loads[k] for k in open_lanes)
+        choices = [k for k in open_lanes if loads[k] == best]
+        k = choices[int(rng.integers(len(choices)))]
+        pid = self.next_pid
+        self.next_pid += 1
+        person = Person(pid, "customer", FloorPath(t, sc.lane_x_m(k) - AISLE_OFFSET_M, ENTRY_Y_M), t)
+        self.people.append(person)
+        self.cust[pid] = _Customer(person, k, t)
+        self.fifo[k].append(pid)
+        if sc.patience_mean_s is not None:
+            self.push(t + float(rng.exponential(sc.patience_mean_s)), "patience", pid)
+        self.replan(k, t)
+        self.dispatch(k, t)
 
-    # truth from the final paths
+    def done(self, t: float, k: int) -> None:
+        pid_s = self.serving[k]
+        assert pid_s is not None
+        c = self.cust[pid_s]
+        xk = self.sc.lane_x_m(k)
+        arr = c.person.path.go(t, [(xk, self.sc.service_y_m + EXIT_BEYOND_TILL_M)], self.sc.walk_speed_mps)
+        c.person.vanish_s = arr[-1]
+        self.serving[k] = None
+        self.dispatch(k, t)
+
+    def patience(self, t: float, pid: int) -> None:
+        c = self.cust[pid]
+        k = c.lane
+        if c.dispatched or pid not in self.fifo[k]:
+            return
+        self.fifo[k].remove(pid)
+        c.abandoned = True
+        gap = self.sc.lane_x_m(k) - AISLE_OFFSET_M
+        x, y = c.person.path.pos(t)
+        pts = [(gap, ENTRY_Y_M)] if t < c.step_in_s and abs(x - gap) < 1e-9 else [(gap, y), (gap, ENTRY_Y_M)]
+        if t < c.step_in_s:
+            c.step_in_s = math.inf
+        arr = c.person.path.go(t, pts, self.sc.walk_speed_mps)
+        c.person.vanish_s = arr[-1]
+        self.replan(k, t)
+
+    def run(self) -> None:
+        self.push(float(self.rng.exponential(1.0 / self.sc.arrival_rate_per_s)), "arrival", 0)
+        while self.events:
+            t, _, kind, arg = heapq.heappop(self.events)
+            if t > self.sc.duration_s:
+                break
+            if kind == "arrival":
+                self.arrival(t)
+            elif kind == "done":
+                self.done(t, arg)
+            elif kind == "patience":
+                self.patience(t, arg)
+
+
+def simulate_queue(scenario: QueueScenario, *, data_dir: str | FsPath | None = None) -> QueueSimulation:
+    """Run the checkout simulation (see the module docstring) and return config, tracks and truth."""
+    sc = scenario
+    rng = np.random.default_rng([sc.seed, 0])
+    noise_rng = np.random.default_rng([sc.seed, 1])
+    width_m, depth_m = sc.floor_size_m
+    pairs = calibration_pairs(width_m, depth_m, sc.frame_size_px)
+    calibration = Calibration.from_pairs(pairs[0], pairs[1], reference_size_px=sc.frame_size_px, source="simulator")
+    checkout = _Checkout(sc, rng)
+    checkout.run()
+    truths = _with_queue_found(_customer_truths(sc, checkout.cust))
+    analytics = None
+    if sc.default_service_time_s is not None:
+        analytics = {"queue": {"default_service_time_s": sc.default_service_time_s}}
+    cfg = _store_config(store_id=sc.store_id, camera_id=sc.camera_id, fps=sc.fps, frame_size_px=sc.frame_size_px,
+                        pairs=pairs, zones=_checkout_zones(sc), data_dir=data_dir, analytics=analytics)
+    stream = build_stream(
+        checkout.people, calibration, camera_id=sc.camera_id, fps=sc.fps, duration_s=sc.duration_s,
+        start_epoch_s=sc.start_epoch_s, frame_size_px=sc.frame_size_px,
+        floor_bounds=Rect(0.2, 0.2, width_m - 0.2, depth_m - 0.2), noise=sc.noise, rng=noise_rng,
+    )
+    return QueueSimulation(sc, cfg, calibration, checkout.people, truths, stream, checkout.balked,
+                           checkout.service_times)
+
+
+def _customer_truths(sc: QueueScenario, cust: dict[int, _Customer]) -> list[CustomerTruth]:
+    """Truth from the final paths: when each customer joined, reached the till, left."""
     end = sc.duration_s
     truths: list[CustomerTruth] = []
     for pid, c in cust.items():
@@ -922,7 +988,11 @@ def simulate_queue(scenario: QueueScenario, *, data_dir: str | FsPath | None = N
             )
         )
     truths.sort(key=lambda ct: ct.customer_id)
-    # the true queue each customer found when joining (for the oracle predictor)
+    return truths
+
+
+def _with_queue_found(truths: list[CustomerTruth]) -> list[CustomerTruth]:
+    """The true queue each customer found when joining (for the oracle predictor)."""
     by_lane: dict[str, list[CustomerTruth]] = {}
     for ct in truths:
         by_lane.setdefault(ct.lane, []).append(ct)
@@ -944,7 +1014,10 @@ def simulate_queue(scenario: QueueScenario, *, data_dir: str | FsPath | None = N
             ):
                 busy = True
         final.append(_replace_truth(ct, ahead, busy))
+    return final
 
+
+def _checkout_zones(sc: QueueScenario) -> list[dict[str, Any]]:
     zones: list[dict[str, Any]] = []
     for k in range(sc.tills):
         lid = sc.lane_id(k)
@@ -953,17 +1026,7 @@ def simulate_queue(scenario: QueueScenario, *, data_dir: str | FsPath | None = N
                                 service_zone=f"{lid}-till", **hyst))
         zones.append(_rect_zone(f"{lid}-till", "service", sc.service_rect(k), lane=lid, **hyst))
         zones.append(_rect_zone(f"{lid}-cashier", "staff_only", sc.cashier_rect(k)))
-    analytics = None
-    if sc.default_service_time_s is not None:
-        analytics = {"queue": {"default_service_time_s": sc.default_service_time_s}}
-    cfg = _store_config(store_id=sc.store_id, camera_id=sc.camera_id, fps=sc.fps, frame_size_px=sc.frame_size_px,
-                        pairs=pairs, zones=zones, data_dir=data_dir, analytics=analytics)
-    stream = build_stream(
-        people, calibration, camera_id=sc.camera_id, fps=sc.fps, duration_s=sc.duration_s,
-        start_epoch_s=sc.start_epoch_s, frame_size_px=sc.frame_size_px,
-        floor_bounds=Rect(0.2, 0.2, width_m - 0.2, depth_m - 0.2), noise=sc.noise, rng=noise_rng,
-    )
-    return QueueSimulation(sc, cfg, calibration, people, final, stream, balked, service_times)
+    return zones
 
 
 def _replace_truth(c: CustomerTruth, ahead: int, busy: bool) -> CustomerTruth:
@@ -1061,143 +1124,169 @@ class EntranceSimulation:
         return {tid for tid, pid in self.stream.id_owner.items() if pid in staff}
 
 
+class _Entrance:
+    """The entrance scene of :func:`simulate_entrance`: customers walk in and linger, greeters at the
+    counter walk over (on time, late or never, as planned), clerks come out of the back room."""
+
+    def __init__(self, sc: EntranceScenario, rng: np.random.Generator) -> None:
+        self.sc = sc
+        self.rng = rng
+        self.home = [(8.75, 1.4 + 1.2 * g / max(1, sc.greeters - 1)) if sc.greeters > 1 else (8.75, 2.0)
+                     for g in range(sc.greeters)]
+        self.people: list[Person] = []
+        self.greeters: list[Person] = []
+        self.free_at: list[float] = []
+        for g in range(sc.greeters):
+            p = Person(g + 1, "greeter", FloorPath(0.0, *self.home[g]), 0.0, sc.duration_s)
+            self.greeters.append(p)
+            self.people.append(p)
+            self.free_at.append(3.0)  # first they stand at the counter long enough to be known as staff
+        self.next_pid = sc.greeters + 1
+        self.customers: list[tuple[Person, str, float | None]] = []
+        self.contacts = 0
+
+    def jobs(self) -> list[tuple[float, str]]:
+        """Arrival times of customers and staff contacts, in time order."""
+        sc, rng = self.sc, self.rng
+        jobs: list[tuple[float, str]] = []
+        t = 0.0
+        rate = sc.customers_per_min / 60.0
+        while True:
+            t += float(rng.exponential(1.0 / rate))
+            if t > sc.duration_s - 5.0:
+                break
+            jobs.append((t, "customer"))
+        if sc.staff_contacts_per_hour > 0:
+            t = 0.0
+            while True:
+                t += float(rng.exponential(3600.0 / sc.staff_contacts_per_hour))
+                if t > sc.duration_s - 30.0:
+                    break
+                jobs.append((t, "contact"))
+        jobs.sort()
+        return jobs
+
+    def take_greeter(self, t_dep: float) -> int | None:
+        free = [g for g in range(self.sc.greeters) if self.free_at[g] <= t_dep]
+        if not free:
+            return None
+        return min(free, key=lambda g: self.free_at[g])
+
+    def _greet(self, gi: int, t0: float, spot: tuple[float, float], greet_at: float) -> float:
+        """Greeter ``gi`` walks to the customer at ``spot``, talks and walks back; when the talk ends."""
+        sc, v = self.sc, self.sc.walk_speed_mps
+        gp = self.greeters[gi]
+        hx, hy = self.home[gi]
+        d = math.hypot(hx - spot[0], hy - spot[1])
+        ux, uy = (hx - spot[0]) / d, (hy - spot[1]) / d
+        meet = (spot[0] + 0.8 * ux, spot[1] + 0.8 * uy)
+        t_dep = max(t0, self.free_at[gi], greet_at - (d - sc.greet_radius_m) / v)
+        gp.path.hold(t_dep)
+        arr = gp.path.go(t_dep, [meet], v)[0]
+        talk = float(self.rng.uniform(3.0, 8.0))
+        gp.path.hold(arr + talk)
+        back = gp.path.go(arr + talk, [self.home[gi]], v)[0]
+        self.free_at[gi] = back + 1.0
+        return arr + talk
+
+    def customer(self, t0: float) -> None:
+        sc, rng, v = self.sc, self.rng, self.sc.walk_speed_mps
+        door = (float(rng.uniform(4.2, 5.8)), 0.15)
+        spot = (float(rng.uniform(3.7, 6.3)), float(rng.uniform(1.3, 2.6)))
+        path = FloorPath(t0, *door)
+        arrive_spot = path.go(t0, [spot], v)[0]
+        entered = first_entry_s(path, sc.entrance, t0, arrive_spot + 1.0)
+        assert entered is not None
+        u = float(rng.random())
+        plan = "never" if u < sc.p_never else ("late" if u < sc.p_never + sc.p_late else "on_time")
+        planned_latency: float | None = None
+        linger = float(rng.uniform(5.0, 20.0))
+        stay_until = max(arrive_spot, entered + linger)
+        if plan != "never":
+            planned_latency = (float(rng.uniform(sc.sla_s + 2.0, sc.sla_s + 12.0)) if plan == "late"
+                               else float(rng.uniform(3.0, sc.sla_s - 1.0)))
+            gi = self.take_greeter(t0)
+            if gi is None:
+                plan = "no_greeter_free"
+            else:
+                stay_until = max(stay_until, self._greet(gi, t0, spot, entered + planned_latency))
+        path.hold(stay_until)
+        out = (float(rng.uniform(2.5, 7.5)), sc.floor_size_m[1] - 0.2)
+        gone = path.go(stay_until, [out], v)[-1]
+        p = Person(self.next_pid, "customer", path, t0, gone)
+        self.next_pid += 1
+        self.people.append(p)
+        self.customers.append((p, plan, planned_latency))
+
+    def contact(self, t0: float) -> None:
+        """A clerk from the back room talks with a greeter in the shop (staff meeting staff)."""
+        rng, v = self.rng, self.sc.walk_speed_mps
+        gi = self.take_greeter(t0 + 3.0)
+        if gi is None:
+            return
+        gp = self.greeters[gi]
+        meet = (float(rng.uniform(3.6, 6.4)), float(rng.uniform(1.2, 2.6)))
+        start = (float(rng.uniform(0.6, 1.4)), float(rng.uniform(6.6, 7.4)))
+        clerk = FloorPath(t0, *start)
+        clerk.hold(t0 + 3.0)  # long enough in the back room to be known as staff
+        arrive = clerk.go(t0 + 3.0, [(meet[0] - 0.4, meet[1])], v)[0]
+        hx, hy = self.home[gi]
+        d_g = math.hypot(hx - meet[0] - 0.4, hy - meet[1])
+        t_dep = max(t0 + 3.0, self.free_at[gi], arrive - d_g / v)
+        gp.path.hold(t_dep)
+        g_arr = gp.path.go(t_dep, [(meet[0] + 0.4, meet[1])], v)[0]
+        talk_end = max(arrive, g_arr) + float(rng.uniform(5.0, 15.0))
+        clerk.hold(talk_end)
+        gone = clerk.go(talk_end, [start], v)[-1]
+        gp.path.hold(talk_end)
+        back = gp.path.go(talk_end, [self.home[gi]], v)[0]
+        self.free_at[gi] = back + 1.0
+        self.people.append(Person(self.next_pid, "staff", clerk, t0, gone))
+        self.next_pid += 1
+        self.contacts += 1
+
+    def run(self) -> None:
+        for t0, kind in self.jobs():
+            if kind == "customer":
+                self.customer(t0)
+            else:
+                self.contact(t0)
+        for gp in self.greeters:
+            gp.path.hold(self.sc.duration_s)
+
+    def truths(self) -> list[GreetingTruth]:
+        """Greeting truth from the final paths: the first staff member within the greet radius."""
+        sc = self.sc
+        staff = [p for p in self.people if p.is_staff]
+        truths: list[GreetingTruth] = []
+        for p, plan, planned_latency in self.customers:
+            until = min(p.vanish_s, sc.duration_s)
+            entered = first_entry_s(p.path, sc.entrance, p.appear_s, until)
+            if entered is None:
+                continue
+            exit_s = first_exit_s(p.path, sc.entrance, entered, until)
+            zone_end = exit_s if exit_s is not None else until
+            firsts = [first_within_s(p.path, s.path, sc.greet_radius_m, max(entered, s.appear_s),
+                                     min(zone_end, s.vanish_s)) for s in staff]
+            hits = [f for f in firsts if f is not None]
+            latency = (min(hits) - entered) if hits else None
+            outcome: Literal["greeted", "missed"] = "greeted" if latency is not None and latency <= sc.sla_s else "missed"
+            truths.append(GreetingTruth(p.pid, entered, zone_end, latency, outcome, plan, planned_latency))
+        return truths
+
+
 def simulate_entrance(scenario: EntranceScenario, *, data_dir: str | FsPath | None = None) -> EntranceSimulation:
     """Run the entrance/greeting simulation and return config, tracks and truth."""
     sc = scenario
     rng = np.random.default_rng([sc.seed, 10])
     noise_rng = np.random.default_rng([sc.seed, 11])
-    v = sc.walk_speed_mps
     width_m, depth_m = sc.floor_size_m
     pairs = calibration_pairs(width_m, depth_m, sc.frame_size_px)
     calibration = Calibration.from_pairs(pairs[0], pairs[1], reference_size_px=sc.frame_size_px, source="simulator")
-    ent = sc.entrance
-    home = [(8.75, 1.4 + 1.2 * g / max(1, sc.greeters - 1)) if sc.greeters > 1 else (8.75, 2.0)
-            for g in range(sc.greeters)]
-
-    people: list[Person] = []
-    greeters: list[Person] = []
-    free_at: list[float] = []
-    for g in range(sc.greeters):
-        path = FloorPath(0.0, *home[g])
-        p = Person(g + 1, "greeter", path, 0.0, sc.duration_s)
-        greeters.append(p)
-        people.append(p)
-        free_at.append(3.0)  # first they stand at the counter long enough to be known as staff
-    next_pid = sc.greeters + 1
-
-    # arrival times of customers and staff contacts, processed in time order
-    jobs: list[tuple[float, str]] = []
-    t = 0.0
-    rate = sc.customers_per_min / 60.0
-    while True:
-        t += float(rng.exponential(1.0 / rate))
-        if t > sc.duration_s - 5.0:
-            break
-        jobs.append((t, "customer"))
-    if sc.staff_contacts_per_hour > 0:
-        t = 0.0
-        while True:
-            t += float(rng.exponential(3600.0 / sc.staff_contacts_per_hour))
-            if t > sc.duration_s - 30.0:
-                break
-            jobs.append((t, "contact"))
-    jobs.sort()
-
-    customers: list[tuple[Person, str, float | None]] = []
-    contacts = 0
-
-    def take_greeter(t_dep: float) -> int | None:
-        free = [g for g in range(sc.greeters) if free_at[g] <= t_dep]
-        if not free:
-            return None
-        return min(free, key=lambda g: free_at[g])
-
-    for t0, kind in jobs:
-        if kind == "customer":
-            door = (float(rng.uniform(4.2, 5.8)), 0.15)
-            spot = (float(rng.uniform(3.7, 6.3)), float(rng.uniform(1.3, 2.6)))
-            path = FloorPath(t0, *door)
-            arrive_spot = path.go(t0, [spot], v)[0]
-            entered = first_entry_s(path, ent, t0, arrive_spot + 1.0)
-            assert entered is not None
-            u = float(rng.random())
-            plan = "never" if u < sc.p_never else ("late" if u < sc.p_never + sc.p_late else "on_time")
-            planned_latency: float | None = None
-            linger = float(rng.uniform(5.0, 20.0))
-            stay_until = max(arrive_spot, entered + linger)
-            if plan != "never":
-                planned_latency = (float(rng.uniform(sc.sla_s + 2.0, sc.sla_s + 12.0)) if plan == "late"
-                                   else float(rng.uniform(3.0, sc.sla_s - 1.0)))
-                greet_at = entered + planned_latency
-                gi = take_greeter(t0)
-                if gi is None:
-                    plan = "no_greeter_free"
-                else:
-                    gp = greeters[gi]
-                    hx, hy = home[gi]
-                    d = math.hypot(hx - spot[0], hy - spot[1])
-                    ux, uy = (hx - spot[0]) / d, (hy - spot[1]) / d
-                    meet = (spot[0] + 0.8 * ux, spot[1] + 0.8 * uy)
-                    t_dep = max(t0, free_at[gi], greet_at - (d - sc.greet_radius_m) / v)
-                    gp.path.hold(t_dep)
-                    arr = gp.path.go(t_dep, [meet], v)[0]
-                    talk = float(rng.uniform(3.0, 8.0))
-                    gp.path.hold(arr + talk)
-                    back = gp.path.go(arr + talk, [home[gi]], v)[0]
-                    free_at[gi] = back + 1.0
-                    stay_until = max(stay_until, arr + talk)
-            path.hold(stay_until)
-            out = (float(rng.uniform(2.5, 7.5)), depth_m - 0.2)
-            gone = path.go(stay_until, [out], v)[-1]
-            p = Person(next_pid, "customer", path, t0, gone)
-            next_pid += 1
-            people.append(p)
-            customers.append((p, plan, planned_latency))
-        else:
-            gi = take_greeter(t0 + 3.0)
-            if gi is None:
-                continue
-            gp = greeters[gi]
-            meet = (float(rng.uniform(3.6, 6.4)), float(rng.uniform(1.2, 2.6)))
-            start = (float(rng.uniform(0.6, 1.4)), float(rng.uniform(6.6, 7.4)))
-            clerk = FloorPath(t0, *start)
-            clerk.hold(t0 + 3.0)  # long enough in the back room to be known as staff
-            arrive = clerk.go(t0 + 3.0, [(meet[0] - 0.4, meet[1])], v)[0]
-            hx, hy = home[gi]
-            d_g = math.hypot(hx - meet[0] - 0.4, hy - meet[1])
-            t_dep = max(t0 + 3.0, free_at[gi], arrive - d_g / v)
-            gp.path.hold(t_dep)
-            g_arr = gp.path.go(t_dep, [(meet[0] + 0.4, meet[1])], v)[0]
-            talk_end = max(arrive, g_arr) + float(rng.uniform(5.0, 15.0))
-            clerk.hold(talk_end)
-            gone = clerk.go(talk_end, [start], v)[-1]
-            gp.path.hold(talk_end)
-            back = gp.path.go(talk_end, [home[gi]], v)[0]
-            free_at[gi] = back + 1.0
-            people.append(Person(next_pid, "staff", clerk, t0, gone))
-            next_pid += 1
-            contacts += 1
-    for gp in greeters:
-        gp.path.hold(sc.duration_s)
-
-    staff = [p for p in people if p.is_staff]
-    truths: list[GreetingTruth] = []
-    for p, plan, planned_latency in customers:
-        until = min(p.vanish_s, sc.duration_s)
-        entered = first_entry_s(p.path, ent, p.appear_s, until)
-        if entered is None:
-            continue
-        exit_s = first_exit_s(p.path, ent, entered, until)
-        zone_end = exit_s if exit_s is not None else until
-        firsts = [first_within_s(p.path, s.path, sc.greet_radius_m, max(entered, s.appear_s), min(zone_end, s.vanish_s))
-                  for s in staff]
-        hits = [f for f in firsts if f is not None]
-        latency = (min(hits) - entered) if hits else None
-        outcome: Literal["greeted", "missed"] = "greeted" if latency is not None and latency <= sc.sla_s else "missed"
-        truths.append(GreetingTruth(p.pid, entered, zone_end, latency, outcome, plan, planned_latency))
-
+    scene = _Entrance(sc, rng)
+    scene.run()
     zones = [
-        _rect_zone("entrance", "entrance", ent, label="Entrance", greet_radius_m=sc.greet_radius_m,
+        _rect_zone("entrance", "entrance", sc.entrance, label="Entrance", greet_radius_m=sc.greet_radius_m,
                    response_sla_s=sc.sla_s, enter_after_s=sc.enter_after_s, leave_after_s=sc.leave_after_s),
         _rect_zone("greeter-counter", "staff_only", sc.counter),
         _rect_zone("back-room", "staff_only", sc.backroom),
@@ -1205,11 +1294,11 @@ def simulate_entrance(scenario: EntranceScenario, *, data_dir: str | FsPath | No
     cfg = _store_config(store_id=sc.store_id, camera_id=sc.camera_id, fps=sc.fps, frame_size_px=sc.frame_size_px,
                         pairs=pairs, zones=zones, data_dir=data_dir)
     stream = build_stream(
-        people, calibration, camera_id=sc.camera_id, fps=sc.fps, duration_s=sc.duration_s,
+        scene.people, calibration, camera_id=sc.camera_id, fps=sc.fps, duration_s=sc.duration_s,
         start_epoch_s=sc.start_epoch_s, frame_size_px=sc.frame_size_px,
         floor_bounds=Rect(0.2, 0.2, width_m - 0.2, depth_m - 0.2), noise=sc.noise, rng=noise_rng,
     )
-    return EntranceSimulation(sc, cfg, calibration, people, truths, stream, contacts)
+    return EntranceSimulation(sc, cfg, calibration, scene.people, scene.truths(), stream, scene.contacts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1284,20 +1373,9 @@ class QueueReport:
     queue_length_geometric_mae: float  # vs true_queue_length (no hysteresis)
 
 
-def evaluate_queue(
-    sim: QueueSimulation, rep: Replay, *, warmup_s: float = 300.0, band_slack_s: float = 2.0
-) -> QueueReport:
-    """Compare a replay with the truth. Customers who join during ``warmup_s`` are left out (the
-    service-rate estimate starts from its prior). A true wait within ``band_slack_s`` of the
-    predicted band counts as covered: someone who walks straight to a free till "waits" the second
-    it takes to cross the queue zone while the band says 0."""
+def _predictions_at_join(sim: QueueSimulation, rep: Replay, served: list[CustomerTruth]) -> tuple[F64Array, F64Array, F64Array]:
+    """The predicted wait (and its band) in force at each customer's join time."""
     sc = sim.scenario
-    epoch = sc.start_epoch_s
-    served = [c for c in sim.customers if c.true_wait_s is not None and c.join_s is not None and c.join_s >= warmup_s]
-    true_w = np.array([c.true_wait_s for c in served], dtype=np.float64)
-    mean_w = float(true_w.mean()) if true_w.size else float("nan")
-
-    # prediction in force at each customer's join time
     preds, lows, highs = [], [], []
     states: dict[str, tuple[F64Array, list[dict[str, Any]]]] = {}
     for k in range(sc.tills):
@@ -1307,20 +1385,20 @@ def evaluate_queue(
     for c in served:
         assert c.join_s is not None
         ts, st = states[c.lane]
-        i = int(np.searchsorted(ts, epoch + c.join_s, side="right")) - 1
+        i = int(np.searchsorted(ts, sc.start_epoch_s + c.join_s, side="right")) - 1
         s = st[i] if i >= 0 else None
         p = s.get("predicted_wait_s") if s is not None else None
         preds.append(float(p) if p is not None else 0.0)
         lows.append(float(s.get("predicted_wait_low_s") or 0.0) if s is not None else 0.0)
         highs.append(float(s.get("predicted_wait_high_s") or 0.0) if s is not None else 0.0)
-    pred = np.array(preds)
-    err = pred - true_w
-    cover = (np.array(lows) - band_slack_s <= true_w) & (true_w <= np.array(highs) + band_slack_s)
-    service_interval_s = sc.mean_service_s + HEAD_TO_TILL_M / sc.walk_speed_mps
-    oracle = np.array([(c.ahead_at_join + (0.5 if c.server_busy_at_join else 0.0)) * service_interval_s for c in served])
-    oerr = oracle - true_w
+    return np.array(preds), np.array(lows), np.array(highs)
 
-    # measured waits
+
+def _measured_waits(
+    sim: QueueSimulation, rep: Replay, served: list[CustomerTruth]
+) -> tuple[list[dict[str, Any]], list[float], int, int, int]:
+    """(served events, measured - true wait per matched customer, missing, missing short, extra)."""
+    sc = sim.scenario
     owner = sim.stream.id_owner
     events = [e for e in rep.payloads("event", "queue_wait") if e.get("outcome") == "served"]
     by_person: dict[int, list[dict[str, Any]]] = {}
@@ -1331,7 +1409,8 @@ def evaluate_queue(
             extra += 1
             continue
         by_person.setdefault(pid, []).append(e)
-    errs, missing, missing_short = [], 0, 0
+    errs: list[float] = []
+    missing, missing_short = 0, 0
     for c in served:
         evs = by_person.get(c.customer_id, [])
         if not evs:
@@ -1341,11 +1420,14 @@ def evaluate_queue(
             continue
         extra += len(evs) - 1
         errs.append(float(evs[0]["wait_s"]) - float(c.true_wait_s or 0.0))
-    aerr = np.abs(np.array(errs)) if errs else np.zeros(0)
+    return events, errs, missing, missing_short, extra
 
-    # queue length per frame (after the warm-up)
-    f0 = int(math.ceil(warmup_s * sc.fps))
-    frames = np.arange(f0, sim.stream.n_frames)
+
+def _queue_length_errors(sim: QueueSimulation, rep: Replay, warmup_s: float) -> tuple[int, float, float, int]:
+    """Queue length per frame after the warm-up: (exact frames, abs error sum, abs error sum against
+    the geometric truth, frames)."""
+    sc = sim.scenario
+    frames = np.arange(int(math.ceil(warmup_s * sc.fps)), sim.stream.n_frames)
     exact, qmae, gmae, n = 0, 0.0, 0.0, 0
     for k in range(sc.tills):
         lane = sc.lane_id(k)
@@ -1356,6 +1438,30 @@ def evaluate_queue(
         qmae += float(np.sum(np.abs(got - want)))
         gmae += float(np.sum(np.abs(got - geo)))
         n += frames.shape[0]
+    return exact, qmae, gmae, n
+
+
+def evaluate_queue(
+    sim: QueueSimulation, rep: Replay, *, warmup_s: float = 300.0, band_slack_s: float = 2.0
+) -> QueueReport:
+    """Compare a replay with the truth. Customers who join during ``warmup_s`` are left out (the
+    service-rate estimate starts from its prior). A true wait within ``band_slack_s`` of the
+    predicted band counts as covered: someone who walks straight to a free till "waits" the second
+    it takes to cross the queue zone while the band says 0."""
+    sc = sim.scenario
+    served = [c for c in sim.customers if c.true_wait_s is not None and c.join_s is not None and c.join_s >= warmup_s]
+    true_w = np.array([c.true_wait_s for c in served], dtype=np.float64)
+    mean_w = float(true_w.mean()) if true_w.size else float("nan")
+
+    pred, low, high = _predictions_at_join(sim, rep, served)
+    err = pred - true_w
+    cover = (low - band_slack_s <= true_w) & (true_w <= high + band_slack_s)
+    service_interval_s = sc.mean_service_s + HEAD_TO_TILL_M / sc.walk_speed_mps
+    oracle = np.array([(c.ahead_at_join + (0.5 if c.server_busy_at_join else 0.0)) * service_interval_s for c in served])
+    oerr = oracle - true_w
+    events, errs, missing, missing_short, extra = _measured_waits(sim, rep, served)
+    aerr = np.abs(np.array(errs)) if errs else np.zeros(0)
+    exact, qmae, gmae, n = _queue_length_errors(sim, rep, warmup_s)
     all_waits = [float(e["wait_s"]) for e in events]
     return QueueReport(
         customers_evaluated=len(served),
