@@ -305,7 +305,8 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         image = read_frame(source, args.frame_index, camera_id=cam.id)
         frame_desc = f"frame {args.frame_index}"
     h, w = image.shape[:2]
-    cal = Calibration.from_config(cam.calibration, cfg.resolve_path, source=f"camera {cam.id} calibration")
+    cal = Calibration.for_camera(cfg, cam.id)
+    assert cal is not None  # checked above: the camera has a calibration
     cal = cal.for_frame_size((w, h))
     outside = ~_inside(cal.image_points_px, (w, h))
     out = Path(args.out) if args.out else Path(f"calibrate-{cam.id}.png")

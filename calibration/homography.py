@@ -223,6 +223,15 @@ class Calibration:
         return cal
 
     @classmethod
+    def for_camera(cls, store: Any, camera_id: str) -> Calibration | None:
+        """The calibration of one camera of a store config (None when it has none): the one way
+        every consumer (analytics, heatmaps, report, ``storesense calibrate``) builds it."""
+        cam = store.camera(camera_id)
+        if cam.calibration is None:
+            return None
+        return cls.from_config(cam.calibration, store.resolve_path, source=f"camera {camera_id} calibration")
+
+    @classmethod
     def from_config(
         cls,
         cfg: CalibrationConfig,

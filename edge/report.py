@@ -986,11 +986,9 @@ def render_camera_heatmap(
         return None
     k = int(min_tracks if min_tracks is not None else cfg.analytics.heatmap.min_tracks_per_cell)
     array, grid = heatmap_from_payloads(payloads, min_tracks=k)
-    calibration = None
-    if cam.calibration is not None:
-        from calibration.homography import Calibration
+    from calibration.homography import Calibration
 
-        calibration = Calibration.from_config(cam.calibration, cfg.resolve_path)
+    calibration = Calibration.for_camera(cfg, camera_id)
     ref_path = cfg.data_path("reference", f"{camera_id}.jpg")
     reference = cv2.imread(str(ref_path)) if ref_path.exists() else None
     if reference is not None and not sharp_reference:

@@ -102,12 +102,10 @@ def build_lanes(cfg: StoreConfig, cam: CameraConfig, lanes: list[LaneConfig]) ->
 
 
 def build_camera(cfg: StoreConfig, cam: CameraConfig, lanes: list[LaneConfig]) -> CameraState:
-    calibration = None
-    if cam.calibration is not None:
-        from calibration.homography import Calibration
+    from calibration.homography import Calibration
 
-        calibration = Calibration.from_config(cam.calibration, cfg.resolve_path)
-    elif any(z.kind in ("entrance", "dwell") for z in cam.zones):
+    calibration = Calibration.for_camera(cfg, cam.id)
+    if calibration is None and any(z.kind in ("entrance", "dwell") for z in cam.zones):
         log.warning(
             "camera %s has no calibration: greeting/approach distances use an APPROXIMATE image-based radius "
             "(greet_radius_m x %.2f image widths per metre); calibrate the camera (storesense calibrate) "

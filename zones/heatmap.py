@@ -221,11 +221,11 @@ class HeatmapAccumulator:
         hcfg = cfg.analytics.heatmap
         if floor:
             if calibration is None:
-                if cam.calibration is None:
-                    raise UserFacingError(f"camera {camera_id}: a floor heatmap needs a calibration")
                 from calibration.homography import Calibration
 
-                calibration = Calibration.from_config(cam.calibration, cfg.resolve_path, source=f"camera {camera_id} calibration")
+                calibration = Calibration.for_camera(cfg, camera_id)
+                if calibration is None:
+                    raise UserFacingError(f"camera {camera_id}: a floor heatmap needs a calibration")
             grid = HeatmapGrid.for_calibration(calibration, hcfg.cell_m, frame_size_px=frame_size_px, zones=cam.zones)
         else:
             grid = HeatmapGrid.image(hcfg.cell_norm)
