@@ -127,7 +127,7 @@ def publisher(port: int, data_dir: Path, **kw: object) -> MqttPublisher:
 def emit(pub: MqttPublisher, prefix: str, n: int, interval_s: float = 0.02) -> list[str]:
     ids = [f"{prefix}-{i}" for i in range(n)]
     for i in ids:
-        pub.emit([Message(T.event("visit"), {"event_id": i, "note": "drill event; " * 20}, retain=False, qos=1)])
+        pub.emit([Message("event", "visit", {"event_id": i, "note": "drill event; " * 20}, "event")])
         time.sleep(interval_s)
     return ids
 
@@ -193,7 +193,7 @@ T = Topics("drill")
 pub = MqttPublisher(MqttConfig(port=int(sys.argv[1]), keepalive_s=2, device_id="drill-edge"), T, data_dir=Path(sys.argv[2]))
 pub.start()
 for i in range(60):
-    pub.emit([Message(T.event("visit"), {"event_id": f"kill-{i}"}, retain=False, qos=1)])
+    pub.emit([Message("event", "visit", {"event_id": f"kill-{i}"}, "event")])
     time.sleep(0.01)
 print("emitted", flush=True)
 time.sleep(60)
@@ -240,7 +240,7 @@ def drill_disk_full(workdir: Path) -> Row:
         return Row("disk full (3 MB tmpfs)", times="SKIPPED: cannot mount a tmpfs (needs root)")
     broker = start_mosquitto()
     w = Watcher(broker.port, "drill-disk")
-    history = HistorySink(mnt / "history.db", retention_days=30, max_size_mb=100, commit_interval_s=0.1)
+    history = HistorySink(mnt / "history.db", retention_days=30, max_size_mb=100, topics=T, commit_interval_s=0.1)
     pub = publisher(broker.port, mnt, status_extra=lambda: {"history_dropped": history.dropped,
                                                             "history_disk_full": history.disk_full})
     sink = FanoutSink([pub, history])
@@ -250,8 +250,8 @@ def drill_disk_full(workdir: Path) -> Row:
         for i in range(n):
             eid = f"{prefix}-{i}"
             ids.append(eid)
-            sink.emit([Message(T.event("visit"), {"event_id": eid, "note": "drill event; " * 60}, retain=False, qos=1),
-                       Message(T.zone_state("z"), {"occupancy": i, "note": "zone; " * 100}, retain=True, qos=1)])
+            sink.emit([Message("event", "visit", {"event_id": eid, "note": "drill event; " * 60}, "event"),
+                       Message("zone_state", "z", {"occupancy": i, "note": "zone; " * 100}, "state")])
             time.sleep(0.02)
 
     try:

@@ -57,7 +57,7 @@ def test_acked_events_survive_a_broker_restart_before_the_subscriber_returns(tmp
         pub.start()
         assert wait_until(lambda: pub.ready, 10)
         ids = [f"e{i}" for i in range(16)]
-        pub.emit([Message(T.event("visit"), {"event_id": i}, retain=False, qos=1) for i in ids])
+        pub.emit([Message("event", "visit", {"event_id": i}, "event") for i in ids])
         assert wait_until(lambda: len(pub.outbox) == 0 and pub.stats.acked == 16, 10)  # acked: gone from the outbox
         pub.close(timeout_s=2)
         broker.restart()

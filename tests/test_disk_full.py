@@ -95,7 +95,7 @@ def test_disk_full_loses_no_events_and_recovers(
     monkeypatch.setattr("edge.history.DISK_RETRY_S", 0.3)
     caplog.set_level(logging.INFO)
     sub = Sub(mosquitto.port)
-    history = HistorySink(small_disk / "history.db", retention_days=30, max_size_mb=100, commit_interval_s=0.05)
+    history = HistorySink(small_disk / "history.db", retention_days=30, max_size_mb=100, topics=T, commit_interval_s=0.05)
     pub = MqttPublisher(MqttConfig(port=mosquitto.port, keepalive_s=5, reconnect_max_backoff_s=1.0), T,
                         data_dir=small_disk, status_extra=lambda: {"history_dropped": history.dropped,
                                                                    "history_disk_full": history.disk_full})
@@ -106,8 +106,8 @@ def test_disk_full_loses_no_events_and_recovers(
     def emit(prefix: str, n: int) -> list[str]:
         ids = [f"{prefix}{i}" for i in range(n)]
         for i in ids:  # one per "frame", like the runtime; a failing sink would raise here
-            sink.emit([Message(T.event("visit"), {"event_id": i, "note": "lane ok; " * 200}, retain=False, qos=1),
-                       Message(T.zone_state("z1"), {"occupancy": 1, "note": "zone ok; " * 200}, retain=True, qos=1)])
+            sink.emit([Message("event", "visit", {"event_id": i, "note": "lane ok; " * 200}, "event"),
+                       Message("zone_state", "z1", {"occupancy": 1, "note": "zone ok; " * 200}, "state")])
             time.sleep(0.01)
         return ids
 
