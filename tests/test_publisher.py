@@ -666,13 +666,15 @@ def test_relative_password_file_is_read_alike_by_the_edge_and_the_display(
 def test_empty_password_variable_is_an_error_for_the_edge_and_the_display(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An empty variable must not quietly log in without a password on either side (the display used to accept it)."""
+    """An empty variable must not quietly log in without a password on either side (the display used to
+    accept it). validate-config refuses it too; this is the variable emptied after the config was loaded."""
     from edge.config import parse_config
     from mqtt_bridge.display import _mqtt_password
 
-    monkeypatch.setenv("STORESENSE_TEST_EMPTY_PW", "")
+    monkeypatch.setenv("STORESENSE_TEST_EMPTY_PW", "set-at-load")
     cfg = parse_config("version: 1\nstore: {id: s}\ncameras: [{id: c, source: a.mp4}]\n"
                        "mqtt: {username: u, password_env: STORESENSE_TEST_EMPTY_PW}\n")
+    monkeypatch.setenv("STORESENSE_TEST_EMPTY_PW", "")
     with pytest.raises(UserFacingError, match="STORESENSE_TEST_EMPTY_PW"):
         resolve_password(cfg.mqtt)
     with pytest.raises(UserFacingError, match="STORESENSE_TEST_EMPTY_PW"):
