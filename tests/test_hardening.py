@@ -37,7 +37,7 @@ class _RecordingAnalytics:
     def __init__(self) -> None:
         self.applied: list[tuple[str, str]] = []
 
-    def update(self, tracks: object, image_bgr: object) -> list:
+    def update(self, tracks: object) -> list:
         return []
 
     def set_lane_state(self, lane_id: str, state: str, timestamp_s: float) -> list:
@@ -72,7 +72,7 @@ def test_heatmap_privacy_default_is_k3(tmp_path: Path) -> None:
 
     cfg = parse_config("version: 1\nstore: {id: s1}\ncameras: [{id: c1, source: x.mp4}]\n")
     assert cfg.analytics.heatmap.min_tracks_per_cell == 3
-    acc = HeatmapAccumulator.for_camera(cfg, "c1", T, floor=False)
+    acc = HeatmapAccumulator.for_camera(cfg, "c1", floor=False)
     t0 = 1_700_000_000.0
     for i in range(50):  # two people alone in their own corners, three sharing one cell
         acc.add(np.array([[0.1, 0.1], [0.9, 0.9], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5]]),
