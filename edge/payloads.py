@@ -176,6 +176,22 @@ class CameraStatus(Payload):
     reason: str | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class EdgeStatus(Payload):
+    """``{base}/edge/{device}/status``: the box's own health (storage, what was dropped)."""
+
+    SCHEMA: ClassVar[str] = "storesense.edge_status/1"
+
+    store_id: str
+    device_id: str
+    timestamp_s: float
+    storage: str  # ok | disk_full
+    events_in_memory: int
+    events_dropped: int
+    history_dropped: int
+    outbox_queued: int
+
+
 # ---------------------------------------------------------------------------------------------
 # durable events (QoS 1 through the outbox)
 
@@ -341,7 +357,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
 }
 
 PAYLOAD_TYPES: tuple[type[Payload], ...] = (
-    LaneState, StoreState, ZoneState, CameraStatus, Heatmap, *EVENT_TYPES.values(),
+    LaneState, StoreState, ZoneState, CameraStatus, EdgeStatus, Heatmap, *EVENT_TYPES.values(),
 )
 
 __all__ = [
@@ -350,6 +366,7 @@ __all__ = [
     "AlertEvent",
     "AssistEvent",
     "CameraStatus",
+    "EdgeStatus",
     "EntryEvent",
     "Event",
     "GreetingEvent",

@@ -45,6 +45,7 @@ from paho.mqtt.properties import Properties
 from edge.config import resolve_secret
 from edge.contract import Message
 from edge.errors import UserFacingError
+from edge.payloads import EdgeStatus
 from mqtt_bridge.commands import CommandHandler
 from mqtt_bridge.config import MqttConfig
 from mqtt_bridge.outbox import Outbox, OutboxRow
@@ -529,17 +530,16 @@ class MqttPublisher:
         if key == self._status_key and (storage == "ok" or now - self._status_mono < EDGE_STATUS_INTERVAL_S):
             return
         self._status_key, self._status_mono = key, now
-        payload = {
-            "schema": "storesense.edge_status/1",
-            "store_id": self.topics.store,
-            "device_id": self.device_id,
-            "timestamp_s": time.time(),
-            "storage": storage,
-            "events_in_memory": self.outbox.in_memory,
-            "events_dropped": self.outbox.dropped,
-            "history_dropped": int(extra.get("history_dropped", 0)),
-            "outbox_queued": len(self.outbox),
-        }
+        payload = EdgeStatus(
+            store_id=self.topics.store,
+            device_id=self.device_id,
+            timestamp_s=time.time(),
+            storage=storage,
+            events_in_memory=self.outbox.in_memory,
+            events_dropped=self.outbox.dropped,
+            history_dropped=int(extra.get("history_dropped", 0)),
+            outbox_queued=len(self.outbox),
+        ).to_dict()
         data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
         topic = self.topics.edge_status(self.device_id)
         with self._lock:
