@@ -151,6 +151,20 @@ class ZoneState(Payload):
     distance_method: str | None = None
     short_tracks_ignored: int | None = None
 
+    RESPONSE_FIELDS: ClassVar[tuple[str, ...]] = (
+        "response_sla_s", "response_events_last_hour", "response_compliance_pct", "response_latency_median_s",
+        "response_pending", "distance_method",
+    )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Response figures are there for zones with a response clock (entrance, dwell), null when
+        there is no outcome yet; other zones leave them out."""
+        out = super().to_dict()
+        if self.response_sla_s is not None:
+            for name in self.RESPONSE_FIELDS:
+                out.setdefault(name, getattr(self, name))
+        return out
+
 
 @dataclass(frozen=True, kw_only=True)
 class CameraStatus(Payload):

@@ -8,6 +8,7 @@ import math
 
 import pytest
 
+from edge.payloads import LaneMetrics
 from zones.config import AlertRule, QueueModelConfig
 from zones.queues import BAND_Z, AlertEngine, LaneQueue
 
@@ -189,8 +190,12 @@ def test_queue_length_smoothing() -> None:
 # alerts
 
 
-def _metrics(q: float, wait: float, open_: bool = True, stale: bool = False) -> dict[str, object]:
-    return {"queue_length_smoothed": q, "predicted_wait_s": wait, "open": open_, "stale": stale}
+def _metrics(q: float, wait: float, open_: bool = True, stale: bool = False) -> LaneMetrics:
+    return LaneMetrics(open=open_, open_source="default", command="auto", queue_length=round(q), queue_length_smoothed=q,
+                       server_busy=False, predicted_wait_s=wait, predicted_wait_low_s=wait, predicted_wait_high_s=wait,
+                       service_rate_per_min=None, service_rate_source="default", services_observed=0,
+                       measured_wait_recent_s=None, measured_wait_mean_s=None, littles_law_wait_s=None, stale=stale,
+                       stale_reason="no_frames" if stale else None)
 
 
 @pytest.mark.parametrize(
