@@ -34,6 +34,7 @@ from zones.dwell import ZoneStats
 from zones.geometry import FALLBACK_WIDTHS_PER_M, ZoneSet, image_widths
 from zones.membership import Hysteresis, Transition, ZoneMembership
 from zones.queues import AlertChange, AlertEngine, LaneCommand, LaneQueue
+from zones.recommend import LaneOption, LaneRecommender
 from zones.response import ResponseOutcome, ResponseTracker
 
 log = logging.getLogger("storesense.analytics")
@@ -146,6 +147,7 @@ class StoreAnalytics:
         self._last_emit_s: dict[str, float] = {}
         self._last_sig: dict[str, Any] = {}
         self._recommended: str | None = None
+        self.recommender = LaneRecommender(self.acfg.recommendation.margin_s, self.acfg.recommendation.hold_s)
         self._finished = False
         for cam in cfg.cameras:
             if cam.enabled:
@@ -787,7 +789,9 @@ class StoreAnalytics:
         metrics = {lid: lane.metrics(now) for lid, lane in self.lanes.items()}
         for change in self.alerts.evaluate(now, list(metrics.items())):
             out.append(self._alert_event(change))
-        recommended = self._recommend(metrics)
+        recommended = self.recommender.update(now, [
+            LaneOption(lid, bool(m["open"]), bool(m["stale"]), m["predicted_wait_s"]) for lid, m in metrics.items()
+        ])
         if recommended != self._recommended:
             log.info("recommended lane: %s → %s", self._recommended, recommended)
             self._recommended = recommended
@@ -843,19 +847,6 @@ class StoreAnalytics:
         self._last_emit_s[topic] = now
         self._last_sig[topic] = sig
         return Message(topic, payload, retain=True, qos=1)
-
-    @staticmethod
-    def _recommend(metrics: dict[str, dict[str, Any]]) -> str | None:
-        """Shortest predicted wait among open lanes; fresh lanes first, config order breaks ties."""
-        best: tuple[int, float, int] | None = None
-        best_id = None
-        for order, (lid, m) in enumerate(metrics.items()):
-            if not m["open"]:
-                continue
-            key = (1 if m["stale"] else 0, float(m["predicted_wait_s"]), order)
-            if best is None or key < best:
-                best, best_id = key, lid
-        return best_id
 
     # -- payloads -------------------------------------------------------------------------------
     def _lane_payload(self, lane: LaneQueue, m: dict[str, Any], now: float) -> dict[str, Any]:

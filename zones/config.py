@@ -284,8 +284,23 @@ class QueueModelConfig(Strict):
     )
 
 
+class RecommendationConfig(Strict):
+    """Hysteresis of the "Recommended" badge on the checkout screens (zones/recommend.py)."""
+
+    margin_s: float = Field(
+        default=30.0, ge=0.0, le=600.0,
+        description="another lane takes the badge only if its predicted wait is at least this much shorter",
+    )
+    hold_s: float = Field(
+        default=10.0, ge=0.0, le=600.0,
+        description="... and stays that much shorter this long (the recommended lane closing or going "
+        "stale moves the badge at once)",
+    )
+
+
 class AnalyticsConfig(Strict):
     state_interval_s: float = Field(default=1.0, gt=0.0, le=60.0)
     queue: QueueModelConfig = Field(default_factory=QueueModelConfig)
+    recommendation: RecommendationConfig = Field(default_factory=RecommendationConfig)
     heatmap: HeatmapConfig = Field(default_factory=HeatmapConfig)
     alerts: list[AlertRule] = Field(default_factory=list)
