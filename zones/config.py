@@ -301,6 +301,8 @@ class RecommendationConfig(Strict):
 class AnalyticsConfig(Strict):
     state_interval_s: float = Field(default=1.0, gt=0.0, le=60.0)
     queue: QueueModelConfig = Field(default_factory=QueueModelConfig)
-    recommendation: RecommendationConfig = Field(default_factory=RecommendationConfig)
+    recommendation: RecommendationConfig = Field(
+        default_factory=RecommendationConfig, description="hysteresis of the checkout screens' Recommended badge"
+    )
     heatmap: HeatmapConfig = Field(default_factory=HeatmapConfig)
     alerts: list[AlertRule] = Field(default_factory=list)
