@@ -312,9 +312,15 @@ def build_live_sinks(cfg: StoreConfig, topics: Topics, runtime_ref: list[Any]) -
                 runtime_ref[0].submit_lane_command(lane_id, state)
 
         lanes = {z.lane_id for cam in cfg.cameras for z in cam.zones if z.kind in ("queue", "service")}
+        discovery: list[tuple[str, bytes]] = []
+        if cfg.mqtt.home_assistant.enabled:
+            from mqtt_bridge.homeassistant import discovery_messages
+
+            discovery = discovery_messages(cfg, topics)
         publisher = MqttPublisher(
             cfg.mqtt, topics, data_dir=cfg.data_path(), on_lane_command=on_lane_command, known_lanes=lanes,
             status_extra=lambda: _history_status(history),
+            retained_on_connect=discovery,
         )
         sinks.append(publisher)
     history = history_sink_from_config(cfg)
