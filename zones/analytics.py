@@ -29,6 +29,7 @@ from edge.config import CameraConfig, StoreConfig
 from edge.contract import Message, Tracks
 from edge.errors import UserFacingError
 from mqtt_bridge.topics import Topics
+from zones.capacity import CapacityState
 from zones.config import ZoneConfig
 from zones.dwell import ZoneStats
 from zones.geometry import FALLBACK_WIDTHS_PER_M, ZoneSet, image_widths
@@ -93,6 +94,7 @@ class _Camera:
     last_ts: float | None = None
     frames: int = 0
     calibration_by_size: dict[tuple[int, int], Any] = field(default_factory=dict)
+    capacity: dict[str, CapacityState] = field(default_factory=dict)  # zones with a capacity
     # per-track state; every dict is evicted when the track ends
     first_seen_s: dict[int, float] = field(default_factory=dict)
     last_seen_s: dict[int, float] = field(default_factory=dict)
@@ -223,6 +225,7 @@ class StoreAnalytics:
             responses=responses,
             distance_method=distance_method,
             stopped={z.id: set() for z in cam.zones if z.kind == "dwell"},
+            capacity={z.id: CapacityState(z.id, z.capacity, z.waiting_zone) for z in cam.zones if z.capacity},
         )
 
     def _make_staff(self, base_dir: Any) -> Any:
@@ -290,7 +293,7 @@ class StoreAnalytics:
         out.extend(self._lanes_step(cam, ts, ended, set(id_list), is_staff))
         out.extend(self._responses_step(cam, ts, id_list, pts, is_staff))
         out.extend(self._release_entrance_events(cam))
-        self._zone_occupancy(cam, is_staff)
+        self._zone_occupancy(cam, is_staff, ts)
         out.extend(self._heatmap_step(cam, tracks, floor, dt_s, ts, is_staff))
         out.extend(self._evict(cam, ended, ts))
 
@@ -708,12 +711,15 @@ class StoreAnalytics:
                     out.append(msg)
         return out
 
-    def _zone_occupancy(self, cam: _Camera, is_staff: Any) -> None:
+    def _zone_occupancy(self, cam: _Camera, is_staff: Any, ts: float) -> None:
         for zid, st in cam.stats.items():
             members = cam.membership.members(zid)
             staff = sum(1 for t in members if is_staff(t))
             st.staff_count = staff
             st.occupancy = len(members) - staff
+        for zid, cap in cam.capacity.items():
+            waiting = cam.stats[cap.waiting_zone].occupancy if cap.waiting_zone is not None else None
+            cap.update(ts, cam.stats[zid].occupancy, waiting)
 
     def _heatmap_step(
         self, cam: _Camera, tracks: Tracks, floor: np.ndarray | None, dt_s: float, ts: float, is_staff: Any
@@ -787,7 +793,8 @@ class StoreAnalytics:
         now = max(self._store_now(), ts)
         out: list[Message] = []
         metrics = {lid: lane.metrics(now) for lid, lane in self.lanes.items()}
-        for change in self.alerts.evaluate(now, list(metrics.items())):
+        zones = [(zid, cap.occupancy_pct) for c in self.cameras.values() for zid, cap in c.capacity.items()]
+        for change in self.alerts.evaluate(now, list(metrics.items()), zones):
             out.append(self._alert_event(change))
         recommended = self.recommender.update(now, [
             LaneOption(lid, bool(m["open"]), bool(m["stale"]), m["predicted_wait_s"]) for lid, m in metrics.items()
@@ -809,7 +816,8 @@ class StoreAnalytics:
         for c in cams:
             for zid, st in c.stats.items():
                 topic = self.topics.zone_state(zid)
-                sig = (st.staff_count > 0,)
+                cap = c.capacity.get(zid)
+                sig = (st.staff_count > 0, cap.full if cap is not None else None)
                 if force_all or self._due(topic, now, sig, interval):
                     out.append(self._state(topic, self._zone_payload(c, zid, now), now, sig))
         active = self.alerts.active()
@@ -877,6 +885,9 @@ class StoreAnalytics:
         if r is not None:
             payload.update(r.summary(cam.last_ts if cam.last_ts is not None else now))
             payload["distance_method"] = cam.distance_method
+        cap = cam.capacity.get(zid)
+        if cap is not None:
+            payload.update(cap.fields(cam.last_ts if cam.last_ts is not None else now))
         if zone.kind == "entrance":
             payload["short_tracks_ignored"] = cam.short_tracks_ignored.get(zid, 0)
         return payload
