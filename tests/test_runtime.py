@@ -226,7 +226,8 @@ def test_analyze_real_clip_writes_mot_and_events(tmp_path: Path, table_video: Pa
     alerts = [(m["payload"]["timestamp_s"] - t0, m["payload"]["state"]) for m in messages
               if m["topic"].endswith("/events/alert")]
     raised = [t for t, state in alerts if state == "raised"]
-    assert [state for _, state in alerts] == ["raised", "cleared"] * 3, alerts
+    # (the clip ends ~3 s after the last visitor leaves: that alert is still up at the end)
+    assert [state for _, state in alerts] == ["raised", "cleared", "raised", "cleared", "raised"], alerts
     for r, (eye_enter_s, _) in zip(raised, [TABLE_VISITS_BY_EYE_S[i] for i in (0, 2, 4)], strict=True):
         assert eye_enter_s + 5.0 - 2.0 <= r <= eye_enter_s + 5.0 + 3.0, (r, eye_enter_s)
     table = [m["payload"] for m in messages if m["topic"].endswith("/zone/table/state")]
