@@ -66,13 +66,23 @@ def test_fitting_rooms_full_waiting_and_alert_on_simulated_tracks() -> None:
 
 
 @pytest.mark.parametrize(("zone", "problem"), [
-    ("{id: z, kind: queue, capacity: 3, polygon: [[0, 0], [1, 0], [1, 1]]}", "only allowed on zones of kind 'dwell'"),
+    ("{id: z, kind: queue, capacity: 3, polygon: [[0, 0], [1, 0], [1, 1]]}", "not a setting of queue zones (it belongs to kind dwell)"),
     ("{id: z, kind: dwell, waiting_zone: w, polygon: [[0, 0], [1, 0], [1, 1]]}", "waiting_zone needs capacity"),
     ("{id: z, kind: dwell, capacity: 0, polygon: [[0, 0], [1, 0], [1, 1]]}", "greater than or equal to 1"),
     ("{id: z, kind: dwell, capacity: 2, waiting_zone: nope, polygon: [[0, 0], [1, 0], [1, 1]]}", "must be another dwell zone"),
+    ("{id: z, kind: dwell, capacity: 2, waiting_zone: z, polygon: [[0, 0], [1, 0], [1, 1]]}", "must be another dwell zone"),
 ])
 def test_capacity_config_errors(zone: str, problem: str) -> None:
     text = f"version: 1\nstore: {{id: s}}\ncameras:\n  - id: c\n    source: x.mp4\n    zones:\n      - {zone}\n"
     with pytest.raises(ConfigError) as err:
         parse_config(text, "store.yaml")
     assert problem in str(err.value) and "store.yaml:" in str(err.value)
+
+
+def test_alert_on_a_zone_without_capacity_is_a_config_error() -> None:
+    text = ("version: 1\nstore: {id: s}\ncameras:\n  - id: c\n    source: x.mp4\n    zones:\n"
+            "      - {id: fitting, kind: dwell, capacity: 2, polygon: [[0, 0], [1, 0], [1, 1]]}\n"
+            "analytics: {alerts: [{id: full, metric: zone_occupancy_pct, zone: fiting, above: 99}]}\n")
+    with pytest.raises(ConfigError) as err:
+        parse_config(text, "store.yaml")
+    assert "store.yaml:8:" in str(err.value) and "did you mean 'fitting'" in str(err.value), str(err.value)
