@@ -62,6 +62,20 @@ class ModelConfig(Strict):
     path: str | None = None
     layout: Literal["yolov8", "yolox"] | None = None
     input_size_px: int | None = Field(default=None, ge=32, le=4096)
+    input_width_px: int | None = Field(
+        default=None,
+        ge=64,
+        le=4096,
+        multiple_of=32,
+        description="families (yolov8n, yolo11n, yolox-nano): the long side of the model input; each camera "
+        "gets the smallest multiple-of-32 rectangle that holds its frame at this width (default: the "
+        "family's, 640 for YOLOv8n/YOLO11n, 416 for YOLOX-Nano). Smaller is faster and misses far people",
+    )
+    precision: Literal["fp32", "int8"] = Field(
+        default="fp32",
+        description="int8: a static int8 copy of the model, quantised once on this box's own frames and "
+        "cached in data_dir (`storesense models quantize NAME`); about the accuracy of fp32, cheaper on CPUs",
+    )
     # low on purpose: ByteTrack's second stage keeps partly hidden people alive with 0.1-0.5 scores;
     # only confirmed tracks (tracker.new_track_threshold) ever reach the analytics
     confidence_threshold: float = Field(default=0.1, gt=0.0, lt=1.0)
