@@ -383,10 +383,15 @@ class OnnxDetector:
 
     @classmethod
     def from_config(
-        cls, cfg: ModelConfig, base_dir: Path | None = None, data_dir: Path | None = None
+        cls,
+        cfg: ModelConfig,
+        base_dir: Path | None = None,
+        data_dir: Path | None = None,
+        calibration_videos: Sequence[Path] | None = None,
     ) -> OnnxDetector:
         """Build the detector of a store config (``model:``); ``base_dir`` is the config's folder,
-        ``data_dir`` where quantised copies are cached (``precision: int8``)."""
+        ``data_dir`` where quantised copies are cached (``precision: int8``), quantised on first
+        use from ``calibration_videos`` (default: the shared videos)."""
         from models.registry import ModelResolveError, resolve_model, sha256_file
 
         try:
@@ -394,7 +399,7 @@ class OnnxDetector:
             if resolved.precision == "int8":
                 from models.quantize import int8_variant
 
-                resolved = int8_variant(resolved, data_dir)
+                resolved = int8_variant(resolved, data_dir, calibration_videos)
         except ModelResolveError as exc:
             raise ModelError(str(exc)) from None
         det = cls(

@@ -393,7 +393,13 @@ def build_detector(cfg: StoreConfig) -> Detector:
     from edge.detector import OnnxDetector
 
     base = cfg.source_path.parent if cfg.source_path else None
-    return OnnxDetector.from_config(cfg.model, base)
+    # int8 is calibrated on the store's own recordings when it has any (live cameras are not
+    # sampled here: quantising must not wait for streams)
+    if cfg.model.precision != "int8":
+        return OnnxDetector.from_config(cfg.model, base)
+    videos = [cfg.resolve_path(str(c.source)) for c in cfg.cameras if not c.is_live]
+    videos = [v for v in videos if v.is_file()]
+    return OnnxDetector.from_config(cfg.model, base, cfg.data_path(), videos or None)
 
 
 def build_tracker(cfg: StoreConfig) -> Any:
