@@ -20,6 +20,7 @@ from edge.history import history_sink_from_config
 from edge.resources import videos_dir
 from edge.sd_notify import SystemdNotifier
 from edge.sinks import FanoutSink, JsonlSink, MemorySink, Sink
+from edge.sources import FileSource
 from mqtt_bridge.topics import Topics
 
 log = logging.getLogger("storesense")
@@ -248,8 +249,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             raise UserFacingError(f"--history: history is disabled in {args.config} (history.enabled: false)")
         sinks.append(history)
     mot = MotWriter(args.mot) if args.mot else None
-    assert worker.file is not None
-    progress = Progress(worker.file.frame_count, video.name, enabled=not args.no_progress)
+    frame_count = worker.source.frame_count if isinstance(worker.source, FileSource) else 0
+    progress = Progress(frame_count, video.name, enabled=not args.no_progress)
 
     def on_tracks(tracks: Tracks, frame: Frame) -> None:
         if mot is not None:

@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,9 +22,9 @@ import cv2
 
 from edge.config import CameraConfig, StoreConfig
 from edge.contract import Frame, Message, Tracks
-from edge.pipeline import CameraPipeline, Detector, FpsGate, StageTimer
+from edge.pipeline import CameraPipeline, Detector, StageTimer
 from edge.sinks import Sink
-from edge.sources import FileSource, LiveSource, SourceError, SourceState, SourceStats
+from edge.sources import FileSource, LiveSource, PendingSource, Source, SourceError, SourceState, SourceStats
 from mqtt_bridge.topics import Topics
 
 log = logging.getLogger("storesense.runtime")
@@ -47,10 +47,7 @@ class CameraWorker:
 
     camera: CameraConfig
     pipeline: CameraPipeline
-    gate: FpsGate
-    file: FileSource | None = None
-    live: LiveSource | None = None
-    realtime: bool = False
+    source: Source
     errors: int = 0
     last_error: str = ""
     finished: bool = False
@@ -58,84 +55,31 @@ class CameraWorker:
     reason: str = ""
     last_timestamp_s: float | None = None
     reference_saved: bool = False
-    # a camera whose source could not be opened: retried by next_frame() with backoff
-    reopen: Callable[[], FileSource] | None = None
-    started: bool = True
-    _retry_at_mono: float = 0.0
-    _retry_backoff_s: float = 1.0
-    _no_source_stats: SourceStats = field(default_factory=lambda: SourceStats(state="error"))
-    _frames: Iterator[Frame] | None = None
-    _pending: Frame | None = None
-    _pace_anchor: tuple[float, float] | None = None  # (monotonic, first frame timestamp)
     _status_counts: tuple[float, int] = (0.0, 0)
+
+    @property
+    def started(self) -> bool:
+        """False while the camera's source has never opened (it stays 'error', retried)."""
+        return not isinstance(self.source, PendingSource) or self.source.opened is not None
 
     def next_frame(self) -> Frame | None:
         """The next frame to analyse now, or None (nothing due yet, or the source has ended)."""
-        if self.file is None and self.live is None:
-            self._retry_open()
+        t0 = time.perf_counter()
+        frame = self.source.next_frame()
+        stats = self.source.stats
+        self.state, self.reason = stats.state, stats.reason
+        if frame is None:
+            self.finished = stats.state == "ended"
             return None
-        if self.file is not None:
-            return self._next_file_frame()
-        assert self.live is not None
-        frame = self.live.latest()
-        self.state, self.reason = self.live.stats.state, self.live.stats.reason
-        if frame is None or not self.gate.due(frame.timestamp_s):
-            return None
+        self.pipeline.timer.add("decode", (time.perf_counter() - t0) * 1e3)
         return frame
-
-    def _next_file_frame(self) -> Frame | None:
-        assert self.file is not None
-        if self._frames is None:
-            self._frames = self.file.frames()
-            self.state = "running"
-        while self._pending is None:
-            t0 = time.perf_counter()
-            frame = next(self._frames, None)
-            self.pipeline.timer.add("decode", (time.perf_counter() - t0) * 1e3)
-            if frame is None:
-                self.finished = True
-                self.state, self.reason = "ended", self.file.stats.reason or "end of file"
-                return None
-            if self.gate.due(frame.timestamp_s):
-                self._pending = frame
-            else:
-                self.file.stats.frames_skipped += 1
-        if self.realtime:
-            now = time.monotonic()
-            if self._pace_anchor is None:
-                self._pace_anchor = (now, self._pending.timestamp_s)
-            anchor_mono, anchor_ts = self._pace_anchor
-            if now < anchor_mono + (self._pending.timestamp_s - anchor_ts):
-                return None
-        frame, self._pending = self._pending, None
-        return frame
-
-    def _retry_open(self) -> None:
-        """A camera that could not start: retry with backoff; the others run meanwhile."""
-        now = time.monotonic()
-        if self.reopen is None or now < self._retry_at_mono:
-            return
-        try:
-            self.file = self.reopen()
-        except SourceError as exc:
-            self._retry_backoff_s = min(self._retry_backoff_s * 2, self.camera.reconnect_max_backoff_s)
-            self._retry_at_mono = now + self._retry_backoff_s
-            self.reason = f"{exc}; retry in {self._retry_backoff_s:.0f} s"
-            return
-        log.warning("camera %s: source opened after %s", self.camera.id, self.reason or "an error")
-        self.state, self.reason, self.started = "running", "", True
 
     @property
-    def stats(self) -> Any:
-        if self.file is None and self.live is None:
-            return self._no_source_stats
-        return self.file.stats if self.file is not None else self.live.stats  # type: ignore[union-attr]
+    def stats(self) -> SourceStats:
+        return self.source.stats
 
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-        if self.live is not None:
-            self.live.close()
+        self.source.close()
 
 
 def open_worker(
@@ -152,13 +96,12 @@ def open_worker(
     tolerate_errors: bool = False,
 ) -> CameraWorker:
     pipeline = CameraPipeline(camera.id, detector, tracker, StageTimer())
-    gate = FpsGate(camera.fps)
     source = source_override if source_override is not None else camera.source
     is_live = source_override is None and camera.is_live
     if is_live:
         live = LiveSource(camera.id, source, max_backoff_s=camera.reconnect_max_backoff_s,
-                          read_timeout_s=camera.read_timeout_s).start()
-        return CameraWorker(camera, pipeline, gate, live=live)
+                          read_timeout_s=camera.read_timeout_s, analysis_fps=camera.fps).start()
+        return CameraWorker(camera, pipeline, live)
     path = Path(str(source)) if source_override is not None else cfg.resolve_path(str(source))
 
     def open_file() -> FileSource:
@@ -168,19 +111,21 @@ def open_worker(
             fps_override=fps_override if fps_override is not None else camera.source_fps,
             start_epoch_s=start_epoch_s,
             loop=loop,
+            analysis_fps=camera.fps,
+            realtime=realtime,
         )
 
     if not tolerate_errors:
-        return CameraWorker(camera, pipeline, gate, file=open_file(), realtime=realtime)
+        return CameraWorker(camera, pipeline, open_file())
     try:
-        return CameraWorker(camera, pipeline, gate, file=open_file(), realtime=realtime)
+        return CameraWorker(camera, pipeline, open_file())
     except SourceError as exc:
         # one camera that cannot start must not stop the store: it reports 'error' over MQTT
         # and is retried with backoff while the others run
         log.error("camera %s: cannot start: %s; retrying with backoff, the other cameras run", camera.id, exc)
-        worker = CameraWorker(camera, pipeline, gate, realtime=realtime, reopen=open_file, started=False)
+        pending = PendingSource(camera.id, open_file, str(exc), camera.reconnect_max_backoff_s)
+        worker = CameraWorker(camera, pipeline, pending)
         worker.state, worker.reason, worker.errors, worker.last_error = "error", str(exc), 1, str(exc)
-        worker._retry_at_mono = time.monotonic() + worker._retry_backoff_s
         return worker
 
 
@@ -362,7 +307,7 @@ class Runtime:
             "fps_measured": round(fps, 2),
             "analysis_fps": w.camera.fps,
             "frames_total": frames,
-            "frames_dropped": int(st.frames_skipped) if w.live is not None else 0,
+            "frames_dropped": int(st.frames_skipped) if w.source.drops_frames else 0,
             "frames_corrupt": int(st.frames_corrupt),
             "reconnects": int(st.reconnects),
             "errors": w.errors,
@@ -393,13 +338,7 @@ def build_detector(cfg: StoreConfig) -> Detector:
     from edge.detector import OnnxDetector
 
     base = cfg.source_path.parent if cfg.source_path else None
-    # int8 is calibrated on the store's own recordings when it has any (live cameras are not
-    # sampled here: quantising must not wait for streams)
-    if cfg.model.precision != "int8":
-        return OnnxDetector.from_config(cfg.model, base)
-    videos = [cfg.resolve_path(str(c.source)) for c in cfg.cameras if not c.is_live]
-    videos = [v for v in videos if v.is_file()]
-    return OnnxDetector.from_config(cfg.model, base, cfg.data_path(), videos or None)
+    return OnnxDetector.from_config(cfg.model, base)
 
 
 def build_tracker(cfg: StoreConfig) -> Any:
