@@ -484,13 +484,10 @@ def register(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("bench", help="measure frames/s, per-stage latency and memory")
-    p.add_argument("--video", default=None, help="default: the sample clip in ../shared/videos")
-    p.add_argument("--model", action="append", help="registry name (repeatable); default yolox-nano-416")
-    p.add_argument("--cameras", type=int, action="append", help="open the clip N times at once (repeatable)")
-    p.add_argument("--frames", type=int, default=300, help="frames per camera")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", help="also write the rows as JSON")
+    p = sub.add_parser("bench", help="speed/accuracy frontier: frames/s vs session.run floor, MOTA/IDF1")
+    from edge.bench import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="private broker + pipeline on the sample clip + checkout display")
