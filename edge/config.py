@@ -76,6 +76,12 @@ class ModelConfig(Strict):
         description="int8: a static int8 copy of the model, quantised once on this box's own frames and "
         "cached in data_dir (`storesense models quantize NAME`); about the accuracy of fp32, cheaper on CPUs",
     )
+    batch_cameras: bool = Field(
+        default=False,
+        description="cameras due in the same tick with the same input geometry share one batched "
+        "session.run (the resizable graphs take any batch); measure with `storesense bench --cameras N "
+        "--batch` first: on some CPUs one image per run is as fast per frame",
+    )
     # low on purpose: ByteTrack's second stage keeps partly hidden people alive with 0.1-0.5 scores;
     # only confirmed tracks (tracker.new_track_threshold) ever reach the analytics
     confidence_threshold: float = Field(default=0.1, gt=0.0, lt=1.0)

@@ -117,6 +117,14 @@ class CameraPipeline:
         t2 = time.perf_counter()
         detections = self.detector.postprocess(raw, letterbox)
         t3 = time.perf_counter()
+        self.timer.add("preprocess", (t1 - t0) * 1e3)
+        self.timer.add("inference", (t2 - t1) * 1e3)
+        self.timer.add("postprocess", (t3 - t2) * 1e3)
+        return self.track(frame, detections)
+
+    def track(self, frame: Frame, detections: Detections) -> Tracks:
+        """The tracking stage alone, for detections made elsewhere (a batch of cameras)."""
+        t0 = time.perf_counter()
         tracks = self.tracker.update(
             detections,
             camera_id=self.camera_id,
@@ -124,10 +132,24 @@ class CameraPipeline:
             timestamp_s=frame.timestamp_s,
             frame_size_px=(frame.width_px, frame.height_px),
         )
-        t4 = time.perf_counter()
-        self.timer.add("preprocess", (t1 - t0) * 1e3)
-        self.timer.add("inference", (t2 - t1) * 1e3)
-        self.timer.add("postprocess", (t3 - t2) * 1e3)
-        self.timer.add("tracking", (t4 - t3) * 1e3)
+        self.timer.add("tracking", (time.perf_counter() - t0) * 1e3)
         self.frames_processed += 1
         return tracks
+
+
+def detect_batch(detector: Any, pipelines: list[CameraPipeline], frames: list[Frame]) -> list[Detections]:
+    """One ``session.run`` for frames of several cameras with the same input geometry; the
+    stage times are shared out equally between the cameras' timers."""
+    t0 = time.perf_counter()
+    tensor, boxes = detector.preprocess_batch([f.image for f in frames])
+    t1 = time.perf_counter()
+    raw = detector.infer(tensor)
+    t2 = time.perf_counter()
+    out = [detector.postprocess(raw, box, k) for k, box in enumerate(boxes)]
+    t3 = time.perf_counter()
+    n = len(frames)
+    for p in pipelines:
+        p.timer.add("preprocess", (t1 - t0) * 1e3 / n)
+        p.timer.add("inference", (t2 - t1) * 1e3 / n)
+        p.timer.add("postprocess", (t3 - t2) * 1e3 / n)
+    return out

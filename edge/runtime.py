@@ -21,8 +21,8 @@ from typing import Any, Protocol
 import cv2
 
 from edge.config import CameraConfig, StoreConfig
-from edge.contract import Frame, Message, Tracks
-from edge.pipeline import CameraPipeline, Detector, StageTimer
+from edge.contract import Detections, Frame, Message, Tracks
+from edge.pipeline import CameraPipeline, Detector, StageTimer, detect_batch
 from edge.sinks import Sink
 from edge.sources import FileSource, LiveSource, PendingSource, Source, SourceError, SourceState, SourceStats
 from mqtt_bridge.topics import Topics
@@ -197,7 +197,8 @@ class Runtime:
         try:
             while not self._stop.is_set():
                 self._apply_commands()
-                worked = False
+                # one frame per camera per tick: a busy camera cannot starve the others
+                due: list[tuple[CameraWorker, Frame]] = []
                 for w in self.workers:
                     if w.finished:
                         continue
@@ -206,8 +207,9 @@ class Runtime:
                         if w.finished:
                             self._emit_status(w, force=True)
                         continue
-                    worked = True
-                    self._process(w, frame)
+                    due.append((w, frame))
+                worked = bool(due)
+                self._process_tick(due)
                 for w in self.workers:
                     self._emit_status(w)
                 if self.heartbeat is not None:
@@ -229,10 +231,32 @@ class Runtime:
             return True
         return all(not w.started for w in pending) and any(w.finished for w in self.workers)
 
-    def _process(self, w: CameraWorker, frame: Frame) -> None:
+    def _process_tick(self, due: list[tuple[CameraWorker, Frame]]) -> None:
+        """Cameras due in the same tick whose frames share an input geometry go through one
+        batched ``session.run`` (``model.batch_cameras``); the others one by one."""
+        singles = due
+        if self.cfg.model.batch_cameras and len(due) > 1:
+            singles = []
+            for group in _batchable_groups(due):
+                if len(group) == 1:
+                    singles.extend(group)
+                    continue
+                try:
+                    dets = detect_batch(group[0][0].pipeline.detector, [w.pipeline for w, _ in group],
+                                        [f for _, f in group])
+                except Exception:  # the batch failed: give every camera its own chance
+                    log.exception("batched inference of %d cameras failed; running them one by one", len(group))
+                    singles.extend(group)
+                    continue
+                for (w, frame), d in zip(group, dets, strict=True):
+                    self._process(w, frame, d)
+        for w, frame in singles:
+            self._process(w, frame)
+
+    def _process(self, w: CameraWorker, frame: Frame, detections: Detections | None = None) -> None:
         cam = w.camera.id
         try:
-            tracks = w.pipeline.process(frame)
+            tracks = w.pipeline.process(frame) if detections is None else w.pipeline.track(frame, detections)
             w.last_timestamp_s = frame.timestamp_s
             if self.save_reference_frames and not w.reference_saved:
                 self._save_reference(w, frame)
@@ -334,11 +358,29 @@ class Runtime:
             w.close()
 
 
+def _batchable_groups(due: list[tuple[CameraWorker, Frame]]) -> list[list[tuple[CameraWorker, Frame]]]:
+    groups: dict[tuple[int, tuple[int, int]], list[tuple[CameraWorker, Frame]]] = {}
+    for w, frame in due:
+        det: Any = w.pipeline.detector  # batching needs OnnxDetector's geometry_for/can_batch
+        hw = det.geometry_for(frame.width_px, frame.height_px) if hasattr(det, "can_batch") else None
+        if hw is None or not det.can_batch(hw):
+            groups[(id(w), (0, 0))] = [(w, frame)]
+        else:
+            groups.setdefault((id(det), hw), []).append((w, frame))
+    return list(groups.values())
+
+
 def build_detector(cfg: StoreConfig) -> Detector:
     from edge.detector import OnnxDetector
 
     base = cfg.source_path.parent if cfg.source_path else None
-    return OnnxDetector.from_config(cfg.model, base)
+    if cfg.model.precision != "int8":
+        return OnnxDetector.from_config(cfg.model, base)
+    # int8 is calibrated on the store's own recordings when it has any (live cameras are not
+    # sampled here: quantising must not wait for streams)
+    videos = [cfg.resolve_path(str(c.source)) for c in cfg.cameras if not c.is_live]
+    videos = [v for v in videos if v.is_file()]
+    return OnnxDetector.from_config(cfg.model, base, cfg.data_path(), videos or None)
 
 
 def build_tracker(cfg: StoreConfig) -> Any:

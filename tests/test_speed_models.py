@@ -141,3 +141,52 @@ def test_int8_on_first_use_is_cached_and_redone_when_damaged(
     assert "quantising it now" in caplog.text
     assert again.path == path and path.stat().st_mtime_ns != mtime
     assert cached(resolved, data_dir / "models") is not None
+
+
+def _short_clip(src: Path, dst: Path, frames: int, skip: int = 0) -> Path:
+    cap = cv2.VideoCapture(str(src))
+    for _ in range(skip):
+        cap.grab()
+    out = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 432))
+    for _ in range(frames):
+        ok, img = cap.read()
+        assert ok
+        out.write(img)
+    out.release()
+    cap.release()
+    return dst
+
+
+def test_cameras_due_together_share_one_batched_run_with_the_same_tracks(tmp_path: Path, table_video: Path) -> None:
+    """Two cameras, one batched session.run per tick: the same tracks as one run per camera."""
+    from edge.config import parse_config
+    from edge.runtime import Runtime, build_detector, build_tracker, open_worker
+    from edge.sinks import MemorySink
+
+    clip = _short_clip(table_video, tmp_path / "clip.avi", 40, skip=80)  # someone walks in
+    text = (
+        "version: 1\nstore: {id: s}\nmodel: {name: yolov8n, input_width_px: 320, batch_cameras: %s}\ncameras:\n"
+        f"  - {{id: a, source: {clip}, fps: 5}}\n  - {{id: b, source: {clip}, fps: 5}}\n"
+    )
+    results = {}
+    for batch in ("true", "false"):
+        cfg = parse_config(text % batch)
+        detector = build_detector(cfg)
+        calls = []
+        if batch == "true":
+            real = detector.preprocess_batch
+            detector.preprocess_batch = lambda imgs, real=real: calls.append(len(imgs)) or real(imgs)  # type: ignore[method-assign]
+        workers = [open_worker(cfg, cam, detector, build_tracker(cfg), start_epoch_s=0.0) for cam in cfg.cameras]
+        seen: list[tuple[str, int, list[int], np.ndarray]] = []
+        runtime = Runtime(cfg, workers, MemorySink(), None, save_reference_frames=False,
+                          on_tracks=lambda t, f, seen=seen: seen.append((t.camera_id, f.index, t.track_id.tolist(), t.xyxy.copy())))
+        summary = runtime.run()
+        assert summary.frames_processed == {"a": 20, "b": 20}
+        results[batch] = sorted(seen, key=lambda r: (r[0], r[1]))
+        if batch == "true":
+            assert calls and set(calls) == {2}  # every tick: both cameras in one run
+    assert len(results["true"]) == len(results["false"]) == 40
+    assert any(len(r[2]) for r in results["false"])  # people were tracked at all
+    for (ca, ia, ids_a, box_a), (cb, ib, ids_b, box_b) in zip(results["true"], results["false"], strict=True):
+        assert (ca, ia, ids_a) == (cb, ib, ids_b)
+        np.testing.assert_allclose(box_a, box_b, atol=0.5)
