@@ -429,7 +429,7 @@ def run_pipeline(cfg: StoreConfig, camera: CameraConfig, video: Path, *, fps_ove
 
         from tqdm import tqdm
 
-        total = worker.file.frame_count if worker.file is not None else 0
+        total = getattr(worker.source, "frame_count", 0)
         bar = tqdm(total=total or None, desc=video.name, unit="frame", file=sys.stderr, mininterval=0.5)
 
     def collect(tracks: Tracks, frame: Frame) -> None:

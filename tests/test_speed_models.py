@@ -175,7 +175,7 @@ def test_cameras_due_together_share_one_batched_run_with_the_same_tracks(tmp_pat
         calls = []
         if batch == "true":
             real = detector.preprocess_batch
-            detector.preprocess_batch = lambda imgs, real=real: calls.append(len(imgs)) or real(imgs)  # type: ignore[method-assign]
+            detector.preprocess_batch = lambda imgs, real=real, calls=calls: calls.append(len(imgs)) or real(imgs)  # type: ignore[method-assign]
         workers = [open_worker(cfg, cam, detector, build_tracker(cfg), start_epoch_s=0.0) for cam in cfg.cameras]
         seen: list[tuple[str, int, list[int], np.ndarray]] = []
         runtime = Runtime(cfg, workers, MemorySink(), None, save_reference_frames=False,
