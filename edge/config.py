@@ -136,6 +136,14 @@ class CameraConfig(Strict):
         description="live: a stream that stays connected but sends no frame this long is reported "
         "'stalled' and reconnected (OpenCV alone would wait ~30 s)",
     )
+    idle_refresh_s: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=60.0,
+        description="skip the detector while the downscaled picture is unchanged since the last detection, "
+        "reusing its detections (a standing person stays tracked), and detect anyway after this many "
+        "seconds; off when unset",
+    )
     calibration: CalibrationConfig | None = None
     zones: list[ZoneConfig] = Field(default_factory=list)
 

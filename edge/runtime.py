@@ -22,7 +22,7 @@ import cv2
 
 from edge.config import CameraConfig, StoreConfig
 from edge.contract import Detections, Frame, Message, Tracks
-from edge.pipeline import CameraPipeline, Detector, StageTimer, detect_batch
+from edge.pipeline import CameraPipeline, Detector, IdleGate, StageTimer, detect_batch
 from edge.sinks import Sink
 from edge.sources import FileSource, LiveSource, PendingSource, Source, SourceError, SourceState, SourceStats
 from mqtt_bridge.topics import Topics
@@ -95,7 +95,8 @@ def open_worker(
     start_epoch_s: float | None = None,
     tolerate_errors: bool = False,
 ) -> CameraWorker:
-    pipeline = CameraPipeline(camera.id, detector, tracker, StageTimer())
+    idle = IdleGate(camera.idle_refresh_s) if camera.idle_refresh_s is not None else None
+    pipeline = CameraPipeline(camera.id, detector, tracker, StageTimer(), idle)
     source = source_override if source_override is not None else camera.source
     is_live = source_override is None and camera.is_live
     if is_live:
@@ -236,8 +237,9 @@ class Runtime:
         batched ``session.run`` (``model.batch_cameras``); the others one by one."""
         singles = due
         if self.cfg.model.batch_cameras and len(due) > 1:
-            singles = []
-            for group in _batchable_groups(due):
+            singles = [(w, f) for w, f in due if w.pipeline.skip_detection(f)]  # idle: no detector
+            rest = [(w, f) for w, f in due if not any(w is s for s, _ in singles)]
+            for group in _batchable_groups(rest):
                 if len(group) == 1:
                     singles.extend(group)
                     continue

@@ -190,3 +190,29 @@ def test_cameras_due_together_share_one_batched_run_with_the_same_tracks(tmp_pat
     for (ca, ia, ids_a, box_a), (cb, ib, ids_b, box_b) in zip(results["true"], results["false"], strict=True):
         assert (ca, ia, ids_a) == (cb, ib, ids_b)
         np.testing.assert_allclose(box_a, box_b, atol=0.5)
+
+
+def test_idle_camera_skips_the_detector_but_keeps_standing_people(bus: np.ndarray) -> None:
+    """10 s of an unchanged picture at 5 fps: the detector runs on refresh only (every 2 s), the
+    people standing in it stay tracked on every frame, and a change runs it at once."""
+    from edge.config import TrackerConfig
+    from edge.contract import Frame
+    from edge.pipeline import CameraPipeline, IdleGate
+    from edge.tracker import ByteTracker
+
+    det = OnnxDetector.from_config(ModelConfig(name="yolox-nano-416"))
+    runs = []
+    real_infer = det.infer
+    det.infer = lambda t: runs.append(1) or real_infer(t)  # type: ignore[method-assign]
+    pipe = CameraPipeline("c", det, ByteTracker(TrackerConfig()), idle=IdleGate(refresh_s=2.0))
+    counts = []
+    for i in range(50):
+        tracks = pipe.process(Frame("c", i, 1000.0 + i * 0.2, bus))
+        counts.append(len(tracks))
+    assert len(runs) == 5  # t = 0, 2, 4, 6, 8 s
+    assert pipe.idle is not None and pipe.idle.skipped == 45
+    confirmed = counts[5:]
+    assert min(confirmed) == max(confirmed) >= 3  # nobody dropped while the detector idled
+    moved = np.roll(bus, 40, axis=1)  # someone walks: the picture changes
+    pipe.process(Frame("c", 50, 1010.0, moved))
+    assert len(runs) == 6
