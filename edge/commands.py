@@ -36,7 +36,7 @@ def check_model(data: dict[str, Any], where: Where) -> None:
     """``model.name`` must be in the registry and its file present: otherwise ``run`` fails at start."""
     from edge.config_checks import did_you_mean, short
     from edge.resources import models_dir
-    from models.registry import REGISTRY
+    from models.registry import FAMILIES, REGISTRY
 
     model = data.get("model")
     if not isinstance(model, dict) or model.get("path") is not None:
@@ -44,12 +44,14 @@ def check_model(data: dict[str, Any], where: Where) -> None:
     name = model.get("name", "yolox-nano-416")
     if not isinstance(name, str):
         return
-    spec = REGISTRY.get(name)
-    if spec is None:
-        where.add(("model", "name"), f"unknown model name {short(name)}{did_you_mean(name, REGISTRY)}; "
-                  f"known: {', '.join(sorted(REGISTRY))} (or set model.path to an .onnx file)")
-    elif not (models_dir() / spec.filename).is_file():
-        where.add(("model", "name"), f"model file {spec.filename} not found in {models_dir()} "
+    known = {**REGISTRY, **FAMILIES}
+    if name not in known:
+        where.add(("model", "name"), f"unknown model name {short(name)}{did_you_mean(name, known)}; "
+                  f"known: {', '.join(sorted(known))} (or set model.path to an .onnx file)")
+        return
+    filename = REGISTRY[name].filename if name in REGISTRY else FAMILIES[name].resizable_file
+    if not (models_dir() / filename).is_file():
+        where.add(("model", "name"), f"model file {filename} not found in {models_dir()} "
                   "(set STORESENSE_MODELS_DIR to the folder that holds it)")
 
 

@@ -216,3 +216,17 @@ def test_idle_camera_skips_the_detector_but_keeps_standing_people(bus: np.ndarra
     moved = np.roll(bus, 40, axis=1)  # someone walks: the picture changes
     pipe.process(Frame("c", 50, 1010.0, moved))
     assert len(runs) == 6
+
+
+def test_family_name_and_precision_pass_config_validation(tmp_path: Path, table_video: Path) -> None:
+    from edge.config import ConfigError, load_config
+
+    good = tmp_path / "store.yaml"
+    good.write_text(f"version: 1\nstore: {{id: s}}\nmodel: {{name: yolov8n, precision: int8}}\n"
+                    f"cameras: [{{id: c, source: {table_video}}}]\n")
+    cfg = load_config(good)
+    assert (cfg.model.name, cfg.model.precision) == ("yolov8n", "int8")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace("int8", "int4"))
+    with pytest.raises(ConfigError):
+        load_config(bad)
