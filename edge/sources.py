@@ -136,7 +136,8 @@ class FileSource:
         if self._pending is None:
             self._pending = next(self._frames, None)
             if self._pending is None:
-                self.stats.state, self.stats.reason = "ended", "end of file"
+                # keep what the decoder found (e.g. a truncated file's last good frame)
+                self.stats.state, self.stats.reason = "ended", self.stats.reason or "end of file"
                 return None
         if self.realtime:
             now = time.monotonic()
