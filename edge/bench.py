@@ -177,7 +177,7 @@ def _accuracy(variant: Variant, threads: int, data_dir: str) -> dict[str, Any]:
     cfg.model = variant.model_config(threads)
     cfg.data_dir = str(Path(data_dir).resolve())
     rep = evaluate(case.video, case.gt, config=cfg, ignore=case.ignore)
-    return {"mota": rep.tracking.get("mota"), "idf1": rep.tracking.get("idf1")}
+    return {"mota": rep.tracking.get("MOTA"), "idf1": rep.tracking.get("IDF1")}
 
 
 def _worker(q: Any, *a: Any) -> None:

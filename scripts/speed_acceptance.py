@@ -85,6 +85,7 @@ def main() -> int:
     ap.add_argument("--frames", type=int, default=300, help="frames of each clip (10 fps source)")
     ap.add_argument("--data-dir", default="storesense-data")
     ap.add_argument("--no-accuracy", action="store_true")
+    ap.add_argument("--accuracy-only", action="store_true")
     ap.add_argument("--json")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="storesense-accept-"))
@@ -97,7 +98,7 @@ def main() -> int:
     OnnxDetector.from_config(ModelConfig(name="yolov8n", precision="int8"), None, data_dir)
     reference = _reference_session(2)
     results: dict[str, dict[str, list[float]]] = {}
-    for _ in range(args.repeats):
+    for _ in range(0 if args.accuracy_only else args.repeats):
         for clip_name, clip in clips.items():
             for key, model in MODELS.items():
                 cfg = write_config(tmp, key, model, clip, data_dir)
@@ -132,7 +133,7 @@ def main() -> int:
             cfg.data_dir = str(data_dir)
             t0 = time.time()
             rep = evaluate(case.video, case.gt, config=cfg, ignore=case.ignore)
-            acc[key] = {"mota": rep.tracking.get("mota"), "idf1": rep.tracking.get("idf1"), "wall_s": time.time() - t0}
+            acc[key] = {"mota": rep.tracking.get("MOTA"), "idf1": rep.tracking.get("IDF1"), "wall_s": time.time() - t0}
             print(f"devset caviar-corridor {key}: MOTA {acc[key]['mota']:.3f} IDF1 {acc[key]['idf1']:.3f}", flush=True)
         doc["accuracy"] = acc
     if args.json:
