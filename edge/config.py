@@ -112,6 +112,14 @@ class TrackerConfig(Strict):
     kalman_measurement_std: float = Field(
         default=0.05, gt=0.0, le=1.0, description="detector box jitter, fraction of box height"
     )
+    static_after_s: float = Field(
+        default=20.0,
+        ge=0.0,
+        le=3600.0,
+        description="a track whose feet stay put and whose box shows no pixel change for this long is static "
+        "scenery (poster, mannequin, sign) and is left out of every metric until it moves; 0 turns it off "
+        "(docs/tracker.md)",
+    )
 
     @model_validator(mode="after")
     def _order(self) -> TrackerConfig:
@@ -146,6 +154,22 @@ class CameraConfig(Strict):
     )
     calibration: CalibrationConfig | None = None
     zones: list[ZoneConfig] = Field(default_factory=list)
+    ignore: list[list[tuple[float, float]]] = Field(
+        default_factory=list,
+        description="polygons (normalised image coordinates 0..1) where detections are dropped before tracking: "
+        "a poster, a screen or a mirror that the static-scenery test cannot rule out",
+    )
+
+    @field_validator("ignore")
+    @classmethod
+    def _ignore_ok(cls, v: list[list[tuple[float, float]]]) -> list[list[tuple[float, float]]]:
+        for k, poly in enumerate(v):
+            if len(poly) < 3:
+                raise ValueError(f"ignore[{k}]: a polygon needs at least 3 points, found {len(poly)}")
+            for x, y in poly:
+                if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                    raise ValueError(f"ignore[{k}]: point ({x}, {y}) is outside 0..1 (fractions of the image)")
+        return v
 
     @field_validator("source")
     @classmethod

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from edge.contract import Detections, Frame, Tracks
+from edge.scenery import SceneryFilter
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "tracking", "analytics")
 
@@ -155,10 +156,13 @@ class CameraPipeline:
         tracker: Tracker,
         timer: StageTimer | None = None,
         idle: IdleGate | None = None,
+        scenery: SceneryFilter | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.detector = detector
         self.tracker = tracker
+        # ignore polygons before the tracker, static scenery out of the tracks after it (edge/scenery.py)
+        self.scenery = scenery
         self.timer = timer or StageTimer()
         self.idle = idle
         self._last_detections: Detections | None = None
@@ -193,6 +197,8 @@ class CameraPipeline:
             self.idle.detected(frame.image, frame.timestamp_s)
             self._last_detections = detections
         t0 = time.perf_counter()
+        if self.scenery is not None:
+            detections = self.scenery.filter_detections(detections, (frame.width_px, frame.height_px))
         tracks = self.tracker.update(
             detections,
             camera_id=self.camera_id,
@@ -200,6 +206,8 @@ class CameraPipeline:
             timestamp_s=frame.timestamp_s,
             frame_size_px=(frame.width_px, frame.height_px),
         )
+        if self.scenery is not None:
+            tracks = self.scenery.update(tracks, frame.image)
         self.timer.add("tracking", (time.perf_counter() - t0) * 1e3)
         self.frames_processed += 1
         return tracks

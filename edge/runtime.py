@@ -96,7 +96,8 @@ def open_worker(
     tolerate_errors: bool = False,
 ) -> CameraWorker:
     idle = IdleGate(camera.idle_refresh_s) if camera.idle_refresh_s is not None else None
-    pipeline = CameraPipeline(camera.id, detector, tracker, StageTimer(), idle)
+    pipeline = CameraPipeline(camera.id, detector, tracker, StageTimer(), idle,
+                              scenery=build_scenery(cfg, camera))
     source = source_override if source_override is not None else camera.source
     is_live = source_override is None and camera.is_live
     if is_live:
@@ -391,6 +392,15 @@ def build_tracker(cfg: StoreConfig) -> Any:
     return ByteTracker(cfg.tracker)
 
 
+def build_scenery(cfg: StoreConfig, camera: CameraConfig) -> Any:
+    """Per camera: ignore polygons and static-scenery suppression; the places found are written to
+    ``data_dir/static/<camera>.json`` for /setup."""
+    from edge.scenery import SceneryFilter
+
+    report = cfg.resolve_path(cfg.data_dir) / "static" / f"{camera.id}.json"
+    return SceneryFilter(cfg.tracker.static_after_s, camera.ignore, report_path=report)
+
+
 def build_analytics(cfg: StoreConfig, topics: Topics) -> Analytics:
     from zones.analytics import StoreAnalytics
 
@@ -404,6 +414,7 @@ __all__ = [
     "SourceError",
     "build_analytics",
     "build_detector",
+    "build_scenery",
     "build_tracker",
     "open_worker",
 ]
