@@ -151,26 +151,49 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
 
 
 class MotWriter:
-    """MOTChallenge rows ``frame,id,x,y,w,h,conf,-1,-1,-1``: frames from 1, pixels of the input video."""
+    """MOTChallenge rows ``frame,id,x,y,w,h,conf,-1,-1,-1``: frames from 1, pixels of the input video.
 
-    def __init__(self, path: str | Path) -> None:
+    Rows are kept until ``close()`` (a recording's tracks fit in memory), which fills the gaps of
+    re-associated tracks by linear interpolation (offline only; ``interpolate=False`` to keep only
+    what was observed); filled rows have confidence -1. See docs/tracker.md, "Offline gap filling"."""
+
+    def __init__(self, path: str | Path, *, interpolate: bool = True, max_unheld_gap_frames: int = 0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh: IO[str] = self.path.open("w", encoding="utf-8")
         self.rows = 0
+        self.filled = 0
         self.ids: set[int] = set()
+        self.interpolate = interpolate
+        self.max_unheld_gap_frames = max_unheld_gap_frames
+        self._boxes: dict[int, dict[int, tuple[float, float, float, float]]] = {}
+        self._conf: dict[tuple[int, int], float] = {}
+        self._frames: list[int] = []
+        self._held: dict[int, tuple[int, ...]] = {}
 
     def write(self, tracks: Tracks) -> None:
+        f = tracks.frame_index + 1
+        self._frames.append(f)
+        if tracks.held_ids:
+            self._held[f] = tracks.held_ids
         for t in tracks:
-            x1, y1, x2, y2 = t.xyxy
-            self._fh.write(
-                f"{tracks.frame_index + 1},{t.track_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},"
-                f"{t.confidence:.4f},-1,-1,-1\n"
-            )
-            self.rows += 1
+            self._boxes.setdefault(t.track_id, {})[f] = t.xyxy
+            self._conf[(f, t.track_id)] = t.confidence
             self.ids.add(t.track_id)
 
     def close(self) -> None:
+        from edge.evaluate import fill_gaps
+
+        filled = fill_gaps(self._boxes, self._frames, self._held, self.max_unheld_gap_frames) if self.interpolate else {}
+        out: list[tuple[int, int, tuple[float, ...], float]] = []
+        for tid, by_frame in self._boxes.items():
+            out.extend((f, tid, box, self._conf[(f, tid)]) for f, box in by_frame.items())
+        for tid, gaps in filled.items():
+            out.extend((f, tid, box, -1.0) for f, box in gaps.items())
+        for f, tid, (x1, y1, x2, y2), conf in sorted(out, key=lambda r: (r[0], r[1])):
+            self._fh.write(f"{f},{tid},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{conf:.4f},-1,-1,-1\n")
+        self.rows = len(out)
+        self.filled = sum(len(v) for v in filled.values())
         self._fh.close()
 
 
@@ -250,7 +273,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if history is None:
             raise UserFacingError(f"--history: history is disabled in {args.config} (history.enabled: false)")
         sinks.append(history)
-    mot = MotWriter(args.mot) if args.mot else None
+    # gaps up to max_lost_s are detector misses; longer ones are filled only where the track was held
+    src_fps = worker.source.fps if isinstance(worker.source, FileSource) else camera.fps
+    max_gap = int(round(cfg.tracker.max_lost_s * src_fps)) + 1
+    mot = MotWriter(args.mot, interpolate=not args.no_interpolate, max_unheld_gap_frames=max_gap) if args.mot else None
     frame_count = worker.source.frame_count if isinstance(worker.source, FileSource) else 0
     progress = Progress(frame_count, video.name, enabled=not args.no_progress)
 
@@ -275,7 +301,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     fps = frames / summary.wall_s if summary.wall_s else 0.0
     parts = [f"{video.name}: {frames} frames analysed at {camera.fps:g} fps in {summary.wall_s:.1f} s ({fps:.1f} frames/s)"]
     if mot is not None:
-        parts.append(f"{len(mot.ids)} track ids, {mot.rows} rows -> {mot.path}")
+        parts.append(f"{len(mot.ids)} track ids, {mot.rows} rows ({mot.filled} interpolated) -> {mot.path}")
     if events is not None:
         parts.append(f"{events.count} messages -> {events.path}")
     corrupt = summary.frames_corrupt.get(camera.id, 0)
@@ -478,6 +504,8 @@ def register(sub: Any) -> None:
     p.add_argument("--start", help="wall-clock time of the first frame (ISO), default now")
     p.add_argument("--mot", help="write tracks in MOTChallenge format to this file")
     p.add_argument("--events", help="write messages as JSONL {topic, payload} to this file")
+    p.add_argument("--no-interpolate", action="store_true",
+                   help="--mot: keep only observed boxes (default: fill gaps of re-associated tracks)")
     p.add_argument("--no-analytics", action="store_true", help="detect and track only")
     p.add_argument("--history", action="store_true",
                    help="also add the results to the store's history database (for `storesense report`); "

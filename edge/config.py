@@ -112,6 +112,14 @@ class TrackerConfig(Strict):
     kalman_measurement_std: float = Field(
         default=0.05, gt=0.0, le=1.0, description="detector box jitter, fraction of box height"
     )
+    occlusion_hold_s: float = Field(
+        default=30.0,
+        ge=0.0,
+        le=600.0,
+        description="a confirmed track lost while (nearly) standing still is held this long instead of "
+        "max_lost_s: it keeps its zone membership while hidden and is re-associated when it reappears "
+        "nearby; 0 turns it off (docs/tracker.md)",
+    )
     static_after_s: float = Field(
         default=20.0,
         ge=0.0,

@@ -280,7 +280,7 @@ class StoreAnalytics:
             flag = staff_flags.get(tid)
             return bool(cam.staff.is_staff(tid)) if flag is None else flag
 
-        transitions = cam.membership.update(ts, ids, inside, ended)
+        transitions = cam.membership.update(ts, ids, inside, ended, held_ids=tracks.held_ids)
         pts = floor if floor is not None else image_widths(foot_px, tracks.frame_size_px[0])
         self._queuers_step(cam, ts, id_list, born, pts, inside, is_staff)
         for tr in transitions:

@@ -66,14 +66,19 @@ class ZoneMembership:
         track_ids: npt.ArrayLike,
         inside: Mapping[str, npt.ArrayLike],
         ended_ids: Iterable[int] = (),
+        held_ids: Iterable[int] = (),
     ) -> list[Transition]:
         """Advance to ``timestamp_s`` with this frame's inside masks (aligned with ``track_ids``).
 
-        Tracks absent from this frame are treated as not seen inside: their grace runs.
+        Tracks absent from this frame are treated as not seen inside: their grace runs, except for
+        ``held_ids``, tracks the tracker holds through an occlusion (lost while standing still):
+        they stay where they are, candidates or members, without their last-inside time moving, so
+        a visit that ends while hidden ends when the person was last seen.
         Returns the transitions confirmed by this frame, exits before enters.
         """
         ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
         ended = set(int(i) for i in ended_ids)
+        held = set(int(i) for i in held_ids) - ended
         exits: list[Transition] = []
         enters: list[Transition] = []
         for zone_id, rule in self.rules.items():
@@ -93,7 +98,9 @@ class ZoneMembership:
                     st.member = True
                     enters.append(Transition("enter", zone_id, tid, st.first_inside_s, timestamp_s, st.first_inside_s))
             # grace expiry and ended tracks
-            for tid in [t for t, st in states.items() if t in ended or timestamp_s - st.last_inside_s > rule.leave_after_s]:
+            expired = [t for t, st in states.items()
+                       if t in ended or (t not in held and timestamp_s - st.last_inside_s > rule.leave_after_s)]
+            for tid in expired:
                 st = states.pop(tid)
                 if st.member:
                     exits.append(
