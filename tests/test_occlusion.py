@@ -191,3 +191,17 @@ def test_board_over_a_standing_visitor(videos: tuple[Path, Path], tmp_path: Path
     # control: without the hold the visit is cut when they vanish and occupancy drops to 0
     assert len(old_visits) >= 1 and 0 in while_hidden(old_occ), old_occ
     assert old_visits[0]["dwell_s"] < base_visits[0]["dwell_s"] - 5.0
+
+
+def test_a_held_member_seen_again_just_outside_was_inside_while_hidden() -> None:
+    """They stood hidden behind the board and walked out of it on the far side of the zone edge: the
+    visit lasts until the frame before they reappeared, not until they were last seen inside."""
+    m = ZoneMembership({"z": Hysteresis(1.0, 2.0)})
+    for k in range(10):
+        m.update(float(k), [7], {"z": [True]})
+    for k in range(10, 20):
+        m.update(float(k), [], {"z": []}, held_ids=[7])
+    assert m.update(20.0, [7], {"z": [False]}) == []
+    out = m.update(23.0, [7], {"z": [False]})  # grace over
+    assert [(t.kind, t.entered_s, t.time_s) for t in out] == [("exit", 0.0, 19.0)]
+    assert m.tracked_count() == 0
