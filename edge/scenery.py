@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,7 +125,7 @@ class SceneryFilter:
         self.places: list[StaticPlace] = []
         self.report_path = report_path
         self._reported: tuple[Any, ...] = ()
-        self._prev_gray: npt.NDArray[np.uint8] | None = None  # one grey frame per camera
+        self._prev_grays: deque[npt.NDArray[np.uint8]] = deque(maxlen=2)  # two grey frames per camera
 
     # -- before the tracker ---------------------------------------------------------------------
 
@@ -166,7 +167,7 @@ class SceneryFilter:
         keep = np.ones(len(tracks), dtype=bool)
         for k, t in enumerate(tracks):
             keep[k] = not self._observe(t.track_id, t.xyxy, gray, ts)
-        self._prev_gray = gray
+        self._prev_grays.append(gray)
         self._expire_places(ts)
         self._write_report()
         held = tuple(getattr(tracks, "held_ids", ()))
@@ -184,9 +185,11 @@ class SceneryFilter:
             crop = _box_crop(gray, xyxy)
             place = self._place_for(xyxy, gray)
             # stirred at birth if the box changed since the previous frame (someone walking in)
-            prev = self._prev_gray
-            stirred = (place is None and prev is not None and prev.shape == gray.shape
-                       and changed_fraction(crop, _box_crop(prev, xyxy)) > _MOTION_FRACTION)
+            # (against the last two frames: a source that repeats frames would hide a slow walker)
+            stirred = place is None and any(
+                prev.shape == gray.shape and changed_fraction(crop, _box_crop(prev, xyxy)) > _MOTION_FRACTION
+                for prev in self._prev_grays
+            )
             self._tracks[tid] = st = _TrackState(foot, xyxy, ts, ts, crop, crop, static=place is not None,
                                                  stirred=stirred)
             if place is not None:
