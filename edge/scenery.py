@@ -103,6 +103,11 @@ def changed_fraction(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> floa
     return float(np.count_nonzero(cv2.absdiff(a, b) > _PIXEL_DELTA)) / float(a.size)
 
 
+def _at_edge(xyxy: Sequence[float], shape: tuple[int, ...], margin: float = 0.02) -> bool:
+    h, w = shape[0], shape[1]
+    return xyxy[0] <= margin * w or xyxy[1] <= margin * h or xyxy[2] >= (1 - margin) * w or xyxy[3] >= (1 - margin) * h
+
+
 def _iou(a: Sequence[float], b: Sequence[float]) -> float:
     iw = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
     ih = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
@@ -186,10 +191,11 @@ class SceneryFilter:
             place = self._place_for(xyxy, gray)
             # stirred at birth if the box changed since the previous frame (someone walking in)
             # (against the last two frames: a source that repeats frames would hide a slow walker)
-            stirred = place is None and any(
+            # or if it touches the frame edge: people come into view there (a half-visible walker moves little)
+            stirred = place is None and (_at_edge(xyxy, gray.shape) or any(
                 prev.shape == gray.shape and changed_fraction(crop, _box_crop(prev, xyxy)) > _MOTION_FRACTION
                 for prev in self._prev_grays
-            )
+            ))
             self._tracks[tid] = st = _TrackState(foot, xyxy, ts, ts, crop, crop, static=place is not None,
                                                  stirred=stirred)
             if place is not None:
