@@ -1,7 +1,16 @@
-"""Benchmark: frames/s end to end, per-stage median/p95 ms, peak RSS, N cameras at once, and the
-compute floor (a bare ``session.run`` loop on the same input) for comparison.
+"""Benchmark: the speed/accuracy frontier of the detectors, and N cameras at once.
 
-Each (model, cameras) configuration runs in a fresh subprocess so its peak RSS is its own.
+Each row is one model x precision x geometry (``--model NAME[:PRECISION[:WIDTH]]``, e.g.
+``yolov8n:int8:640``) and runs in a fresh subprocess (its peak RSS is its own). It prints:
+
+* frames/s end to end through the real per-camera pipeline (decode at the analysis rate,
+  letterbox, inference, decode + NMS, tracking) on one clip;
+* the bare ``session.run`` floor of that model at its own geometry, and the reference floor
+  (YOLOv8n fp32 640x640) measured in the same subprocess, before and after the run: the box is
+  shared and noisy, so only ratios within one run mean anything;
+* the overhead of everything that is not ``session.run`` (% of the row's own floor);
+* MOTA / IDF1 on ``../shared/devset/caviar-corridor`` from ``storesense evaluate``'s function.
+
 Figures are printed, never asserted: performance belongs in benchmarks, not in timed tests.
 """
 
@@ -12,53 +21,113 @@ import json
 import multiprocessing as mp
 import resource
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import numpy as np
 
-from edge.resources import videos_dir
+from edge.resources import models_dir, videos_dir
 
 DEFAULT_VIDEO = "one-by-one-person-detection.mp4"
+REFERENCE_FLOOR = ("yolov8n-640.onnx", (640, 640))
+DEFAULT_FRONTIER = [
+    "yolox-nano-416",
+    "yolox-nano:fp32:416",
+    "yolov8n-640",
+    "yolov8n:fp32:640",
+    "yolov8n:int8:640",
+    "yolov8n:fp32:512",
+    "yolo11n:fp32:640",
+    "yolo11n:int8:640",
+]
 
 
-def _bench_one(video: str, model: str, n_cameras: int, frames: int, threads: int) -> dict[str, Any]:
-    from edge.config import ModelConfig, TrackerConfig
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    precision: Literal["fp32", "int8"] = "fp32"
+    width_px: int | None = None
+
+    @classmethod
+    def parse(cls, spec: str) -> Variant:
+        parts = spec.split(":")
+        if len(parts) > 3 or (len(parts) > 1 and parts[1] not in ("fp32", "int8")):
+            from edge.errors import UserFacingError
+
+            raise UserFacingError(f"--model {spec!r}: expected NAME[:fp32|int8[:WIDTH_PX]], e.g. yolov8n:int8:640")
+        precision = cast(Literal["fp32", "int8"], parts[1] if len(parts) > 1 else "fp32")
+        return cls(parts[0], precision, int(parts[2]) if len(parts) > 2 else None)
+
+    def model_config(self, threads: int) -> Any:
+        from edge.config import ModelConfig
+
+        return ModelConfig(name=self.name, precision=self.precision, input_width_px=self.width_px, threads=threads)
+
+    def label(self) -> str:
+        return f"{self.name} {self.precision}" + (f" w{self.width_px}" if self.width_px else "")
+
+
+def _floor_ms(run: Any, n: int) -> float:
+    for _ in range(3):  # warm-up: first runs allocate arenas
+        run()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        run()
+        times.append((time.perf_counter() - t0) * 1e3)
+    return float(np.median(times))
+
+
+def _reference_session(threads: int) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(models_dir() / REFERENCE_FLOOR[0]), so, providers=["CPUExecutionProvider"])
+    h, w = REFERENCE_FLOOR[1]
+    x = np.random.default_rng(0).random((1, 3, h, w), dtype=np.float32)
+    name = sess.get_inputs()[0].name
+    return lambda: sess.run(None, {name: x})
+
+
+def _bench_one(
+    video: str, spec: str, n_cameras: int, frames: int, threads: int, analysis_fps: float | None,
+    data_dir: str, accuracy: bool,
+) -> dict[str, Any]:
+    import cv2
+
+    from edge.config import TrackerConfig
     from edge.detector import OnnxDetector
     from edge.pipeline import STAGES, CameraPipeline, StageTimer
     from edge.sources import FileSource
     from edge.tracker import ByteTracker
 
-    detector = OnnxDetector.from_config(ModelConfig(name=model, threads=threads), None)
-
-    # compute floor first, before any decode thread exists: session.run only, same tensor, same threads
-    import cv2
-
+    variant = Variant.parse(spec)
+    detector = OnnxDetector.from_config(variant.model_config(threads), None, Path(data_dir))
     cap = cv2.VideoCapture(video)
     ok, first_image = cap.read()
     cap.release()
     if not ok:
         raise RuntimeError(f"cannot read a frame from {video}")
     tensor, _ = detector.preprocess(first_image)
-    for _ in range(5):  # warm-up: first runs allocate arenas
-        detector.infer(tensor)
-    floor_ms = []
-    for _ in range(max(100, min(frames, 200))):
-        t0 = time.perf_counter()
-        detector.infer(tensor)
-        floor_ms.append((time.perf_counter() - t0) * 1e3)
+    geometry = (int(tensor.shape[2]), int(tensor.shape[3]))
+    n_floor = max(20, min(frames, 60))
+    reference = _reference_session(threads)
+    ref_before = _floor_ms(reference, n_floor)
+    floor = _floor_ms(lambda: detector.infer(tensor), n_floor)
 
-    sources = [FileSource(f"cam-{i}", video, start_epoch_s=0.0) for i in range(n_cameras)]
-    iters = [s.frames() for s in sources]
+    sources = [FileSource(f"cam-{i}", video, start_epoch_s=0.0, analysis_fps=analysis_fps) for i in range(n_cameras)]
     timer = StageTimer(window=frames * n_cameras + 10)
     pipes = [CameraPipeline(s.camera_id, detector, ByteTracker(TrackerConfig()), timer) for s in sources]
-
     done = 0
     t_start = time.perf_counter()
     for _ in range(frames):
-        for it, pipe in zip(iters, pipes, strict=True):
+        for src, pipe in zip(sources, pipes, strict=True):
             t0 = time.perf_counter()
-            frame = next(it, None)
+            frame = src.next_frame()
             timer.add("decode", (time.perf_counter() - t0) * 1e3)
             if frame is None:
                 continue
@@ -67,62 +136,93 @@ def _bench_one(video: str, model: str, n_cameras: int, frames: int, threads: int
     wall_s = time.perf_counter() - t_start
     for s in sources:
         s.close()
-    summary = timer.summary()
+    ref_after = _floor_ms(reference, n_floor)
+    ref_ms = (ref_before + ref_after) / 2.0
     per_frame_ms = wall_s * 1e3 / max(done, 1)
-    floor_median = float(np.median(floor_ms))
-    return {
-        "model": model,
+    summary = timer.summary()
+    row: dict[str, Any] = {
+        "model": variant.label(),
+        "spec": spec,
+        "geometry": f"{geometry[1]}x{geometry[0]}",
         "cameras": n_cameras,
         "threads": threads,
         "frames": done,
         "fps_total": done / wall_s,
         "fps_per_camera": done / wall_s / n_cameras,
         "per_frame_ms": per_frame_ms,
-        "floor_ms": floor_median,
-        "floor_fps": 1e3 / floor_median,
-        "overhead_pct": 100.0 * (per_frame_ms - floor_median) / floor_median,
+        "floor_ms": floor,
+        "floor_fps": 1e3 / floor,
+        "ref_floor_ms": ref_ms,
+        "ref_floor_spread_ms": abs(ref_after - ref_before),
+        "x_ref_floor": (done / wall_s) / (1e3 / ref_ms),
+        "overhead_pct": 100.0 * (per_frame_ms - floor) / floor,
         "stages": {k: summary[k] for k in STAGES if k in summary},
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
+    if accuracy:
+        row.update(_accuracy(variant, threads, data_dir))
+    return row
+
+
+def _accuracy(variant: Variant, threads: int, data_dir: str) -> dict[str, Any]:
+    """MOTA/IDF1 on the dev clip through ``storesense evaluate``'s function (if it is installed)."""
+    try:
+        from edge.evaluate import devset, evaluate
+    except ImportError:
+        return {"mota": None, "idf1": None, "accuracy_note": "storesense evaluate not available"}
+    from edge.config import load_config
+
+    case = devset("caviar-corridor")
+    cfg = load_config(case.config)
+    cfg.model = variant.model_config(threads)
+    cfg.data_dir = str(Path(data_dir).resolve())
+    rep = evaluate(case.video, case.gt, config=cfg, ignore=case.ignore)
+    return {"mota": rep.tracking.get("MOTA"), "idf1": rep.tracking.get("IDF1")}
 
 
 def _worker(q: Any, *a: Any) -> None:
     try:
         q.put(_bench_one(*a))
     except Exception as exc:  # report, do not hang the parent
-        q.put({"error": f"{type(exc).__name__}: {exc}"})
+        q.put({"spec": a[1], "error": f"{type(exc).__name__}: {exc}"})
 
 
-def bench_in_subprocess(video: str, model: str, n_cameras: int, frames: int, threads: int) -> dict[str, Any]:
+def bench_in_subprocess(*args: Any) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
-    p = ctx.Process(target=_worker, args=(q, video, model, n_cameras, frames, threads))
+    p = ctx.Process(target=_worker, args=(q, *args))
     p.start()
     result: dict[str, Any] = q.get()
     p.join()
     return result
 
 
+def _cell(v: float | None, fmt: str = "{:.3f}") -> str:
+    return "-" if v is None else fmt.format(v)
+
+
 def format_row(r: dict[str, Any]) -> str:
     if "error" in r:
-        return f"error: {r['error']}"
+        return f"| {r.get('spec', '?')} | error: {r['error']} |"
     st = r["stages"]
 
     def cell(name: str) -> str:
         s = st.get(name)
-        return f"{s['median_ms']:.1f}/{s['p95_ms']:.1f}" if s else "-"
+        return f"{s['median_ms']:.1f}" if s else "-"
 
     return (
-        f"| {r['model']} | {r['cameras']} | {r['fps_total']:.1f} | {r['fps_per_camera']:.1f} | {r['floor_fps']:.1f} | "
-        f"{r['overhead_pct']:.0f} % | {cell('decode')} | {cell('preprocess')} | {cell('inference')} | "
-        f"{cell('postprocess')} | {cell('tracking')} | {r['peak_rss_mb']:.0f} |"
+        f"| {r['model']} | {r['geometry']} | {r['cameras']} | {r['fps_total']:.1f} | {r['floor_fps']:.1f} | "
+        f"{r['overhead_pct']:.0f} % | {r['x_ref_floor']:.2f}x | {1e3 / r['ref_floor_ms']:.1f} | "
+        f"{_cell(r.get('mota'))} | {_cell(r.get('idf1'))} | {cell('decode')} | {cell('preprocess')} | "
+        f"{cell('inference')} | {cell('postprocess')} | {cell('tracking')} | {r['peak_rss_mb']:.0f} |"
     )
 
 
 HEADER = (
-    "| model | cameras | frames/s total | frames/s per camera | session.run floor (frames/s) | overhead vs floor | "
-    "decode ms (med/p95) | preprocess | inference | postprocess | tracking | peak RSS MB |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "| model precision width | input | cameras | frames/s end to end | own session.run floor (frames/s) | "
+    "overhead vs own floor | x ref floor | ref floor yolov8n fp32 640x640 (frames/s) | MOTA | IDF1 | "
+    "decode ms | preprocess | inference | postprocess | tracking | peak RSS MB |\n"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -132,15 +232,23 @@ def run_bench(args: argparse.Namespace) -> int:
         from edge.errors import UserFacingError
 
         raise UserFacingError(f"benchmark video not found: {video}")
-    models = args.model or ["yolox-nano-416"]
+    specs = args.model or DEFAULT_FRONTIER
+    for spec in specs:
+        Variant.parse(spec)  # a typo fails before minutes of benchmarking
     cameras = args.cameras or [1]
-    print(f"video {Path(video).name}, {args.frames} frames per camera, {args.threads} ORT threads, "
-          f"every frame analysed (no fps gate)")
+    rate = f"at {args.analysis_fps:g} analysis fps" if args.analysis_fps else "every frame analysed"
+    print(
+        f"video {Path(video).name}, {args.frames} frames per camera, {args.threads} ORT threads, {rate}; "
+        f"accuracy on devset caviar-corridor{'' if not args.no_accuracy else ' skipped'}"
+    )
     print(HEADER, flush=True)
     rows = []
-    for model in models:
+    for spec in specs:
         for n in cameras:
-            r = bench_in_subprocess(video, model, n, args.frames, args.threads)
+            r = bench_in_subprocess(
+                video, spec, n, args.frames, args.threads, args.analysis_fps, args.data_dir,
+                not args.no_accuracy and n == cameras[0],
+            )
             rows.append(r)
             print(format_row(r), flush=True)
     if getattr(args, "json", None):
@@ -148,14 +256,24 @@ def run_bench(args: argparse.Namespace) -> int:
     return 0 if all("error" not in r for r in rows) else 1
 
 
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    ap.add_argument("--video", default=None, help="default: the sample clip in ../shared/videos")
+    ap.add_argument(
+        "--model", action="append",
+        help="NAME[:fp32|int8[:WIDTH_PX]] (repeatable), e.g. yolov8n:int8:640; default: the frontier set",
+    )
+    ap.add_argument("--cameras", type=int, action="append", help="open the clip N times at once (repeatable)")
+    ap.add_argument("--frames", type=int, default=300, help="frames per camera")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--analysis-fps", type=float, default=None, help="decode at this rate (default: every frame)")
+    ap.add_argument("--data-dir", default="storesense-data", help="where int8 copies are cached")
+    ap.add_argument("--no-accuracy", action="store_true", help="skip MOTA/IDF1 on the dev clip")
+    ap.add_argument("--json", help="also write the rows as JSON")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--video")
-    ap.add_argument("--model", action="append")
-    ap.add_argument("--cameras", type=int, action="append")
-    ap.add_argument("--frames", type=int, default=300)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--json")
+    add_arguments(ap)
     return run_bench(ap.parse_args())
 
 

@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "mqtt_bridge.display",  # display
     "edge.ops_cli",  # heatmap, report
     "edge.evaluate",  # evaluate
+    "models.quantize",  # models quantize
 ]
 # Separately deployed parts (e.g. `hq`, the chain's central ingester, extra `[hq]`) add their
 # commands through this entry-point group, so nothing here imports them.

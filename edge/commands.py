@@ -20,6 +20,7 @@ from edge.history import history_sink_from_config
 from edge.resources import videos_dir
 from edge.sd_notify import SystemdNotifier
 from edge.sinks import FanoutSink, JsonlSink, MemorySink, Sink
+from edge.sources import FileSource
 from mqtt_bridge.topics import Topics
 
 log = logging.getLogger("storesense")
@@ -35,7 +36,7 @@ def check_model(data: dict[str, Any], where: Where) -> None:
     """``model.name`` must be in the registry and its file present: otherwise ``run`` fails at start."""
     from edge.config_checks import did_you_mean, short
     from edge.resources import models_dir
-    from models.registry import REGISTRY
+    from models.registry import FAMILIES, REGISTRY
 
     model = data.get("model")
     if not isinstance(model, dict) or model.get("path") is not None:
@@ -43,12 +44,14 @@ def check_model(data: dict[str, Any], where: Where) -> None:
     name = model.get("name", "yolox-nano-416")
     if not isinstance(name, str):
         return
-    spec = REGISTRY.get(name)
-    if spec is None:
-        where.add(("model", "name"), f"unknown model name {short(name)}{did_you_mean(name, REGISTRY)}; "
-                  f"known: {', '.join(sorted(REGISTRY))} (or set model.path to an .onnx file)")
-    elif not (models_dir() / spec.filename).is_file():
-        where.add(("model", "name"), f"model file {spec.filename} not found in {models_dir()} "
+    known = {**REGISTRY, **FAMILIES}
+    if name not in known:
+        where.add(("model", "name"), f"unknown model name {short(name)}{did_you_mean(name, known)}; "
+                  f"known: {', '.join(sorted(known))} (or set model.path to an .onnx file)")
+        return
+    filename = REGISTRY[name].filename if name in REGISTRY else FAMILIES[name].resizable_file
+    if not (models_dir() / filename).is_file():
+        where.add(("model", "name"), f"model file {filename} not found in {models_dir()} "
                   "(set STORESENSE_MODELS_DIR to the folder that holds it)")
 
 
@@ -148,26 +151,49 @@ def cmd_validate_config(args: argparse.Namespace) -> int:
 
 
 class MotWriter:
-    """MOTChallenge rows ``frame,id,x,y,w,h,conf,-1,-1,-1``: frames from 1, pixels of the input video."""
+    """MOTChallenge rows ``frame,id,x,y,w,h,conf,-1,-1,-1``: frames from 1, pixels of the input video.
 
-    def __init__(self, path: str | Path) -> None:
+    Rows are kept until ``close()`` (a recording's tracks fit in memory), which fills the gaps of
+    re-associated tracks by linear interpolation (offline only; ``interpolate=False`` to keep only
+    what was observed); filled rows have confidence -1. See docs/tracker.md, "Offline gap filling"."""
+
+    def __init__(self, path: str | Path, *, interpolate: bool = True, max_unheld_gap_frames: int = 0) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._fh: IO[str] = self.path.open("w", encoding="utf-8")
         self.rows = 0
+        self.filled = 0
         self.ids: set[int] = set()
+        self.interpolate = interpolate
+        self.max_unheld_gap_frames = max_unheld_gap_frames
+        self._boxes: dict[int, dict[int, tuple[float, float, float, float]]] = {}
+        self._conf: dict[tuple[int, int], float] = {}
+        self._frames: list[int] = []
+        self._held: dict[int, tuple[int, ...]] = {}
 
     def write(self, tracks: Tracks) -> None:
+        f = tracks.frame_index + 1
+        self._frames.append(f)
+        if tracks.held_ids:
+            self._held[f] = tracks.held_ids
         for t in tracks:
-            x1, y1, x2, y2 = t.xyxy
-            self._fh.write(
-                f"{tracks.frame_index + 1},{t.track_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},"
-                f"{t.confidence:.4f},-1,-1,-1\n"
-            )
-            self.rows += 1
+            self._boxes.setdefault(t.track_id, {})[f] = t.xyxy
+            self._conf[(f, t.track_id)] = t.confidence
             self.ids.add(t.track_id)
 
     def close(self) -> None:
+        from edge.evaluate import fill_gaps
+
+        filled = fill_gaps(self._boxes, self._frames, self._held, self.max_unheld_gap_frames) if self.interpolate else {}
+        out: list[tuple[int, int, tuple[float, ...], float]] = []
+        for tid, by_frame in self._boxes.items():
+            out.extend((f, tid, box, self._conf[(f, tid)]) for f, box in by_frame.items())
+        for tid, gaps in filled.items():
+            out.extend((f, tid, box, -1.0) for f, box in gaps.items())
+        for f, tid, (x1, y1, x2, y2), conf in sorted(out, key=lambda r: (r[0], r[1])):
+            self._fh.write(f"{f},{tid},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},{conf:.4f},-1,-1,-1\n")
+        self.rows = len(out)
+        self.filled = sum(len(v) for v in filled.values())
         self._fh.close()
 
 
@@ -247,9 +273,12 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         if history is None:
             raise UserFacingError(f"--history: history is disabled in {args.config} (history.enabled: false)")
         sinks.append(history)
-    mot = MotWriter(args.mot) if args.mot else None
-    assert worker.file is not None
-    progress = Progress(worker.file.frame_count, video.name, enabled=not args.no_progress)
+    # gaps up to max_lost_s are detector misses; longer ones are filled only where the track was held
+    src_fps = worker.source.fps if isinstance(worker.source, FileSource) else camera.fps
+    max_gap = int(round(cfg.tracker.max_lost_s * src_fps)) + 1
+    mot = MotWriter(args.mot, interpolate=not args.no_interpolate, max_unheld_gap_frames=max_gap) if args.mot else None
+    frame_count = worker.source.frame_count if isinstance(worker.source, FileSource) else 0
+    progress = Progress(frame_count, video.name, enabled=not args.no_progress)
 
     def on_tracks(tracks: Tracks, frame: Frame) -> None:
         if mot is not None:
@@ -272,7 +301,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     fps = frames / summary.wall_s if summary.wall_s else 0.0
     parts = [f"{video.name}: {frames} frames analysed at {camera.fps:g} fps in {summary.wall_s:.1f} s ({fps:.1f} frames/s)"]
     if mot is not None:
-        parts.append(f"{len(mot.ids)} track ids, {mot.rows} rows -> {mot.path}")
+        parts.append(f"{len(mot.ids)} track ids, {mot.rows} rows ({mot.filled} interpolated) -> {mot.path}")
     if events is not None:
         parts.append(f"{events.count} messages -> {events.path}")
     corrupt = summary.frames_corrupt.get(camera.id, 0)
@@ -312,10 +341,16 @@ def build_live_sinks(cfg: StoreConfig, topics: Topics, runtime_ref: list[Any]) -
                 runtime_ref[0].submit_lane_command(lane_id, state)
 
         lanes = {lane.lane_id for lane in cfg.lanes()}
+        discovery: list[tuple[str, bytes]] = []
+        if cfg.mqtt.home_assistant.enabled:
+            from mqtt_bridge.homeassistant import discovery_messages
+
+            discovery = discovery_messages(cfg, topics)
         publisher = MqttPublisher(
             cfg.mqtt, topics, data_dir=cfg.data_path(), on_lane_command=on_lane_command, known_lanes=lanes,
             status_extra=lambda: _history_status(history),
             config_dir=cfg.source_path.parent if cfg.source_path is not None else None,
+            retained_on_connect=discovery,
         )
         sinks.append(publisher)
     history = history_sink_from_config(cfg)
@@ -470,6 +505,8 @@ def register(sub: Any) -> None:
     p.add_argument("--start", help="wall-clock time of the first frame (ISO), default now")
     p.add_argument("--mot", help="write tracks in MOTChallenge format to this file")
     p.add_argument("--events", help="write messages as JSONL {topic, payload} to this file")
+    p.add_argument("--no-interpolate", action="store_true",
+                   help="--mot: keep only observed boxes (default: fill gaps of re-associated tracks)")
     p.add_argument("--no-analytics", action="store_true", help="detect and track only")
     p.add_argument("--history", action="store_true",
                    help="also add the results to the store's history database (for `storesense report`); "
@@ -478,13 +515,10 @@ def register(sub: Any) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_analyze)
 
-    p = sub.add_parser("bench", help="measure frames/s, per-stage latency and memory")
-    p.add_argument("--video", default=None, help="default: the sample clip in ../shared/videos")
-    p.add_argument("--model", action="append", help="registry name (repeatable); default yolox-nano-416")
-    p.add_argument("--cameras", type=int, action="append", help="open the clip N times at once (repeatable)")
-    p.add_argument("--frames", type=int, default=300, help="frames per camera")
-    p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", help="also write the rows as JSON")
+    p = sub.add_parser("bench", help="speed/accuracy frontier: frames/s vs session.run floor, MOTA/IDF1")
+    from edge.bench import add_arguments
+
+    add_arguments(p)
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="private broker + pipeline on the sample clip + checkout display")

@@ -64,6 +64,26 @@ class ModelConfig(Strict):
     path: str | None = None
     layout: Literal["yolov8", "yolox"] | None = None
     input_size_px: int | None = Field(default=None, ge=32, le=4096)
+    input_width_px: int | None = Field(
+        default=None,
+        ge=64,
+        le=4096,
+        multiple_of=32,
+        description="families (yolov8n, yolo11n, yolox-nano): the long side of the model input; each camera "
+        "gets the smallest multiple-of-32 rectangle that holds its frame at this width (default: the "
+        "family's, 640 for YOLOv8n/YOLO11n, 416 for YOLOX-Nano). Smaller is faster and misses far people",
+    )
+    precision: Literal["fp32", "int8"] = Field(
+        default="fp32",
+        description="int8: a static int8 copy of the model, quantised once on this box's own frames and "
+        "cached in data_dir (`storesense models quantize NAME`); about the accuracy of fp32, cheaper on CPUs",
+    )
+    batch_cameras: bool = Field(
+        default=False,
+        description="cameras due in the same tick with the same input geometry share one batched "
+        "session.run (the resizable graphs take any batch); measure with `storesense bench --cameras N "
+        "--batch` first: on some CPUs one image per run is as fast per frame",
+    )
     # low on purpose: ByteTrack's second stage keeps partly hidden people alive with 0.1-0.5 scores;
     # only confirmed tracks (tracker.new_track_threshold) ever reach the analytics
     confidence_threshold: float = Field(default=0.1, gt=0.0, lt=1.0)
@@ -94,6 +114,22 @@ class TrackerConfig(Strict):
     kalman_measurement_std: float = Field(
         default=0.05, gt=0.0, le=1.0, description="detector box jitter, fraction of box height"
     )
+    occlusion_hold_s: float = Field(
+        default=30.0,
+        ge=0.0,
+        le=600.0,
+        description="a confirmed track lost while (nearly) standing still is held this long instead of "
+        "max_lost_s: it keeps its zone membership while hidden and is re-associated when it reappears "
+        "nearby; 0 turns it off (docs/tracker.md)",
+    )
+    static_after_s: float = Field(
+        default=20.0,
+        ge=0.0,
+        le=3600.0,
+        description="a track whose feet stay put and whose box shows no pixel change for this long is static "
+        "scenery (poster, mannequin, sign) and is left out of every metric until it moves; 0 turns it off "
+        "(docs/tracker.md)",
+    )
 
     @model_validator(mode="after")
     def _order(self) -> TrackerConfig:
@@ -118,8 +154,32 @@ class CameraConfig(Strict):
         description="live: a stream that stays connected but sends no frame this long is reported "
         "'stalled' and reconnected (OpenCV alone would wait ~30 s)",
     )
+    idle_refresh_s: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=60.0,
+        description="skip the detector while the downscaled picture is unchanged since the last detection, "
+        "reusing its detections (a standing person stays tracked), and detect anyway after this many "
+        "seconds; off when unset",
+    )
     calibration: CalibrationConfig | None = None
     zones: list[ZoneConfig] = Field(default_factory=list)
+    ignore: list[list[tuple[float, float]]] = Field(
+        default_factory=list,
+        description="polygons (normalised image coordinates 0..1) where detections are dropped before tracking: "
+        "a poster, a screen or a mirror that the static-scenery test cannot rule out",
+    )
+
+    @field_validator("ignore")
+    @classmethod
+    def _ignore_ok(cls, v: list[list[tuple[float, float]]]) -> list[list[tuple[float, float]]]:
+        for k, poly in enumerate(v):
+            if len(poly) < 3:
+                raise ValueError(f"ignore[{k}]: a polygon needs at least 3 points, found {len(poly)}")
+            for x, y in poly:
+                if not (0.0 <= x <= 1.0 and 0.0 <= y <= 1.0):
+                    raise ValueError(f"ignore[{k}]: point ({x}, {y}) is outside 0..1 (fractions of the image)")
+        return v
 
     @field_validator("source")
     @classmethod

@@ -160,6 +160,11 @@ def check_zone_refs(data: dict[str, Any], where: Where) -> None:
                 elif kinds[svc] != "service":
                     where.add((*path, "service_zone"),
                               f"service_zone {svc!r} has kind {kinds[svc]!r}, expected 'service'")
+            wait = z.get("waiting_zone")
+            if isinstance(wait, str) and (kinds.get(wait) != "dwell" or wait == z.get("id")):
+                dwell = [k for k, v in kinds.items() if v == "dwell" and k != z.get("id")]
+                where.add((*path, "waiting_zone"), f"waiting_zone {short(wait)} must be another dwell zone of camera "
+                          f"{c.get('id')!r}{did_you_mean(wait, dwell) if dwell else '; it has no other dwell zone'}")
             if z.get("units") == "m" and c.get("calibration") is None:
                 where.add((*path, "units"), f"zone {z.get('id')!r} is in floor metres (units: m) but camera "
                           f"{c.get('id')!r} has no calibration")
@@ -167,7 +172,14 @@ def check_zone_refs(data: dict[str, Any], where: Where) -> None:
 
 def check_alert_refs(data: dict[str, Any], where: Where) -> None:
     lanes = lane_ids(data)
+    capacity_zones = [z["id"] for _i, c in _items(data, "cameras") for _j, z in _items(c, "zones")
+                      if z.get("capacity") is not None and isinstance(z.get("id"), str)]
     for k, a in _items(data.get("analytics"), "alerts"):
+        zone = a.get("zone", "*")
+        if isinstance(zone, str) and zone != "*" and zone not in capacity_zones:
+            hint = did_you_mean(zone, capacity_zones) if capacity_zones else "; no zone has a capacity"
+            where.add(("analytics", "alerts", k, "zone"), f"alert on zone {short(zone)}, which is not a zone with "
+                      f"a capacity{hint}")
         lane = a.get("lane", "*")
         if isinstance(lane, str) and lane != "*" and lane not in lanes:
             hint = did_you_mean(lane, lanes) if lanes else "; this store has no queue/service zones, so no lanes"

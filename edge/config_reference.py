@@ -101,7 +101,6 @@ MEANINGS: dict[str, str] = {
     "AnalyticsConfig.alerts": "alert rules",
     "HeatmapConfig.cell_m": "grid cell on the floor (calibrated cameras)",
     "HeatmapConfig.cell_norm": "grid cell as a fraction of the image (uncalibrated cameras)",
-    "QueueModelConfig.service_rate_halflife_s": "how fast the learnt service rate forgets old customers",
     "QueueModelConfig.stale_after_s": "a lane with no fresh data this long is shown as stale",
     "QueueModelConfig.smoothing_s": "queue length smoothing window",
     "QueueModelConfig.default_service_time_s": "service time assumed before a lane has served anyone",

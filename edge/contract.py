@@ -131,6 +131,10 @@ class Tracks:
     confidence: FloatArray
     track_id: IntArray
     ended_ids: tuple[int, ...] = field(default=())
+    # confirmed tracks not seen in this frame that the tracker believes are still there, hidden
+    # (lost while standing still: behind a shelf, a till, another shopper). They have no row (no
+    # box was observed) but keep their zone membership; see docs/tracker.md "Occlusion hold".
+    held_ids: tuple[int, ...] = field(default=())
     # per-track attribute set by the staff-identification stage (edge/staff.py); False = customer
     # or undecided. Stages after the tracker add columns; they never change the rows.
     staff: BoolArray | None = None
@@ -149,6 +153,9 @@ class Tracks:
         if not np.isfinite(self.timestamp_s):
             raise ValueError("timestamp_s must be finite")
         object.__setattr__(self, "ended_ids", tuple(int(i) for i in self.ended_ids))
+        object.__setattr__(self, "held_ids", tuple(int(i) for i in self.held_ids))
+        if set(self.held_ids) & set(ids.tolist()):
+            raise ValueError("a held track has no row in the frame it is held in")
 
     def __len__(self) -> int:
         return int(self.xyxy.shape[0])

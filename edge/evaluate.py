@@ -117,6 +117,32 @@ def read_mot(path: str | Path, *, what: str = "MOT file") -> MotSequence:
     return seq
 
 
+def fill_gaps(rows: dict[int, dict[int, tuple[float, float, float, float]]], frames: Sequence[int],
+              held: dict[int, tuple[int, ...]], max_unheld_gap_frames: int) -> dict[int, dict[int, tuple[float, ...]]]:
+    """Offline gap filling (recordings only, never live): boxes linearly interpolated at the analysed
+    ``frames`` where a track id was missing between two of its rows, i.e. where the tracker lost it
+    and re-associated it later. Filled: gaps the tracker held the id through an occlusion, and any
+    gap of at most ``max_unheld_gap_frames`` (detector misses); not longer unheld gaps (a track the
+    static-scenery stage withheld must not come back). ``rows``: id -> frame -> xyxy.
+    Returns the filled rows only, id -> frame -> xyxy."""
+    order = {f: k for k, f in enumerate(frames)}
+    filled: dict[int, dict[int, tuple[float, ...]]] = {}
+    for tid, by_frame in rows.items():
+        have = sorted(f for f in by_frame if f in order)
+        for a, b in zip(have, have[1:], strict=False):
+            missing = frames[order[a] + 1:order[b]]
+            if not missing:
+                continue
+            all_held = all(tid in held.get(f, ()) for f in missing)
+            if not all_held and b - a > max_unheld_gap_frames:
+                continue
+            box_a, box_b = np.asarray(by_frame[a]), np.asarray(by_frame[b])
+            for f in missing:
+                w = (f - a) / (b - a)
+                filled.setdefault(tid, {})[f] = tuple(float(v) for v in (1 - w) * box_a + w * box_b)
+    return filled
+
+
 def sequence_from_tracks(tracks: Iterable[Tracks]) -> MotSequence:
     seq = MotSequence()
     for t in tracks:
@@ -422,6 +448,8 @@ def run_pipeline(cfg: StoreConfig, camera: CameraConfig, video: Path, *, fps_ove
 
     worker = open_worker(cfg, camera, build_detector(cfg), build_tracker(cfg), fps_override=fps_override,
                          source_override=str(video), start_epoch_s=0.0)
+    if worker.pipeline.scenery is not None:
+        worker.pipeline.scenery.report_path = None  # an audit does not touch the store's /setup files
     run = PipelineRun(MotSequence(), [], {}, 0.0, 0)
     bar: Any = None
     if progress:
@@ -429,7 +457,7 @@ def run_pipeline(cfg: StoreConfig, camera: CameraConfig, video: Path, *, fps_ove
 
         from tqdm import tqdm
 
-        total = worker.file.frame_count if worker.file is not None else 0
+        total = getattr(worker.source, "frame_count", 0)
         bar = tqdm(total=total or None, desc=video.name, unit="frame", file=sys.stderr, mininterval=0.5)
 
     def collect(tracks: Tracks, frame: Frame) -> None:
@@ -536,10 +564,13 @@ def evaluate(
     min_visit_s: float = 5.0,
     progress: bool = False,
     mot_out: str | Path | None = None,
+    interpolate: bool = True,
 ) -> EvalReport:
     """The audit as a function (``storesense bench`` calls it). Runs the pipeline on ``video`` (or
     reads ``pred``), scores it against ``gt`` and the camera's zones. ``model`` overrides
-    ``model.name`` of the config; ``config`` may be a loaded ``StoreConfig``."""
+    ``model.name`` of the config; ``config`` may be a loaded ``StoreConfig``. ``interpolate``: the
+    tracking metrics score the pipeline's tracks with the offline gap filling of ``analyze --mot``
+    (zones are scored on what the analytics saw live)."""
     video_p, ignore = Path(video), ignore or IgnoreRules()
     if not video_p.is_file():
         raise EvaluationInputError(f"video not found: {video_p}")
@@ -560,10 +591,14 @@ def evaluate(
     else:
         run = run_pipeline(cfg, cam, video_p, fps_override=fps or cam.source_fps, progress=progress)
         pred_seq, frames, held, wall_s = run.seq, run.frames, run.held, run.wall_s
-        if mot_out is not None:
-            _write_mot(pred_seq, mot_out)
+    scored_seq = pred_seq
+    if pred is None and interpolate:
+        scored_seq = _with_gaps_filled(pred_seq, frames, held, int(round(cfg.tracker.max_lost_s * src_fps)) + 1)
+    if mot_out is not None and pred is None:
+        _write_mot(scored_seq, mot_out)
     gt_f, pred_f = apply_ignore(gt_seq, pred_seq, frames, ignore)
-    tracking = tracking_metrics(gt_f, pred_f, frames)
+    _, scored_f = apply_ignore(gt_seq, scored_seq, frames, ignore)
+    tracking = tracking_metrics(gt_f, scored_f, frames)
     points = _FloorPoints(cfg, cam, size)
     all_frames = list(range(1, count + 1))
     gt_all, _ = apply_ignore(gt_seq, MotSequence(), all_frames, ignore)
@@ -577,6 +612,19 @@ def evaluate(
         ignore={"min_height_px": ignore.min_height_px, "regions_px": [list(r) for r in ignore.regions_px]},
         min_visit_s=min_visit_s, wall_s=wall_s, frames_per_s=len(frames) / wall_s if wall_s else 0.0,
     )
+
+
+def _with_gaps_filled(seq: MotSequence, frames: Sequence[int], held: dict[int, tuple[int, ...]],
+                      max_unheld_gap_frames: int) -> MotSequence:
+    rows: dict[int, dict[int, tuple[float, float, float, float]]] = {}
+    for f, (ids, boxes) in seq.frames.items():
+        for tid, box in zip(ids.tolist(), boxes.tolist(), strict=True):
+            rows.setdefault(int(tid), {})[f] = tuple(box)
+    out = MotSequence({f: (ids.copy(), boxes.copy()) for f, (ids, boxes) in seq.frames.items()})
+    for tid, by_frame in fill_gaps(rows, frames, held, max_unheld_gap_frames).items():
+        for f, box in by_frame.items():
+            out.add(f, [tid], [box])
+    return out
 
 
 def _load_cfg(config: str | Path | StoreConfig | None, video: Path) -> StoreConfig:
@@ -642,7 +690,7 @@ def cmd_evaluate(args: Any) -> int:
         rep = evaluate(video, gt, config=config, camera=args.camera, model=model, pred=args.pred, ignore=ignore,
                        analysis_fps=args.analysis_fps, fps=args.fps, frame_step=args.frame_step,
                        min_visit_s=args.min_visit_s, progress=not args.no_progress and sys.stderr.isatty(),
-                       mot_out=args.mot)
+                       mot_out=args.mot, interpolate=not args.no_interpolate)
         reports.append(rep)
         if args.json != "-":
             print(format_report(rep), flush=True)
@@ -675,6 +723,8 @@ def register(sub: Any) -> None:
                    help="pixel polygon with no annotations: boxes with feet inside are not scored (repeatable)")
     p.add_argument("--min-visit-s", type=float, default=5.0, help="dwell error over true visits at least this long")
     p.add_argument("--mot", help="also write the predicted tracks (MOTChallenge) here")
+    p.add_argument("--no-interpolate", action="store_true",
+                   help="score only observed boxes (default: the offline gap filling of analyze --mot)")
     p.add_argument("--json", help="write the figures as JSON to this file ('-': stdout only)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_evaluate)

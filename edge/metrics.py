@@ -60,7 +60,7 @@ class StoreCollector(Collector):
                             ((c, w.pipeline.frames_processed) for c, w in ws))
         yield self._counter("storesense_camera_frames_dropped",
                             "live frames overwritten before analysis (the box could not keep up)",
-                            ((c, w.stats.frames_skipped if w.live is not None else 0) for c, w in ws))
+                            ((c, w.stats.frames_skipped if w.source.drops_frames else 0) for c, w in ws))
         yield self._counter("storesense_camera_frames_corrupt", "frames that could not be decoded",
                             ((c, w.stats.frames_corrupt) for c, w in ws))
         yield self._counter("storesense_camera_reconnects", "times the stream was reopened",

@@ -120,12 +120,13 @@ class StoreState(Payload):
 @dataclass(frozen=True, kw_only=True)
 class ZoneState(Payload):
     """``{base}/zone/{zone}/state``: occupancy, visits and dwell of one zone; response figures
-    for entrance and dwell zones; short tracks for entrances."""
+    for entrance and dwell zones; places for zones with a capacity; short tracks for entrances."""
 
     SCHEMA: ClassVar[str] = "storesense.zone_state/1"
     OPTIONAL: ClassVar[frozenset[str]] = frozenset({
         "response_sla_s", "response_events_last_hour", "response_compliance_pct", "response_latency_median_s",
-        "response_pending", "distance_method", "short_tracks_ignored",
+        "response_pending", "distance_method", "capacity", "free_places", "occupancy_pct", "full", "full_for_s",
+        "waiting", "short_tracks_ignored",
     })
 
     store_id: str
@@ -149,6 +150,13 @@ class ZoneState(Payload):
     response_latency_median_s: float | None = None
     response_pending: int | None = None
     distance_method: str | None = None
+    # zones with a capacity (zones/capacity.py); ``waiting`` is null there without a waiting_zone
+    capacity: int | None = None
+    free_places: int | None = None
+    occupancy_pct: float | None = None
+    full: bool | None = None
+    full_for_s: float | None = None
+    waiting: int | None = None
     short_tracks_ignored: int | None = None
 
     RESPONSE_FIELDS: ClassVar[tuple[str, ...]] = (
@@ -163,6 +171,8 @@ class ZoneState(Payload):
         if self.response_sla_s is not None:
             for name in self.RESPONSE_FIELDS:
                 out.setdefault(name, getattr(self, name))
+        if self.capacity is not None:
+            out.setdefault("waiting", self.waiting)
         return out
 
 

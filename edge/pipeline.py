@@ -13,9 +13,11 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import cv2
 import numpy as np
 
 from edge.contract import Detections, Frame, Tracks
+from edge.scenery import SceneryFilter
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "tracking", "staff", "analytics")
 
@@ -105,19 +107,87 @@ class TrackStage(Protocol):
     def __call__(self, tracks: Tracks, image_bgr: Any) -> Tracks: ...
 
 
+class IdleGate:
+    """Says when a camera's picture has not changed since its last detection, so the detector can
+    be skipped and that detection reused. Cheap: a grey 64x36 thumbnail and one absdiff.
+
+    "Changed" means more than ``changed_fraction`` of the thumbnail's pixels moved by more than
+    ``pixel_delta`` grey levels against the thumbnail of the last *detected* frame (not the
+    previous frame, so slow drift adds up). Every ``refresh_s`` the detector runs anyway.
+    """
+
+    def __init__(self, refresh_s: float, pixel_delta: int = 12, changed_fraction: float = 0.002) -> None:
+        self.refresh_s = refresh_s
+        self.pixel_delta = pixel_delta
+        self.changed_fraction = changed_fraction
+        self._grey: np.ndarray | None = None
+        self._small = np.empty((36, 64), np.uint8)
+        self._ref = np.empty((36, 64), np.uint8)
+        self._diff = np.empty((36, 64), np.uint8)
+        self._ref_ts: float | None = None
+        self._small_ts: float | None = None
+        self.skipped = 0
+
+    def _thumbnail(self, image: Any, timestamp_s: float) -> None:
+        if self._small_ts == timestamp_s:
+            return  # already made for this frame
+        if self._grey is None or self._grey.shape != image.shape[:2]:
+            self._grey = np.empty(image.shape[:2], np.uint8)
+        cv2.cvtColor(image, cv2.COLOR_BGR2GRAY, dst=self._grey)
+        cv2.resize(self._grey, (64, 36), dst=self._small, interpolation=cv2.INTER_AREA)
+        self._small_ts = timestamp_s
+
+    def unchanged(self, image: Any, timestamp_s: float) -> bool:
+        if self._ref_ts is None or not 0.0 <= timestamp_s - self._ref_ts < self.refresh_s:
+            return False
+        self._thumbnail(image, timestamp_s)
+        cv2.absdiff(self._small, self._ref, dst=self._diff)
+        moved = int(np.count_nonzero(self._diff > self.pixel_delta))
+        return moved <= self.changed_fraction * self._diff.size
+
+    def detected(self, image: Any, timestamp_s: float) -> None:
+        """This frame went through the detector: it is the new reference."""
+        self._thumbnail(image, timestamp_s)
+        np.copyto(self._ref, self._small)
+        self._ref_ts = timestamp_s
+
+
 class CameraPipeline:
     """Detect, track and identify staff on the frames of one camera."""
 
-    def __init__(self, camera_id: str, detector: Detector, tracker: Tracker, timer: StageTimer | None = None,
-                 staff: TrackStage | None = None) -> None:
+    def __init__(
+        self,
+        camera_id: str,
+        detector: Detector,
+        tracker: Tracker,
+        timer: StageTimer | None = None,
+        idle: IdleGate | None = None,
+        scenery: SceneryFilter | None = None,
+        staff: TrackStage | None = None,
+    ) -> None:
         self.camera_id = camera_id
         self.detector = detector
         self.tracker = tracker
+        # ignore polygons before the tracker, static scenery out of the tracks after it (edge/scenery.py)
+        self.scenery = scenery
+        # per-track attribute columns after tracking, timed as their own stage (edge/staff.py)
         self.staff = staff
         self.timer = timer or StageTimer()
+        self.idle = idle
+        self._last_detections: Detections | None = None
         self.frames_processed = 0
 
+    def skip_detection(self, frame: Frame) -> bool:
+        """True when the idle gate says the last detections still hold for this frame."""
+        if self.idle is None or self._last_detections is None:
+            return False
+        return self.idle.unchanged(frame.image, frame.timestamp_s)
+
     def process(self, frame: Frame) -> Tracks:
+        if self.skip_detection(frame):
+            assert self.idle is not None and self._last_detections is not None
+            self.idle.skipped += 1
+            return self.track(frame, self._last_detections)
         t0 = time.perf_counter()
         tensor, letterbox = self.detector.preprocess(frame.image)
         t1 = time.perf_counter()
@@ -125,6 +195,19 @@ class CameraPipeline:
         t2 = time.perf_counter()
         detections = self.detector.postprocess(raw, letterbox)
         t3 = time.perf_counter()
+        self.timer.add("preprocess", (t1 - t0) * 1e3)
+        self.timer.add("inference", (t2 - t1) * 1e3)
+        self.timer.add("postprocess", (t3 - t2) * 1e3)
+        return self.track(frame, detections)
+
+    def track(self, frame: Frame, detections: Detections) -> Tracks:
+        """The tracking stage alone, for detections made elsewhere (a batch of cameras)."""
+        if self.idle is not None and detections is not self._last_detections:
+            self.idle.detected(frame.image, frame.timestamp_s)
+            self._last_detections = detections
+        t0 = time.perf_counter()
+        if self.scenery is not None:
+            detections = self.scenery.filter_detections(detections, (frame.width_px, frame.height_px))
         tracks = self.tracker.update(
             detections,
             camera_id=self.camera_id,
@@ -132,13 +215,30 @@ class CameraPipeline:
             timestamp_s=frame.timestamp_s,
             frame_size_px=(frame.width_px, frame.height_px),
         )
-        t4 = time.perf_counter()
+        if self.scenery is not None:
+            tracks = self.scenery.update(tracks, frame.image)
+        self.timer.add("tracking", (time.perf_counter() - t0) * 1e3)
         if self.staff is not None:
+            t1 = time.perf_counter()
             tracks = self.staff(tracks, frame.image)
-            self.timer.add("staff", (time.perf_counter() - t4) * 1e3)
-        self.timer.add("preprocess", (t1 - t0) * 1e3)
-        self.timer.add("inference", (t2 - t1) * 1e3)
-        self.timer.add("postprocess", (t3 - t2) * 1e3)
-        self.timer.add("tracking", (t4 - t3) * 1e3)
+            self.timer.add("staff", (time.perf_counter() - t1) * 1e3)
         self.frames_processed += 1
         return tracks
+
+
+def detect_batch(detector: Any, pipelines: list[CameraPipeline], frames: list[Frame]) -> list[Detections]:
+    """One ``session.run`` for frames of several cameras with the same input geometry; the
+    stage times are shared out equally between the cameras' timers."""
+    t0 = time.perf_counter()
+    tensor, boxes = detector.preprocess_batch([f.image for f in frames])
+    t1 = time.perf_counter()
+    raw = detector.infer(tensor)
+    t2 = time.perf_counter()
+    out = [detector.postprocess(raw, box, k) for k, box in enumerate(boxes)]
+    t3 = time.perf_counter()
+    n = len(frames)
+    for p in pipelines:
+        p.timer.add("preprocess", (t1 - t0) * 1e3 / n)
+        p.timer.add("inference", (t2 - t1) * 1e3 / n)
+        p.timer.add("postprocess", (t3 - t2) * 1e3 / n)
+    return out

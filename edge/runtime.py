@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,11 +21,11 @@ from typing import Any, Protocol
 import cv2
 
 from edge.config import CameraConfig, StoreConfig
-from edge.contract import Frame, Message, Tracks
+from edge.contract import Detections, Frame, Message, Tracks
 from edge.payloads import CameraStatus
-from edge.pipeline import CameraPipeline, Detector, FpsGate, StageTimer
+from edge.pipeline import CameraPipeline, Detector, IdleGate, StageTimer, detect_batch
 from edge.sinks import Sink
-from edge.sources import FileSource, LiveSource, SourceError, SourceState, SourceStats
+from edge.sources import FileSource, LiveSource, PendingSource, Source, SourceError, SourceState, SourceStats
 
 log = logging.getLogger("storesense.runtime")
 
@@ -47,10 +47,7 @@ class CameraWorker:
 
     camera: CameraConfig
     pipeline: CameraPipeline
-    gate: FpsGate
-    file: FileSource | None = None
-    live: LiveSource | None = None
-    realtime: bool = False
+    source: Source
     errors: int = 0
     last_error: str = ""
     finished: bool = False
@@ -58,84 +55,31 @@ class CameraWorker:
     reason: str = ""
     last_timestamp_s: float | None = None
     reference_saved: bool = False
-    # a camera whose source could not be opened: retried by next_frame() with backoff
-    reopen: Callable[[], FileSource] | None = None
-    started: bool = True
-    _retry_at_mono: float = 0.0
-    _retry_backoff_s: float = 1.0
-    _no_source_stats: SourceStats = field(default_factory=lambda: SourceStats(state="error"))
-    _frames: Iterator[Frame] | None = None
-    _pending: Frame | None = None
-    _pace_anchor: tuple[float, float] | None = None  # (monotonic, first frame timestamp)
     _status_counts: tuple[float, int] = (0.0, 0)
+
+    @property
+    def started(self) -> bool:
+        """False while the camera's source has never opened (it stays 'error', retried)."""
+        return not isinstance(self.source, PendingSource) or self.source.opened is not None
 
     def next_frame(self) -> Frame | None:
         """The next frame to analyse now, or None (nothing due yet, or the source has ended)."""
-        if self.file is None and self.live is None:
-            self._retry_open()
+        t0 = time.perf_counter()
+        frame = self.source.next_frame()
+        stats = self.source.stats
+        self.state, self.reason = stats.state, stats.reason
+        if frame is None:
+            self.finished = stats.state == "ended"
             return None
-        if self.file is not None:
-            return self._next_file_frame()
-        assert self.live is not None
-        frame = self.live.latest()
-        self.state, self.reason = self.live.stats.state, self.live.stats.reason
-        if frame is None or not self.gate.due(frame.timestamp_s):
-            return None
+        self.pipeline.timer.add("decode", (time.perf_counter() - t0) * 1e3)
         return frame
-
-    def _next_file_frame(self) -> Frame | None:
-        assert self.file is not None
-        if self._frames is None:
-            self._frames = self.file.frames()
-            self.state = "running"
-        while self._pending is None:
-            t0 = time.perf_counter()
-            frame = next(self._frames, None)
-            self.pipeline.timer.add("decode", (time.perf_counter() - t0) * 1e3)
-            if frame is None:
-                self.finished = True
-                self.state, self.reason = "ended", self.file.stats.reason or "end of file"
-                return None
-            if self.gate.due(frame.timestamp_s):
-                self._pending = frame
-            else:
-                self.file.stats.frames_skipped += 1
-        if self.realtime:
-            now = time.monotonic()
-            if self._pace_anchor is None:
-                self._pace_anchor = (now, self._pending.timestamp_s)
-            anchor_mono, anchor_ts = self._pace_anchor
-            if now < anchor_mono + (self._pending.timestamp_s - anchor_ts):
-                return None
-        frame, self._pending = self._pending, None
-        return frame
-
-    def _retry_open(self) -> None:
-        """A camera that could not start: retry with backoff; the others run meanwhile."""
-        now = time.monotonic()
-        if self.reopen is None or now < self._retry_at_mono:
-            return
-        try:
-            self.file = self.reopen()
-        except SourceError as exc:
-            self._retry_backoff_s = min(self._retry_backoff_s * 2, self.camera.reconnect_max_backoff_s)
-            self._retry_at_mono = now + self._retry_backoff_s
-            self.reason = f"{exc}; retry in {self._retry_backoff_s:.0f} s"
-            return
-        log.warning("camera %s: source opened after %s", self.camera.id, self.reason or "an error")
-        self.state, self.reason, self.started = "running", "", True
 
     @property
-    def stats(self) -> Any:
-        if self.file is None and self.live is None:
-            return self._no_source_stats
-        return self.file.stats if self.file is not None else self.live.stats  # type: ignore[union-attr]
+    def stats(self) -> SourceStats:
+        return self.source.stats
 
     def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
-        if self.live is not None:
-            self.live.close()
+        self.source.close()
 
 
 def open_worker(
@@ -151,14 +95,15 @@ def open_worker(
     start_epoch_s: float | None = None,
     tolerate_errors: bool = False,
 ) -> CameraWorker:
-    pipeline = CameraPipeline(camera.id, detector, tracker, StageTimer(), staff=build_staff_stage(cfg))
-    gate = FpsGate(camera.fps)
+    idle = IdleGate(camera.idle_refresh_s) if camera.idle_refresh_s is not None else None
+    pipeline = CameraPipeline(camera.id, detector, tracker, StageTimer(), idle,
+                              scenery=build_scenery(cfg, camera), staff=build_staff_stage(cfg))
     source = source_override if source_override is not None else camera.source
     is_live = source_override is None and camera.is_live
     if is_live:
         live = LiveSource(camera.id, source, max_backoff_s=camera.reconnect_max_backoff_s,
-                          read_timeout_s=camera.read_timeout_s).start()
-        return CameraWorker(camera, pipeline, gate, live=live)
+                          read_timeout_s=camera.read_timeout_s, analysis_fps=camera.fps).start()
+        return CameraWorker(camera, pipeline, live)
     path = Path(str(source)) if source_override is not None else cfg.resolve_path(str(source))
 
     def open_file() -> FileSource:
@@ -168,19 +113,21 @@ def open_worker(
             fps_override=fps_override if fps_override is not None else camera.source_fps,
             start_epoch_s=start_epoch_s,
             loop=loop,
+            analysis_fps=camera.fps,
+            realtime=realtime,
         )
 
     if not tolerate_errors:
-        return CameraWorker(camera, pipeline, gate, file=open_file(), realtime=realtime)
+        return CameraWorker(camera, pipeline, open_file())
     try:
-        return CameraWorker(camera, pipeline, gate, file=open_file(), realtime=realtime)
+        return CameraWorker(camera, pipeline, open_file())
     except SourceError as exc:
         # one camera that cannot start must not stop the store: it reports 'error' over MQTT
         # and is retried with backoff while the others run
         log.error("camera %s: cannot start: %s; retrying with backoff, the other cameras run", camera.id, exc)
-        worker = CameraWorker(camera, pipeline, gate, realtime=realtime, reopen=open_file, started=False)
+        pending = PendingSource(camera.id, open_file, str(exc), camera.reconnect_max_backoff_s)
+        worker = CameraWorker(camera, pipeline, pending)
         worker.state, worker.reason, worker.errors, worker.last_error = "error", str(exc), 1, str(exc)
-        worker._retry_at_mono = time.monotonic() + worker._retry_backoff_s
         return worker
 
 
@@ -250,7 +197,8 @@ class Runtime:
         try:
             while not self._stop.is_set():
                 self._apply_commands()
-                worked = False
+                # one frame per camera per tick: a busy camera cannot starve the others
+                due: list[tuple[CameraWorker, Frame]] = []
                 for w in self.workers:
                     if w.finished:
                         continue
@@ -259,8 +207,9 @@ class Runtime:
                         if w.finished:
                             self._emit_status(w, force=True)
                         continue
-                    worked = True
-                    self._process(w, frame)
+                    due.append((w, frame))
+                worked = bool(due)
+                self._process_tick(due)
                 for w in self.workers:
                     self._emit_status(w)
                 if self.heartbeat is not None:
@@ -282,10 +231,33 @@ class Runtime:
             return True
         return all(not w.started for w in pending) and any(w.finished for w in self.workers)
 
-    def _process(self, w: CameraWorker, frame: Frame) -> None:
+    def _process_tick(self, due: list[tuple[CameraWorker, Frame]]) -> None:
+        """Cameras due in the same tick whose frames share an input geometry go through one
+        batched ``session.run`` (``model.batch_cameras``); the others one by one."""
+        singles = due
+        if self.cfg.model.batch_cameras and len(due) > 1:
+            singles = [(w, f) for w, f in due if w.pipeline.skip_detection(f)]  # idle: no detector
+            rest = [(w, f) for w, f in due if not any(w is s for s, _ in singles)]
+            for group in _batchable_groups(rest):
+                if len(group) == 1:
+                    singles.extend(group)
+                    continue
+                try:
+                    dets = detect_batch(group[0][0].pipeline.detector, [w.pipeline for w, _ in group],
+                                        [f for _, f in group])
+                except Exception:  # the batch failed: give every camera its own chance
+                    log.exception("batched inference of %d cameras failed; running them one by one", len(group))
+                    singles.extend(group)
+                    continue
+                for (w, frame), d in zip(group, dets, strict=True):
+                    self._process(w, frame, d)
+        for w, frame in singles:
+            self._process(w, frame)
+
+    def _process(self, w: CameraWorker, frame: Frame, detections: Detections | None = None) -> None:
         cam = w.camera.id
         try:
-            tracks = w.pipeline.process(frame)
+            tracks = w.pipeline.process(frame) if detections is None else w.pipeline.track(frame, detections)
             w.last_timestamp_s = frame.timestamp_s
             if self.save_reference_frames and not w.reference_saved:
                 self._save_reference(w, frame)
@@ -359,7 +331,7 @@ class Runtime:
             fps_measured=round(fps, 2),
             analysis_fps=w.camera.fps,
             frames_total=frames,
-            frames_dropped=int(st.frames_skipped) if w.live is not None else 0,
+            frames_dropped=int(st.frames_skipped) if w.source.drops_frames else 0,
             frames_corrupt=int(st.frames_corrupt),
             reconnects=int(st.reconnects),
             errors=w.errors,
@@ -386,11 +358,29 @@ class Runtime:
             w.close()
 
 
+def _batchable_groups(due: list[tuple[CameraWorker, Frame]]) -> list[list[tuple[CameraWorker, Frame]]]:
+    groups: dict[tuple[int, tuple[int, int]], list[tuple[CameraWorker, Frame]]] = {}
+    for w, frame in due:
+        det: Any = w.pipeline.detector  # batching needs OnnxDetector's geometry_for/can_batch
+        hw = det.geometry_for(frame.width_px, frame.height_px) if hasattr(det, "can_batch") else None
+        if hw is None or not det.can_batch(hw):
+            groups[(id(w), (0, 0))] = [(w, frame)]
+        else:
+            groups.setdefault((id(det), hw), []).append((w, frame))
+    return list(groups.values())
+
+
 def build_detector(cfg: StoreConfig) -> Detector:
     from edge.detector import OnnxDetector
 
     base = cfg.source_path.parent if cfg.source_path else None
-    return OnnxDetector.from_config(cfg.model, base)
+    if cfg.model.precision != "int8":
+        return OnnxDetector.from_config(cfg.model, base)
+    # int8 is calibrated on the store's own recordings when it has any (live cameras are not
+    # sampled here: quantising must not wait for streams)
+    videos = [cfg.resolve_path(str(c.source)) for c in cfg.cameras if not c.is_live]
+    videos = [v for v in videos if v.is_file()]
+    return OnnxDetector.from_config(cfg.model, base, cfg.data_path(), videos or None)
 
 
 def build_staff_stage(cfg: StoreConfig) -> Any:
@@ -409,6 +399,15 @@ def build_tracker(cfg: StoreConfig) -> Any:
     return ByteTracker(cfg.tracker)
 
 
+def build_scenery(cfg: StoreConfig, camera: CameraConfig) -> Any:
+    """Per camera: ignore polygons and static-scenery suppression; the places found are written to
+    ``data_dir/static/<camera>.json`` for /setup."""
+    from edge.scenery import SceneryFilter
+
+    report = cfg.resolve_path(cfg.data_dir) / "static" / f"{camera.id}.json"
+    return SceneryFilter(cfg.tracker.static_after_s, camera.ignore, report_path=report)
+
+
 def build_analytics(cfg: StoreConfig) -> Analytics:
     from zones.analytics import StoreAnalytics
 
@@ -422,6 +421,7 @@ __all__ = [
     "SourceError",
     "build_analytics",
     "build_detector",
+    "build_scenery",
     "build_tracker",
     "open_worker",
 ]

@@ -5,6 +5,11 @@ read frame by frame and time comes from ``start + frame_index / fps``; a live ca
 never fall behind, so a capture thread keeps only the newest frame and the analysis takes
 what is there. A live stream that drops reconnects with exponential backoff on its own
 thread, so one broken camera never blocks the others.
+
+Both implement :class:`Source`: the runtime asks ``next_frame()`` and never looks at which
+kind it has. A source picks the frames due at its analysis fps itself, so frames that will not
+be analysed are only ``grab``-bed (demuxed and decoded) and never ``retrieve``-d (no colour
+conversion, no new image array).
 """
 
 from __future__ import annotations
@@ -16,13 +21,14 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import cv2
 import numpy as np
 
 from edge.contract import Frame
 from edge.errors import UserFacingError
+from edge.pipeline import FpsGate
 
 log = logging.getLogger("storesense.sources")
 
@@ -45,6 +51,22 @@ def valid_image(image: object) -> bool:
     )
 
 
+class Source(Protocol):
+    """What the runtime needs of a camera: the next frame due for analysis, and its status."""
+
+    camera_id: str
+    stats: SourceStats
+    # live: frames overwritten before analysis are lost (reported as dropped); files lose none
+    drops_frames: bool
+
+    def next_frame(self) -> Frame | None:
+        """The next frame due for analysis now, or None (none due yet, or ``stats.state`` is
+        "ended")."""
+        ...
+
+    def close(self) -> None: ...
+
+
 @dataclass
 class SourceStats:
     frames_read: int = 0
@@ -56,7 +78,13 @@ class SourceStats:
 
 
 class FileSource:
-    """Reads a video file in order. ``fps_override`` replaces a wrong container frame rate."""
+    """Reads a video file in order. ``fps_override`` replaces a wrong container frame rate.
+
+    ``analysis_fps`` selects the frames :meth:`next_frame` returns (from their timestamps);
+    ``realtime`` paces them at the file's own rate, as a camera would deliver them.
+    """
+
+    drops_frames = False
 
     def __init__(
         self,
@@ -67,8 +95,15 @@ class FileSource:
         start_epoch_s: float | None = None,
         loop: bool = False,
         prefetch: int = 4,
+        analysis_fps: float | None = None,
+        realtime: bool = False,
     ) -> None:
         self.camera_id = camera_id
+        self.realtime = realtime
+        self._gate = FpsGate(analysis_fps) if analysis_fps is not None else None
+        self._frames: Iterator[Frame] | None = None
+        self._pace_anchor: tuple[float, float] | None = None  # (monotonic, first frame timestamp)
+        self._pending: Frame | None = None
         self.prefetch = prefetch
         self._stop = threading.Event()
         self.path = Path(path)
@@ -95,8 +130,28 @@ class FileSource:
         self._loops = 0
         self._last_good_index = -1
 
+    def next_frame(self) -> Frame | None:
+        if self._frames is None:
+            self._frames = self.frames()
+        if self._pending is None:
+            self._pending = next(self._frames, None)
+            if self._pending is None:
+                # keep what the decoder found (e.g. a truncated file's last good frame)
+                self.stats.state, self.stats.reason = "ended", self.stats.reason or "end of file"
+                return None
+        if self.realtime:
+            now = time.monotonic()
+            if self._pace_anchor is None:
+                self._pace_anchor = (now, self._pending.timestamp_s)
+            anchor_mono, anchor_ts = self._pace_anchor
+            if now < anchor_mono + (self._pending.timestamp_s - anchor_ts):
+                return None
+        frame, self._pending = self._pending, None
+        return frame
+
     def frames(self) -> Iterator[Frame]:
-        """Every decodable frame, in order. Corrupt frames are counted and skipped, not fatal.
+        """Every decodable frame due at the analysis fps (all of them without one), in order.
+        Corrupt frames are counted and skipped, not fatal.
 
         With ``prefetch`` > 0 a background thread decodes up to that many frames ahead (OpenCV
         releases the GIL while decoding), so decoding overlaps inference instead of adding to it.
@@ -139,8 +194,17 @@ class FileSource:
 
     def _decode(self) -> Iterator[Frame]:
         consecutive_failures = 0
+        gate = self._gate
         while True:
-            ok, image = self._cap.read()
+            ok = self._cap.grab()
+            if ok and gate is not None and not gate.due(self.start_epoch_s + self._index / self.fps):
+                # not analysed: demuxed/decoded by grab() only, never converted or copied
+                self._index += 1
+                self.stats.frames_skipped += 1
+                continue
+            image = None
+            if ok:
+                ok, image = self._cap.retrieve()
             if not ok:
                 # OpenCV gives one False at the end; a corrupt packet in the middle is usually skipped
                 # by the decoder. Tolerate a few failed reads before calling it the end.
@@ -161,7 +225,7 @@ class FileSource:
             consecutive_failures = 0
             index = self._index
             self._index += 1
-            if not valid_image(image):
+            if image is None or not valid_image(image):
                 self.stats.frames_corrupt += 1
                 continue
             self.stats.frames_read += 1
@@ -198,7 +262,9 @@ class LiveSource:
     """A live camera (RTSP/HTTP URL or USB index) read on its own thread; keeps the newest frame.
 
     Timestamps: a wall-clock anchor taken once at start plus ``time.monotonic()`` elapsed, so
-    differences are monotonic durations even if NTP steps the clock.
+    differences are monotonic durations even if NTP steps the clock. With ``analysis_fps`` the
+    capture thread still grabs every frame (a stream must be drained) but converts only those
+    due at that rate.
     """
 
     camera_id: str
@@ -209,8 +275,11 @@ class LiveSource:
     on_state: Callable[[str, SourceState, str], None] | None = None
     capture_factory: CaptureFactory | None = None
     stats: SourceStats = field(default_factory=SourceStats)
+    analysis_fps: float | None = None
+    drops_frames = True
 
     def __post_init__(self) -> None:
+        self._gate = FpsGate(self.analysis_fps) if self.analysis_fps is not None else None
         self._lock = threading.Lock()
         self._latest: Frame | None = None
         self._taken_index = -1
@@ -248,6 +317,9 @@ class LiveSource:
                         f"(read timeout {self.read_timeout_s:g} s); reconnecting")
         self.start()
         return True
+
+    def next_frame(self) -> Frame | None:
+        return self.latest()
 
     def latest(self) -> Frame | None:
         """The newest frame not yet taken, or None. Frames overwritten meanwhile count as skipped."""
@@ -319,7 +391,13 @@ class LiveSource:
             self._set_state("running")
             got_frame = False
             while current():
-                ok, image = cap.read()
+                if not cap.grab() or not current():
+                    break
+                if self._gate is not None and not self._gate.due(self._now_s()):
+                    with self._lock:  # the stream is alive: not a stall
+                        self._last_frame_mono = time.monotonic()
+                    continue  # not due at the analysis fps: not a drop, and never converted
+                ok, image = cap.retrieve()
                 if not ok or not current():
                     break
                 if not valid_image(image):
@@ -353,3 +431,41 @@ class LiveSource:
             scheme, rest = s.split("://", 1)
             s = f"{scheme}://***@{rest.split('@', 1)[1]}"
         return s
+
+
+class PendingSource:
+    """A camera whose file could not be opened yet: reports ``error`` and retries with backoff
+    (the other cameras run meanwhile); once open, it is that source."""
+
+    drops_frames = False
+
+    def __init__(self, camera_id: str, reopen: Callable[[], Source], reason: str, max_backoff_s: float) -> None:
+        self.camera_id = camera_id
+        self._reopen = reopen
+        self._max_backoff_s = max_backoff_s
+        self._backoff_s = 1.0
+        self._retry_at_mono = time.monotonic() + self._backoff_s
+        self.opened: Source | None = None
+        self.stats = SourceStats(state="error", reason=reason)
+
+    def next_frame(self) -> Frame | None:
+        if self.opened is not None:
+            return self.opened.next_frame()
+        now = time.monotonic()
+        if now < self._retry_at_mono:
+            return None
+        try:
+            self.opened = self._reopen()
+        except SourceError as exc:
+            self._backoff_s = min(self._backoff_s * 2, self._max_backoff_s)
+            self._retry_at_mono = now + self._backoff_s
+            self.stats.reason = f"{exc}; retry in {self._backoff_s:.0f} s"
+            return None
+        log.warning("camera %s: source opened after %s", self.camera_id, self.stats.reason or "an error")
+        self.stats = self.opened.stats
+        self.drops_frames = self.opened.drops_frames
+        return self.opened.next_frame()
+
+    def close(self) -> None:
+        if self.opened is not None:
+            self.opened.close()

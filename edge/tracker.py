@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import enum
 import math
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -54,6 +55,20 @@ _FORBIDDEN = 1e6
 _CHI2_95_4DOF = 9.4877
 # Smallest box side the filter may predict: keeps IoU and noise (proportional to size) sane.
 _MIN_SIDE_PX = 1.0
+# Occlusion hold: a track is "nearly stationary" when its head (top-centre of the box) moved less
+# than this many (tallest recent) box heights per second over the last _STILL_WINDOW_S of
+# observations. The head, not the feet: a counter or a till hides the feet first, and someone walking
+# straight away from the camera barely moves their feet in the image. A walker covers about one
+# body height per second; someone who has stopped at a shelf is under 0.1 (measured, docs/tracker.md).
+_STILL_SPEED_H_PER_S = 0.25
+_STILL_WINDOW_S = 1.0
+# A track last seen this close to the frame edge (fraction of the frame) left the view: never held.
+_BORDER_FRACTION = 0.02
+# A held track is re-associated with a detection whose head or feet are within this many box
+# heights of where they were last seen (people shift while hidden and reappear partly visible).
+_HOLD_RADIUS_H = 0.75
+# Observations kept per track for the speed estimate (bounded: flat memory).
+_HISTORY = 24
 
 
 class TrackerInputError(UserFacingError, ValueError):
@@ -164,6 +179,14 @@ def iou_matrix(a_xyxy: F64, b_xyxy: F64) -> F64:
     return np.where(union > 0.0, inter / np.maximum(union, 1e-9), 0.0)
 
 
+def _at_border(box_xyxy: F64, frame_size_px: tuple[int, int]) -> bool:
+    """The box touches the frame edge: its owner is leaving (or entering) the view, not hidden."""
+    w, h = frame_size_px
+    mx, my = _BORDER_FRACTION * w, _BORDER_FRACTION * h
+    x1, y1, x2, y2 = (float(v) for v in box_xyxy)
+    return x1 <= mx or y1 <= my or x2 >= w - mx or y2 >= h - my
+
+
 def match_by_cost(cost: F64, max_cost: float) -> list[tuple[int, int]]:
     """Hungarian assignment minimising total cost; pairs above ``max_cost`` are never matched."""
     if cost.size == 0:
@@ -196,9 +219,30 @@ class _Track:
     last_seen_s: float
     det_xyxy: F64  # the box of the detection matched last
     det_score: float
+    held: bool = False  # lost while nearly stationary: kept occlusion_hold_s, reported in held_ids
+    # (timestamp_s, centre x, top y, bottom y) of the last matched boxes, px
+    history: deque[tuple[float, float, float, float]] = field(default_factory=lambda: deque(maxlen=_HISTORY))
 
     def predicted_xyxy(self) -> F64:
         return cxcywh_to_xyxy(self.mean)
+
+    def observe(self, timestamp_s: float) -> None:
+        x1, y1, x2, y2 = (float(v) for v in self.det_xyxy)
+        self.history.append((timestamp_s, (x1 + x2) / 2.0, y1, y2))
+
+    def tallest_px(self) -> float:
+        return max(max(o[3] - o[2] for o in self.history), _MIN_SIDE_PX)
+
+    def is_still(self) -> bool:
+        """Head moved less than _STILL_SPEED_H_PER_S over the last _STILL_WINDOW_S of observations."""
+        if len(self.history) < 2:
+            return False
+        t_last, x_last, top_last, _ = self.history[-1]
+        recent = [o for o in self.history if t_last - o[0] <= _STILL_WINDOW_S + _TIME_EPS_S]
+        t0, x0, top0, _ = recent[0]
+        if t_last - t0 < 0.3:
+            return False  # too short to tell
+        return math.hypot(x_last - x0, top_last - top0) / (t_last - t0) / self.tallest_px() < _STILL_SPEED_H_PER_S
 
 
 class ByteTracker:
@@ -258,8 +302,11 @@ class ByteTracker:
 
         for t in self._tracks:
             if t.state is TrackState.LOST:
-                # as in ByteTrack: a lost box keeps its size, only its position extrapolates
+                # as in ByteTrack: a lost box keeps its size, only its position extrapolates;
+                # a held one (lost while standing still) stays where it was
                 t.mean[6:8] = 0.0
+                if t.held:
+                    t.mean[4:6] = 0.0
             t.mean, t.cov = self.kalman.predict(t.mean, t.cov, dt_s)
 
         boxes = detections.xyxy.astype(np.float64)
@@ -282,6 +329,7 @@ class ByteTracker:
         )
         for t in followed_left:
             t.state = TrackState.LOST
+            t.held = cfg.occlusion_hold_s > 0 and t.is_still() and not _at_border(t.det_xyxy, frame_size_px)
 
         # stage 2b, OC-SORT's observation-centric recovery: whoever is still unmatched vs the
         # remaining high-score detections, by IoU with the track's *last detected box*. Constant
@@ -289,9 +337,13 @@ class ByteTracker:
         # most of all across a gap, where the old speed is extrapolated for the whole gap.
         matched_keys = {t.key for t in matched}
         stray = [t for t in pool if t.key not in matched_keys]
-        _, high_left = self._associate(
+        stray_left, high_left = self._associate(
             stray, high_left, boxes, scores, cfg.match_iou_threshold, timestamp_s, matched, "last"
         )
+        # stage 2c, occlusion hold: a track lost while standing still, back near where it vanished
+        # (often only partly visible at first, so IoU with its old box can be low)
+        held = [t for t in stray_left if t.held and t.state is TrackState.LOST]
+        high_left = self._reassociate_held(held, high_left, boxes, scores, timestamp_s, matched)
 
         # stage 3: tentative tracks vs the high-score detections nobody claimed. A tentative
         # track has one or a few observations and no trustworthy velocity, so IoU against its
@@ -322,6 +374,7 @@ class ByteTracker:
                 self._next_id += 1
 
         out = sorted((t for t in matched if t.state is TrackState.CONFIRMED), key=lambda t: t.track_id)
+        held_ids = sorted(t.track_id for t in self._tracks if t.state is TrackState.LOST and t.held)
         return Tracks(
             camera_id,
             frame_index,
@@ -331,6 +384,7 @@ class ByteTracker:
             np.array([t.det_score for t in out], dtype=np.float32),
             np.array([t.track_id for t in out], dtype=np.int64),
             ended_ids=tuple(ended_ids),
+            held_ids=tuple(held_ids),
         )
 
     # -- steps ------------------------------------------------------------------------------------
@@ -360,10 +414,11 @@ class ByteTracker:
         """Evict lost tracks whose gap already exceeds ``max_lost_s`` *before* matching, so a
         person back after a longer gap gets a new id whatever the frame spacing."""
         limit_s = self.cfg.max_lost_s + _TIME_EPS_S
+        hold_s = max(self.cfg.occlusion_hold_s, self.cfg.max_lost_s) + _TIME_EPS_S
         keep: list[_Track] = []
         ended: list[int] = []
         for t in self._tracks:
-            if t.state is TrackState.LOST and timestamp_s - t.last_seen_s > limit_s:
+            if t.state is TrackState.LOST and timestamp_s - t.last_seen_s > (hold_s if t.held else limit_s):
                 ended.append(t.track_id)
             else:
                 keep.append(t)
@@ -412,23 +467,58 @@ class ByteTracker:
                 t.mean[4:6] = velocity
             else:
                 t.mean, t.cov = self.kalman.update(t.mean, t.cov, z)
-            t.det_xyxy = boxes[j].copy()
-            t.det_score = float(scores[j])
-            t.last_seen_s = timestamp_s
-            if t.state is TrackState.LOST:
-                t.state = TrackState.CONFIRMED
-            matched.append(t)
+            self._take(t, boxes[j], float(scores[j]), timestamp_s, matched)
             used_t.add(ti)
             used_d.add(di)
         left_t = [t for i, t in enumerate(tracks) if i not in used_t]
         left_d = np.array([d for i, d in enumerate(det_idx) if i not in used_d], dtype=np.intp)
         return left_t, left_d
 
+    @staticmethod
+    def _take(t: _Track, box_xyxy: F64, score: float, timestamp_s: float, matched: list[_Track]) -> None:
+        t.det_xyxy = box_xyxy.copy()
+        t.det_score = score
+        t.last_seen_s = timestamp_s
+        t.held = False
+        t.observe(timestamp_s)
+        if t.state is TrackState.LOST:
+            t.state = TrackState.CONFIRMED
+        matched.append(t)
+
+    def _reassociate_held(
+        self,
+        held: list[_Track],
+        det_idx: npt.NDArray[np.intp],
+        boxes: F64,
+        scores: F64,
+        timestamp_s: float,
+        matched: list[_Track],
+    ) -> npt.NDArray[np.intp]:
+        """Held tracks vs the detections nobody claimed, by the distance of the feet (in box heights of
+        the track) inside ``_HOLD_RADIUS_H``; the filter restarts at rest. Returns the unclaimed."""
+        if not held or det_idx.size == 0:
+            return det_idx
+        det = boxes[det_idx]
+        cx = (det[:, 0] + det[:, 2]) / 2.0
+        cost = np.empty((len(held), det_idx.size))
+        for i, t in enumerate(held):
+            _, x, top, bottom = t.history[-1]
+            head = np.hypot(cx - x, det[:, 1] - top)
+            feet = np.hypot(cx - x, det[:, 3] - bottom)
+            cost[i] = np.minimum(head, feet) / t.tallest_px()
+        used: set[int] = set()
+        for ti, di in match_by_cost(cost, _HOLD_RADIUS_H):
+            t, j = held[ti], int(det_idx[di])
+            t.mean, t.cov = self.kalman.initiate(xyxy_to_cxcywh(boxes[j]))
+            self._take(t, boxes[j], float(scores[j]), timestamp_s, matched)
+            used.add(di)
+        return np.array([d for i, d in enumerate(det_idx) if i not in used], dtype=np.intp)
+
     def _new_track(self, box_xyxy: F64, score: float, timestamp_s: float) -> _Track:
         mean, cov = self.kalman.initiate(xyxy_to_cxcywh(box_xyxy))
         key = self._next_key
         self._next_key += 1
-        return _Track(
+        t = _Track(
             key=key,
             track_id=0,
             state=TrackState.TENTATIVE,
@@ -439,6 +529,8 @@ class ByteTracker:
             det_xyxy=box_xyxy.copy(),
             det_score=score,
         )
+        t.observe(timestamp_s)
+        return t
 
 
 __all__ = [

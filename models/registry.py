@@ -5,6 +5,16 @@ works on every box: the file is looked up in :func:`edge.resources.models_dir` (
 variable ``STORESENSE_MODELS_DIR``, else ``../shared/models``). ``model.path`` is the escape
 hatch for any other export and always wins over ``name``.
 
+Two kinds of names:
+
+* a *file* name (``yolov8n-640``, ``yolox-nano-416``...): one export at one fixed square size;
+* a *family* name (``yolov8n``, ``yolo11n``, ``yolox-nano``): the detector picks the input
+  geometry per camera (the smallest multiple-of-32 rectangle holding the frame at
+  ``model.input_width_px``), using an exact-shape static export when one exists (static graphs
+  run faster than the dynamic one at the same shape) and otherwise the resizable graph with
+  its input dimensions fixed in memory. ``precision: int8`` swaps the resizable graph for its
+  static int8 copy (:mod:`models.quantize`).
+
 The sha256 values let an installer (or a test) prove that a box runs exactly the weights that
 were validated; the licence travels with the spec because YOLOv8/YOLO11 (AGPL-3.0) and YOLOX
 (Apache-2.0) have very different consequences for a closed commercial deployment.
@@ -13,7 +23,7 @@ were validated; the licence travels with the spec because YOLOv8/YOLO11 (AGPL-3.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -21,6 +31,7 @@ from edge.config import ModelConfig
 from edge.errors import UserFacingError
 
 Layout = Literal["yolov8", "yolox"]
+Precision = Literal["fp32", "int8"]
 
 AGPL = "AGPL-3.0 (Ultralytics; closed commercial use needs an Ultralytics licence)"
 APACHE = "Apache-2.0 (YOLOX, Megvii)"
@@ -47,11 +58,32 @@ class ModelSpec:
 
 
 @dataclass(frozen=True)
+class Family:
+    """A model family: one resizable graph plus exact-shape static exports of the same weights.
+
+    ``resizable_file`` runs at any multiple-of-32 input once its input dimensions are set (the
+    Ultralytics dynamic exports; YOLOX-Nano's fixed 416 graph, whose reshapes are dynamic).
+    ``static_files`` maps an input (height, width) to a file exported at exactly that shape.
+    """
+
+    name: str
+    layout: Layout
+    licence: str
+    default_width_px: int
+    resizable_file: str
+    static_files: dict[tuple[int, int], str]
+    sha256: dict[str, str]
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class ResolvedModel:
     """A concrete file to load, with what the registry (or the config) says about it.
 
     ``layout`` / ``input_size_px`` are ``None`` when a custom ``path`` did not state them; the
-    detector then reads them from the model itself.
+    detector then reads them from the model itself. ``input_width_px`` is set for families: the
+    detector then chooses the geometry per camera and may use ``static_variants`` (fp32 files
+    at exact shapes) instead of ``path`` (the resizable graph).
     """
 
     path: Path
@@ -60,6 +92,9 @@ class ResolvedModel:
     licence: str
     name: str | None = None
     sha256: str | None = None
+    input_width_px: int | None = None
+    static_variants: dict[tuple[int, int], Path] = field(default_factory=dict)
+    precision: Precision = "fp32"
 
 
 REGISTRY: dict[str, ModelSpec] = {
@@ -123,6 +158,52 @@ REGISTRY: dict[str, ModelSpec] = {
 }
 
 
+_V8_SHA = {
+    "yolov8n-dynamic.onnx": "0c0daa01d11e4b6fd689b2a42a958c9a701b60e3f31f21211b876f101d713789",
+    "yolov8n-384x640.onnx": "decb99d4f3cea555f2cdf319fd9cf6233fc8f56fe198e861100b099213a2fb04",
+}
+_V11_SHA = {
+    "yolo11n-dynamic.onnx": "81f251713cd8f97be0fdb9de358bae6078a690c438ad999e111300c252d31566",
+    "yolo11n-384x640.onnx": "a381e1c37258a6ee14e1ee486769569713dac4b20c15d81416f2bdb2b3189579",
+}
+
+FAMILIES: dict[str, Family] = {
+    fam.name: fam
+    for fam in (
+        Family(
+            "yolov8n",
+            "yolov8",
+            AGPL,
+            640,
+            "yolov8n-dynamic.onnx",
+            {(640, 640): "yolov8n-640.onnx", (384, 640): "yolov8n-384x640.onnx", (320, 320): "yolov8n-320.onnx"},
+            {**_V8_SHA, **{s.filename: s.sha256 for s in REGISTRY.values() if s.name.startswith("yolov8n-")}},
+            "YOLOv8n, input shaped per camera (16:9 -> 384x640, 4:3 -> 480x640 at width 640)",
+        ),
+        Family(
+            "yolo11n",
+            "yolov8",
+            AGPL,
+            640,
+            "yolo11n-dynamic.onnx",
+            {(640, 640): "yolo11n-640.onnx", (384, 640): "yolo11n-384x640.onnx", (320, 320): "yolo11n-320.onnx"},
+            {**_V11_SHA, **{s.filename: s.sha256 for s in REGISTRY.values() if s.name.startswith("yolo11n-")}},
+            "YOLO11n, input shaped per camera",
+        ),
+        Family(
+            "yolox-nano",
+            "yolox",
+            APACHE,
+            416,
+            "yolox-nano-416.onnx",
+            {(416, 416): "yolox-nano-416.onnx"},
+            {"yolox-nano-416.onnx": REGISTRY["yolox-nano-416"].sha256},
+            "YOLOX-Nano (Apache-2.0), input shaped per camera (16:9 -> 256x416 at width 416)",
+        ),
+    )
+}
+
+
 def sha256_file(path: Path) -> str:
     """Full hex sha256 of a file, read in chunks (model files are tens of MB)."""
     digest = hashlib.sha256()
@@ -133,7 +214,7 @@ def sha256_file(path: Path) -> str:
 
 
 def known_names() -> str:
-    return ", ".join(sorted(REGISTRY))
+    return ", ".join(sorted([*REGISTRY, *FAMILIES]))
 
 
 def lookup(name: str) -> ModelSpec:
@@ -148,10 +229,12 @@ def lookup(name: str) -> ModelSpec:
 
 
 def resolve_model(cfg: ModelConfig, base_dir: Path | None = None) -> ResolvedModel:
-    """Turn ``model:`` of a store config into a file that exists.
+    """Turn ``model:`` of a store config into a file that exists (the fp32 source).
 
     ``cfg.path`` (relative to ``base_dir``, the config file's folder) wins over ``cfg.name``:
     the default config carries a name, so a user who adds a path must not have to delete it.
+    ``precision: int8`` is applied afterwards by :func:`models.quantize.int8_variant`, which
+    needs the data dir; the returned record says which precision was asked for.
     """
     from edge.resources import models_dir
 
@@ -163,18 +246,22 @@ def resolve_model(cfg: ModelConfig, base_dir: Path | None = None) -> ResolvedMod
         if not p.is_file():
             where = f" (relative paths are resolved against {base_dir})" if base_dir is not None else ""
             raise ModelResolveError(f"model file not found: {p} (from model.path {cfg.path!r}{where})")
-        return ResolvedModel(p, cfg.layout, cfg.input_size_px, "unknown (custom model.path; check its licence)")
+        return ResolvedModel(
+            p,
+            cfg.layout,
+            cfg.input_size_px,
+            "unknown (custom model.path; check its licence)",
+            input_width_px=cfg.input_width_px,
+            precision=cfg.precision,
+        )
 
     assert cfg.name is not None  # ModelConfig guarantees name or path
-    spec = lookup(cfg.name)
     directory = models_dir()
-    p = directory / spec.filename
-    if not p.is_file():
-        raise ModelResolveError(
-            f"model file for {spec.name!r} not found: {p}. Put {spec.filename} into {directory}, "
-            "or set the environment variable STORESENSE_MODELS_DIR to the folder that holds it "
-            "(or set model.path in the store config)"
-        )
+    family = FAMILIES.get(cfg.name)
+    if family is not None:
+        return _resolve_family(family, cfg, directory)
+    spec = lookup(cfg.name)
+    p = _existing(directory, spec.filename, spec.name)
     return ResolvedModel(
         p,
         cfg.layout or spec.layout,
@@ -182,10 +269,48 @@ def resolve_model(cfg: ModelConfig, base_dir: Path | None = None) -> ResolvedMod
         spec.licence,
         name=spec.name,
         sha256=spec.sha256,
+        input_width_px=cfg.input_width_px,
+        precision=cfg.precision,
     )
 
 
+def _existing(directory: Path, filename: str, name: str) -> Path:
+    p = directory / filename
+    if not p.is_file():
+        raise ModelResolveError(
+            f"model file for {name!r} not found: {p}. Put {filename} into {directory}, "
+            "or set the environment variable STORESENSE_MODELS_DIR to the folder that holds it "
+            "(or set model.path in the store config)"
+        )
+    return p
+
+
+def _resolve_family(family: Family, cfg: ModelConfig, directory: Path) -> ResolvedModel:
+    resizable = _existing(directory, family.resizable_file, family.name)
+    # a missing static export only costs speed: the resizable graph covers that shape too
+    statics = {hw: directory / f for hw, f in family.static_files.items() if (directory / f).is_file()}
+    return ResolvedModel(
+        resizable,
+        cfg.layout or family.layout,
+        None,
+        family.licence,
+        name=family.name,
+        sha256=family.sha256.get(family.resizable_file),
+        input_width_px=cfg.input_width_px or family.default_width_px,
+        static_variants=statics,
+        precision=cfg.precision,
+    )
+
+
+def with_file(resolved: ResolvedModel, path: Path, sha256: str | None) -> ResolvedModel:
+    """The same model served from another file (its int8 copy): static fp32 exports no longer apply."""
+    return replace(resolved, path=path, sha256=sha256, static_variants={})
+
+
 __all__ = [
+    "FAMILIES",
+    "Family",
+    "Precision",
     "REGISTRY",
     "Layout",
     "ModelResolveError",
@@ -195,4 +320,5 @@ __all__ = [
     "lookup",
     "resolve_model",
     "sha256_file",
+    "with_file",
 ]

@@ -23,6 +23,17 @@ class TlsConfig(Strict):
     insecure_skip_verify: bool = False
 
 
+class HomeAssistantConfig(Strict):
+    """MQTT discovery for Home Assistant: each lane's wait and queue length and each zone's
+    occupancy appear as sensors of one device per box, unavailable when the edge is not online."""
+
+    enabled: bool = Field(default=False, description="publish discovery configs (retained) on every connection")
+    discovery_prefix: str = Field(
+        default="homeassistant", pattern=r"^[A-Za-z0-9_-]+(/[A-Za-z0-9_-]+)*$",
+        description="Home Assistant's discovery prefix (its MQTT integration setting)",
+    )
+
+
 class MqttConfig(Strict):
     enabled: bool = True
     host: str = "127.0.0.1"
@@ -40,6 +51,9 @@ class MqttConfig(Strict):
     outbox_max_messages: int = Field(default=100_000, ge=10)
     state_expiry_s: int = Field(default=120, ge=1, le=86400, description="MQTT 5 message expiry for live state")
     reconnect_max_backoff_s: float = Field(default=30.0, gt=0.0, le=600.0)
+    home_assistant: HomeAssistantConfig = Field(
+        default_factory=HomeAssistantConfig, description="Home Assistant MQTT discovery (off by default)"
+    )
 
     @field_validator("host")
     @classmethod

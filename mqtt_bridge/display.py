@@ -97,19 +97,32 @@ TEXTS: dict[str, dict[str, str]] = {
 RouteHandler = Callable[["DisplayRequestHandler"], None]
 
 
-def format_wait_minutes(wait_s: float | None) -> str | None:
-    """The number a shopper reads: whole minutes, "<1" under a minute, "0" for no wait.
+def format_wait_minutes(
+    wait_s: float | None, queue_length: int | None = None, server_busy: bool | None = None
+) -> str | None:
+    """The number a shopper reads, by one rule for every lane:
 
-    Rounded to the nearest minute: the estimate is not better than that, and a decimal is
-    unreadable from across the store.
+    * ``"0"``: nobody ahead of you (nobody in line and the till free);
+    * ``"<1"``: someone ahead, but the predicted wait is under a minute (also when the model
+      predicts 0 s: a customer still at the till is some wait, so it never reads "0");
+    * a whole number of minutes otherwise, rounded to the nearest (the estimate is not better
+      than that, and a decimal is unreadable from across the store).
+
+    The earlier rule read only the predicted seconds, so two empty lanes with a busy till showed
+    "<1" and "0" side by side depending on the model's residual-service estimate. A payload
+    without ``server_busy`` (an older edge) falls back to the seconds: under 1 s reads "0".
     """
     if wait_s is None or not math.isfinite(wait_s):
         return None
-    if wait_s < 1.0:
+    if queue_length is not None and server_busy is not None:
+        nobody_ahead = queue_length == 0 and not server_busy
+    else:
+        nobody_ahead = wait_s < 1.0
+    if nobody_ahead:
         return "0"
     if wait_s < 60.0:
         return "<1"
-    return str(int(wait_s / 60.0 + 0.5))
+    return str(max(1, int(wait_s / 60.0 + 0.5)))
 
 
 def _is_number(v: Any) -> bool:
@@ -130,6 +143,8 @@ def validate_lane_payload(payload: Any) -> str | None:
         return "'predicted_wait_s' must be a number >= 0 or null"
     if not isinstance(payload.get("stale", False), bool):
         return "'stale' must be true or false"
+    if not isinstance(payload.get("server_busy", False), bool):
+        return "'server_busy' must be true or false"
     if not isinstance(payload.get("recommended", False), bool):
         return "'recommended' must be true or false"
     label = payload.get("label")
@@ -349,7 +364,7 @@ class DisplayState:
             wait = p.get("predicted_wait_s")
             view["status"], view["open"] = "ok", True
             view["queue_length"] = int(p["queue_length"])
-            view["wait_text"] = format_wait_minutes(wait)
+            view["wait_text"] = format_wait_minutes(wait, int(p["queue_length"]), p.get("server_busy"))
             view["wait_min"] = None if wait is None else round(float(wait) / 60.0, 2)
         return view
 

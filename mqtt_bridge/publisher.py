@@ -186,6 +186,7 @@ class MqttPublisher:
         inflight_timeout_s: float | None = None,
         status_extra: Callable[[], dict[str, Any]] | None = None,
         config_dir: Path | None = None,
+        retained_on_connect: Sequence[tuple[str, bytes]] = (),
     ) -> None:
         self.cfg = cfg
         self._status_extra = status_extra  # e.g. history drops, for the edge status
@@ -228,6 +229,8 @@ class MqttPublisher:
         self._sender: threading.Thread | None = None
         self._status_key: tuple[Any, ...] = ("ok", 0, 0)
         self._status_mono = 0.0
+        # configs others discover us by (Home Assistant): retained, no expiry, sent on every connection
+        self._retained_on_connect = list(retained_on_connect)
         self._client = self._make_client()
 
     def __repr__(self) -> str:  # no secrets: neither the password nor its source value
@@ -507,6 +510,8 @@ class MqttPublisher:
                       self._client.is_connected())
 
     def _after_connect(self) -> None:
+        for topic, data in self._retained_on_connect:
+            self._publish(topic, data, qos=1, retain=True, expire=False)
         self._publish(self.availability_topic, AVAILABILITY_ONLINE.encode(), qos=1, retain=True, expire=False)
         now = time.monotonic()
         with self._lock:

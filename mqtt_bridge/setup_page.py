@@ -421,6 +421,7 @@ class SetupPage:
                     for z in cam.zones
                 ],
                 "calibration": cal,
+                "static_objects": _static_objects(cfg, cam.id),
             })
         return {
             "store_id": cfg.store.id,
@@ -638,6 +639,17 @@ class _BadRequest(Exception):
 
 class _NotFound(Exception):
     pass
+
+
+def _static_objects(cfg: StoreConfig, camera_id: str) -> list[dict[str, Any]]:
+    """Static scenery the running pipeline found on this camera (written by edge/scenery.py into
+    the data dir), drawn on the snapshot so the installer can mask it with an ``ignore`` polygon."""
+    path = cfg.resolve_path(cfg.data_dir) / "static" / f"{camera_id}.json"
+    try:
+        found = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [o for o in found if isinstance(o, dict) and isinstance(o.get("xyxy_px"), list)] if isinstance(found, list) else []
 
 
 def _cookie(header: str, name: str) -> str | None:

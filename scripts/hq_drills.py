@@ -87,7 +87,7 @@ def run_drills(lab: HqLab, *, outage_s: float, gap_s: float = 3.0, warmup_events
     res = DrillResult()
     for s in lab.stores:
         lab.start_edge_run(s, realtime=False, loop=True)
-    if not wait_for(lambda: all(len(lab.pg_event_ids(s)) >= warmup_events for s in lab.stores), 90):
+    if not wait_for(lambda: all(len(lab.pg_event_ids(s)) >= warmup_events for s in lab.stores), 300):
         raise RuntimeError("no events reached PostgreSQL from every store\n" + lab.logs())
     central, pg = lab.central, lab.pg
     res.drills.append(_drill(lab, f"central broker stopped {outage_s:.0f} s", central.stop, central.start,

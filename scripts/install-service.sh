@@ -51,6 +51,20 @@ if [ ! -e "$etc/store.yaml" ]; then
 else
   echo "install-service: kept existing $etc/store.yaml"
 fi
+defaults="$root/etc/default/storesense"
+if [ ! -e "$defaults" ]; then
+  install -d -m 0755 "$root/etc/default"
+  cat > "$defaults" <<'ENV'
+# Environment of storesense-edge.service and storesense-display.service (EnvironmentFile=).
+# Models are never downloaded: the folder with the .onnx files (see models/README.md).
+STORESENSE_MODELS_DIR=/opt/storesense/models
+# STORESENSE_CONFIG=/etc/storesense/store.yaml
+# extra arguments of `storesense run` / `storesense display`
+STORESENSE_RUN_ARGS=
+STORESENSE_DISPLAY_ARGS=
+ENV
+  echo "install-service: $defaults"
+fi
 if [ ! -e "$etc/mqtt.pw" ]; then
   # a random broker password, root-only; the services receive it through LoadCredential
   (umask 077; head -c 24 /dev/urandom | base64 | tr -d '/+=\n' > "$etc/mqtt.pw")

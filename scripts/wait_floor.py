@@ -27,7 +27,11 @@ def residual_mean_s(service_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return srt, tail_sum / np.arange(len(srt), 0, -1)
 
 
-def floor_row(rho: float, cv: float, n_customers: int, mean_service_s: float, seed: int) -> dict[str, float]:
+def simulate_mg1(
+    rho: float, cv: float, n_customers: int, mean_service_s: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.random.Generator]:
+    """(arrive_s, start_s, end_s, service_s, rng) of one FIFO lane: Poisson arrivals, gamma services.
+    scripts/wait_vs_floor.py replays the same customers through the product's queue model."""
     rng = np.random.default_rng(seed)
     shape = 1.0 / cv**2
     service_s = rng.gamma(shape, mean_service_s / shape, n_customers)
@@ -38,6 +42,15 @@ def floor_row(rho: float, cv: float, n_customers: int, mean_service_s: float, se
     for i in range(n_customers):  # FIFO single server
         start_s[i] = max(arrive_s[i], free_at_s)
         end_s[i] = free_at_s = start_s[i] + service_s[i]
+    return arrive_s, start_s, end_s, service_s, rng
+
+
+def floor_predictions(
+    rho: float, cv: float, n_customers: int, mean_service_s: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(customer index after warm-up, true wait, best-informed prediction) of one lane."""
+    arrive_s, start_s, end_s, _service_s, rng = simulate_mg1(rho, cv, n_customers, mean_service_s, seed)
+    shape = 1.0 / cv**2
     wait_s = start_s - arrive_s
     srt, tail_mean = residual_mean_s(rng.gamma(shape, mean_service_s / shape, 400_000))
 
@@ -51,6 +64,17 @@ def floor_row(rho: float, cv: float, n_customers: int, mean_service_s: float, se
     j = np.minimum(np.searchsorted(srt, elapsed_s), len(srt) - 1)
     residual_s = np.where(busy, np.maximum(tail_mean[j] - elapsed_s, 0.0), 0.0)
     best_s = in_queue * mean_service_s + residual_s
+    return idx, wait_s[idx], best_s
+
+
+def floor_row(rho: float, cv: float, n_customers: int, mean_service_s: float, seed: int) -> dict[str, float]:
+    arrive_s, start_s, end_s, _service_s, _rng = simulate_mg1(rho, cv, n_customers, mean_service_s, seed)
+    wait_s = start_s - arrive_s
+    idx, true_s, best_s = floor_predictions(rho, cv, n_customers, mean_service_s, seed)
+    first_ahead = np.searchsorted(end_s, arrive_s[idx], side="right")
+    ahead = idx - first_ahead
+    busy = (ahead > 0) & (start_s[np.minimum(first_ahead, n_customers - 1)] <= arrive_s[idx])
+    in_queue = ahead - busy
     simple_s = (in_queue + 0.5 * busy) * mean_service_s  # the product's formula with the true rate
     mean_wait_s = float(wait_s[idx].mean())
     return {

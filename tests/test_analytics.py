@@ -24,7 +24,7 @@ from edge.contract import Message, Tracks
 from edge.errors import UserFacingError
 from mqtt_bridge.topics import Topics
 from zones.analytics import StoreAnalytics, UnknownLaneError
-from zones.config import QueueModelConfig
+from zones.config import QueueModelConfig, RecommendationConfig
 
 T0 = 1_714_550_400.0  # 2024-05-01 08:00 UTC
 W = H = 1000
@@ -290,7 +290,10 @@ def test_lane_open_by_staff_and_by_command() -> None:
     (cmd,) = events(msgs, "lane_command")
     assert (cmd["lane_id"], cmd["state"], cmd["open"], cmd["open_source"]) == ("lane-1", "open", True, "command")
     assert last_state(msgs, TOPICS.lane_state("lane-1"))["open"] is True
-    assert last_state(msgs, TOPICS.store_state())["recommended_lane"] == "lane-1"
+    # the camera's last frame was 55 s before the command: the lane is stale, so the badge stays
+    # off it (never a stale lane, zones/recommend.py) although it is open
+    assert last_state(msgs, TOPICS.lane_state("lane-1"))["stale"] is True
+    assert last_state(msgs, TOPICS.store_state())["recommended_lane"] is None
     msgs = a.set_lane_state("lane-1", "auto", ts + 1)
     assert last_state(msgs, TOPICS.lane_state("lane-1"))["open_source"] == "staff"
     assert last_state(msgs, TOPICS.lane_state("lane-1"))["open"] is False
@@ -327,9 +330,10 @@ def test_recommended_lane(q1: int, q2: int, open1: str, open2: str, expected: st
     a = StoreAnalytics(make_config())
     a.set_lane_state("lane-1", open1, T0)
     a.set_lane_state("lane-2", open2, T0)
-    walkers = [stay(k, (0.05 + 0.08 * k, 0.3), 0.0, 10.0) for k in range(q1)]
-    walkers += [stay(20 + k, (0.05 + 0.08 * k, 0.7), 0.0, 10.0) for k in range(q2)]
-    msgs = run_scene(a, walkers, 10.0, finish=False)
+    # 25 s: a lane that becomes better by more than the badge's margin takes it after hold_s (10 s)
+    walkers = [stay(k, (0.05 + 0.08 * k, 0.3), 0.0, 25.0) for k in range(q1)]
+    walkers += [stay(20 + k, (0.05 + 0.08 * k, 0.7), 0.0, 25.0) for k in range(q2)]
+    msgs = run_scene(a, walkers, 25.0, finish=False)
     assert last_state(msgs, TOPICS.store_state())["recommended_lane"] == expected
     for lane in ("lane-1", "lane-2"):
         assert last_state(msgs, TOPICS.lane_state(lane))["recommended"] is (lane == expected)
@@ -337,7 +341,7 @@ def test_recommended_lane(q1: int, q2: int, open1: str, open2: str, expected: st
 
 def test_recommended_lane_change_is_published_at_once() -> None:
     """State interval 60 s, but the recommendation flips when lane 1 fills up: both lanes and the
-    store are re-published on that very frame."""
+    store are re-published on that very frame (the frame the badge's hold time runs out)."""
     a = StoreAnalytics(make_config(extra="analytics: {state_interval_s: 60}"))
     a.set_lane_state("lane-1", "open", T0)
     a.set_lane_state("lane-2", "open", T0)
@@ -350,10 +354,14 @@ def test_recommended_lane_change_is_published_at_once() -> None:
                 flips.append((t, str(m.payload["recommended_lane"])))
 
     run_scene(a, walkers, 20.0, on_frame=check, finish=False)
-    # the last command published the store state at T0; then nothing until the flip at 6 s
-    # (first customer confirmed in the queue), and nothing after within the 60 s interval
-    assert len(flips) == 1
-    assert flips[0][1] == "lane-2" and flips[0][0] == pytest.approx(6.0, abs=0.05)
+    # at T0 both lanes had no frame yet (stale: no badge); the first frame gives lane-1 the badge
+    # (tie: config order); lane 1 is worse by more than margin_s from 6 s (first customer
+    # confirmed in the queue), so lane-2 takes it when hold_s (10 s) ran out, at 16 s, and
+    # nothing after within the 60 s interval
+    hold_s = RecommendationConfig().hold_s
+    assert [f[1] for f in flips] == ["lane-1", "lane-2"]
+    assert flips[0][0] == pytest.approx(0.0, abs=0.25)
+    assert flips[1][0] == pytest.approx(6.0 + hold_s, abs=0.25)
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,25 @@ def test_wait_is_whole_minutes(wait_s: float | None, text: str | None) -> None:
     assert format_wait_minutes(wait_s) == text
 
 
+# (queue_length, server_busy, predicted_wait_s) -> what every lane shows; one rule for all lanes
+WORDING = [
+    ((0, False, 0.0), "0"),  # nobody ahead
+    ((0, True, 40.0), "<1"),  # nobody in line, till busy: some wait
+    ((0, True, 0.0), "<1"),  # till busy, the model says 0: still never "0" (the reported "<1" vs "0")
+    ((1, True, 45.0), "<1"),
+    ((2, True, 89.0), "1"),  # nearest minute
+    ((2, True, 90.0), "2"),
+    ((3, True, 185.0), "3"),
+    ((12, True, 1810.0), "30"),
+    ((0, False, None), None),  # no estimate yet: "Estimating"
+]
+
+
+@pytest.mark.parametrize(("state", "text"), WORDING)
+def test_wait_wording_rule(state: tuple[int, bool, float | None], text: str | None) -> None:
+    assert format_wait_minutes(state[2], state[0], state[1]) == text
+
+
 @pytest.mark.parametrize(
     ("payload", "problem"),
     [
@@ -784,3 +803,42 @@ def test_kiosk_waits_for_the_display_then_opens_it(tmp_path: Path, mosquitto: Mo
     finally:
         if kiosk.poll() is None:
             kiosk.kill()
+
+
+WORDING_LANES = [f"w{i}" for i in range(len(WORDING))]
+WORDING_CONFIG = "version: 1\nstore: {id: shop-1}\ncameras:\n  - id: cam-1\n    source: clip.mp4\n    zones:\n" + "".join(
+    f"      - {{id: q{i}, kind: queue, lane: {lane}, label: L{i}, polygon: [[0, 0], [1, 0], [1, 1]]}}\n"
+    for i, lane in enumerate(WORDING_LANES)
+) + "mqtt: {device_id: edge-1}\ndisplay: {stale_after_s: 30}\n"
+
+READ_WAITS = """
+Array.from(document.querySelectorAll('#lanes .lane')).map(function (c) {
+  var w = c.querySelector('.wait-value'), u = c.querySelector('.wait-unit');
+  return [c.dataset.lane, w ? w.textContent : null, u ? u.innerText.trim() : null];
+})
+"""
+
+
+@pytest.mark.parametrize(("language", "unit", "estimating"), [("en", "min", "Estimating"), ("zh", "分钟", "估算中")])
+def test_page_wording_table_in_chromium(
+    browser: Browser, mosquitto: MosquittoProcess, edge: Edge, language: str, unit: str, estimating: str
+) -> None:
+    """Each row of WORDING published as a lane; the page shows the rule's text, in zh and en."""
+    cfg = parse_config(WORDING_CONFIG)
+    cfg.display.languages = [language]  # type: ignore[list-item]
+    expected = {lane: ("–", estimating) if text is None else (text, unit)
+                for lane, (_, text) in zip(WORDING_LANES, WORDING, strict=True)}
+
+    def publish() -> None:
+        edge.availability("online")
+        for lane, ((queue, busy, wait), _) in zip(WORDING_LANES, WORDING, strict=True):
+            edge.lane(lane, queue_length=queue, server_busy=busy, predicted_wait_s=wait)
+
+    with DisplayServer(cfg, host="127.0.0.1", port=0, mqtt_port=mosquitto.port) as d:
+        page = browser.new_page(d.url)
+        try:
+            shown = poll(lambda: (rows := {r[0]: (r[1], r[2]) for r in page.evaluate(READ_WAITS)}) == expected
+                         and rows, f"wording table in {language}", during=publish)
+            assert shown == expected
+        finally:
+            page.close()

@@ -89,7 +89,8 @@ def _page_matches_published(page_cards: dict[str, dict[str, Any]], published: di
         card = page_cards[lane]
         if card["status"] != "ok":
             return False
-        if card["wait"] != format_wait_minutes(payload["predicted_wait_s"]):
+        if card["wait"] != format_wait_minutes(payload["predicted_wait_s"], payload["queue_length"],
+                                               payload["server_busy"]):
             return False
         if card["queue"] != str(payload["queue_length"]):
             return False

@@ -159,3 +159,19 @@ def test_devset_audit_floor_and_pred_roundtrip(tmp_path: Path, capsys: pytest.Ca
     # without the ignore band the unannotated far end counts against us: the band matters
     raw = evaluate(case.video, case.gt, config=case.config, pred=mot)
     assert raw.tracking["FP"] >= again.tracking["FP"]
+
+
+def test_offline_gap_filling_only_where_the_track_was_held_or_briefly_missed() -> None:
+    from edge.evaluate import fill_gaps
+
+    frames = list(range(1, 41))
+    box = {1: (0.0, 0.0, 10.0, 20.0), 20: (19.0, 0.0, 29.0, 20.0)}
+    # held through frames 2-19: every missing frame filled, linearly
+    filled = fill_gaps({7: dict(box)}, frames, {f: (7,) for f in range(2, 20)}, max_unheld_gap_frames=5)
+    assert sorted(filled[7]) == list(range(2, 20))
+    assert filled[7][11] == pytest.approx((10.0, 0.0, 20.0, 20.0))
+    # not held, and longer than a detector miss: left alone (e.g. withheld as static scenery)
+    assert fill_gaps({7: dict(box)}, frames, {}, max_unheld_gap_frames=5) == {}
+    # a short miss is filled even without a hold; frames never analysed are never invented
+    short = {1: (0.0, 0.0, 10.0, 20.0), 4: (3.0, 0.0, 13.0, 20.0)}
+    assert sorted(fill_gaps({3: short}, [1, 3, 4], {}, max_unheld_gap_frames=5)[3]) == [3]

@@ -226,17 +226,20 @@ def test_a_camera_that_could_not_start_is_retried_with_backoff(tmp_path: Path, v
     import shutil
 
     from edge.runtime import open_worker
+    from edge.sources import PendingSource
 
     late = tmp_path / "late.gif"
     cfg = parse_config(f"version: 1\nstore: {{id: s1}}\ncameras: [{{id: c1, source: {late}}}]\n")
     worker = open_worker(cfg, cfg.cameras[0], detector=None, tracker=None, tolerate_errors=True)  # type: ignore[arg-type]
     assert (worker.state, worker.started) == ("error", False) and "not found" in worker.reason
-    worker._retry_at_mono = 0.0
-    assert worker.next_frame() is None and worker._retry_backoff_s == 2.0  # failed again: backoff doubled
+    pending = worker.source
+    assert isinstance(pending, PendingSource)
+    pending._retry_at_mono = 0.0
+    assert worker.next_frame() is None and pending._backoff_s == 2.0  # failed again: backoff doubled
     assert "retry in 2 s" in worker.reason
     shutil.copy(videos_path / "people-detection.gif", late)
-    worker._retry_at_mono = 0.0
+    pending._retry_at_mono = 0.0
     worker.next_frame()
-    assert worker.started and worker.file is not None and worker.state == "running"
+    assert worker.started and pending.opened is not None and worker.state == "running"
     assert worker.next_frame() is not None  # frames flow
     worker.close()

@@ -170,7 +170,8 @@ cameras:
     source: unused.mp4
     fps: 5
     zones:
-      - {id: table, kind: dwell, stop_after_s: 10, polygon: [[0.40, 0.55], [0.80, 0.55], [0.80, 1.0], [0.40, 1.0]]}
+      - {id: table, kind: dwell, stop_after_s: 10, capacity: 1, polygon: [[0.40, 0.55], [0.80, 0.55], [0.80, 1.0], [0.40, 1.0]]}
+analytics: {alerts: [{id: table-taken, metric: zone_occupancy_pct, zone: table, above: 99, for_s: 5}]}
 mqtt: {enabled: false}
 """
 
@@ -218,6 +219,20 @@ def test_analyze_real_clip_writes_mot_and_events(tmp_path: Path, table_video: Pa
         assert abs(enter_s - eye_enter_s) <= 2.0 and abs(exit_s - eye_exit_s) <= 2.0, (enter_s, exit_s)
         assert dwell_s == pytest.approx(exit_s - enter_s, abs=0.01)
         assert stop  # all stayed > 10 s
+    # the table as a capacity-1 zone (a one-person fitting cabin): "full for 5 s" is raised 5 s
+    # into a visit and cleared once it has been free for 5 s (symmetric, AlertEngine), so a
+    # visitor arriving within ~5 s of the last one leaving (visits 2, 4, 6: gaps of 4-6 s by eye,
+    # shortened by the zone's leave/enter hysteresis) keeps the alert up: raised for visits 1, 3, 5
+    alerts = [(m["payload"]["timestamp_s"] - t0, m["payload"]["state"]) for m in messages
+              if m["topic"].endswith("/events/alert")]
+    raised = [t for t, state in alerts if state == "raised"]
+    # (the clip ends ~3 s after the last visitor leaves: that alert is still up at the end)
+    assert [state for _, state in alerts] == ["raised", "cleared", "raised", "cleared", "raised"], alerts
+    for r, (eye_enter_s, _) in zip(raised, [TABLE_VISITS_BY_EYE_S[i] for i in (0, 2, 4)], strict=True):
+        assert eye_enter_s + 5.0 - 2.0 <= r <= eye_enter_s + 5.0 + 3.0, (r, eye_enter_s)
+    table = [m["payload"] for m in messages if m["topic"].endswith("/zone/table/state")]
+    mid = [p for p in table if 30 <= p["timestamp_s"] - t0 <= 38]  # inside the 2nd visit (23-44 s)
+    assert mid and all(p["full"] and p["free_places"] == 0 and p["capacity"] == 1 for p in mid), mid
 
     # analyze → history → heatmap: the hottest cell is where people stood, in front of the table
     from edge.cli import main

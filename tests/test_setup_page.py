@@ -369,3 +369,31 @@ def test_installer_draws_a_zone_and_calibrates_with_real_clicks(
         assert not msg.payload.startswith(b"\xff\xd8"), msg.topic
         assert len(msg.payload) < 16_000, msg.topic
         assert "snapshot" not in msg.topic and "setup" not in msg.topic
+
+
+def test_setup_shows_the_static_objects_the_pipeline_found(tmp_path: Path, table_video: Path) -> None:
+    """edge/scenery.py writes the static places it finds into the data dir; /setup lists them per
+    camera so the installer can draw an ignore polygon over them (a corrupt file shows nothing)."""
+    import json
+
+    from edge.scenery import SceneryFilter
+
+    cfg = load_config(write_store(tmp_path, table_video))
+    page = SetupPage(cfg, password=PASSWORD)
+    assert page.describe()["cameras"][0]["static_objects"] == []
+    report = tmp_path / "data" / "static" / "cam-1.json"
+    f = SceneryFilter(static_after_s=1.0, report_path=report)
+    rng = np.random.default_rng(0)
+    poster = rng.integers(0, 255, (120, 40, 3), dtype=np.uint8)
+    from edge.contract import Tracks
+
+    for k in range(12):
+        img = np.full((240, 320, 3), 120, np.uint8)
+        img[60:180, 40:80] = poster
+        f.update(Tracks("cam-1", k, k * 0.2, (320, 240), np.array([[40, 60, 80, 180]], np.float32),
+                        np.array([0.9], np.float32), np.array([1])), img)
+    found = page.describe()["cameras"][0]["static_objects"]
+    assert [o["xyxy_px"] for o in found] == [[40.0, 60.0, 80.0, 180.0]]
+    report.write_text("{not json", encoding="utf-8")
+    assert page.describe()["cameras"][0]["static_objects"] == []
+    json.loads(json.dumps(page.describe()))

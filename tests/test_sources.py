@@ -161,6 +161,26 @@ def test_file_source_is_deterministic_and_honours_fps_override(table_video: Path
     b.close()
 
 
+def test_file_source_decodes_only_frames_due_at_the_analysis_fps(table_video: Path) -> None:
+    """10 fps file at 3 fps: the due frames are grabbed and retrieved, the others only grabbed;
+    the frames returned are exactly those an fps gate would pick from a full decode."""
+    full = FileSource("cam", table_video, start_epoch_s=0.0, prefetch=0)
+    gate = FpsGate(3.0)
+    expected = [(f.index, f.image) for _, f in zip(range(40), full.frames(), strict=False) if gate.due(f.timestamp_s)]
+    full.close()
+    src = FileSource("cam", table_video, start_epoch_s=0.0, analysis_fps=3.0)
+    got = []
+    while len(got) < len(expected):
+        frame = src.next_frame()
+        assert frame is not None
+        got.append((frame.index, frame.image))
+    src.close()
+    assert [i for i, _ in got] == [i for i, _ in expected] == [0, 4, 7, 10, 14, 17, 20, 24, 27, 30, 34, 37]
+    assert all(np.array_equal(a, b) for (_, a), (_, b) in zip(got, expected, strict=True))
+    # prefetch may have decoded a few due frames ahead; none of the skipped ones was retrieved
+    assert src.stats.frames_skipped >= 25 and len(got) <= src.stats.frames_read <= len(got) + src.prefetch
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [(None, "video file not found"), (b"this is not a video" * 100, "cannot open")],

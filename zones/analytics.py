@@ -107,7 +107,7 @@ class StoreAnalytics:
         is_staff = cam.tracks.is_staff
 
         out: list[Message] = []
-        transitions = cam.membership.update(ts, tracks.track_id, inside, ended)
+        transitions = cam.membership.update(ts, tracks.track_id, inside, ended, held_ids=tracks.held_ids)
         pts = floor if floor is not None else image_widths(foot_px, tracks.frame_size_px[0])
         self.lane_rules.queuers(cam, ts, id_list, born, pts, inside, is_staff)
         for tr in transitions:
@@ -122,7 +122,7 @@ class StoreAnalytics:
         out.extend(self.lane_rules.step(cam, ts, ended, set(id_list), is_staff))
         out.extend(self.visits.responses(cam, ts, id_list, pts, is_staff))
         out.extend(self.entrance.release(cam))
-        self.visits.occupancy(cam, is_staff)
+        self.visits.occupancy(cam, is_staff, ts)
         out.extend(self._heatmap_step(cam, tracks, floor, dt_s, ts, is_staff))
         out.extend(self._end_tracks(cam, ended, ts))
         cam.last_ts = ts

@@ -1,5 +1,5 @@
 """The per-camera context of the analytics, built once: zones, calibration, lanes, dwell
-statistics, response clocks, heatmap, and the records of live tracks."""
+statistics, response clocks, capacities, heatmap, and the records of live tracks."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge.config import CameraConfig, LaneConfig, StoreConfig
+from zones.capacity import CapacityState
 from zones.config import ZoneConfig
 from zones.dwell import ZoneStats
 from zones.geometry import FALLBACK_WIDTHS_PER_M, ZoneSet
@@ -47,6 +48,7 @@ class CameraState:
     calibration_by_size: dict[tuple[int, int], Any] = field(default_factory=dict)
     # entrance zone → tracks seen too briefly to count (see entering_min_seen_s); since start
     short_tracks_ignored: dict[str, int] = field(default_factory=dict)
+    capacity: dict[str, CapacityState] = field(default_factory=dict)  # zones with a capacity
 
     @property
     def id(self) -> str:
@@ -132,6 +134,7 @@ def build_camera(cfg: StoreConfig, cam: CameraConfig, lanes: list[LaneConfig]) -
         responses=responses,
         distance_method="floor_m" if calibration is not None else "image_approx",
         stitch_hold_s=cfg.tracker.max_lost_s + STITCH_EXTRA_HOLD_S,
+        capacity={z.id: CapacityState(z.id, z.capacity, z.waiting_zone) for z in cam.zones if z.capacity},
     )
 
 

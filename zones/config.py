@@ -98,6 +98,8 @@ class QueueZone(_ZoneBase):
     response_sla_s: ClassVar[float | None] = None
     entering_min_seen_s: ClassVar[float] = 2.0
     entering_max_track_age_s: ClassVar[float] = 10.0
+    capacity: ClassVar[int | None] = None
+    waiting_zone: ClassVar[str | None] = None
 
 
 class ServiceZone(_ZoneBase):
@@ -111,6 +113,8 @@ class ServiceZone(_ZoneBase):
     response_sla_s: ClassVar[float | None] = None
     entering_min_seen_s: ClassVar[float] = 2.0
     entering_max_track_age_s: ClassVar[float] = 10.0
+    capacity: ClassVar[int | None] = None
+    waiting_zone: ClassVar[str | None] = None
 
 
 class DwellZone(_ZoneBase):
@@ -120,10 +124,25 @@ class DwellZone(_ZoneBase):
     stop_after_s: float = Field(default=20.0, gt=0.0, le=3600.0)  # meanings: edge/config_reference.py
     greet_radius_m: float = Field(default=1.5, gt=0.0, le=20.0)
     response_sla_s: float | None = Field(default=None, gt=0.0, le=3600.0, description=_SLA_DESCRIPTION)
+    capacity: int | None = Field(
+        default=None, ge=1, le=10_000,
+        description="places in the zone (e.g. 6 fitting cabins): its state then reports free places, "
+        "full and for how long, and alert rules can use zone_occupancy_pct (zones/capacity.py)",
+    )
+    waiting_zone: str | None = Field(
+        default=None, pattern=ID_PATTERN,
+        description="with capacity: id of the dwell zone at its entrance where people wait (counted as waiting)",
+    )
     lane: ClassVar[str | None] = None
     service_zone: ClassVar[str | None] = None
     entering_min_seen_s: ClassVar[float] = 2.0
     entering_max_track_age_s: ClassVar[float] = 10.0
+
+    @model_validator(mode="after")
+    def _waiting_needs_capacity(self) -> DwellZone:
+        if self.waiting_zone is not None and self.capacity is None:
+            raise ValueError("waiting_zone needs capacity (the zone people wait to enter)")
+        return self
 
 
 class EntranceZone(_ZoneBase):
@@ -150,6 +169,8 @@ class EntranceZone(_ZoneBase):
     lane: ClassVar[str | None] = None
     service_zone: ClassVar[str | None] = None
     stop_after_s: ClassVar[float] = 20.0
+    capacity: ClassVar[int | None] = None
+    waiting_zone: ClassVar[str | None] = None
 
 
 class StaffOnlyZone(_ZoneBase):
@@ -163,6 +184,8 @@ class StaffOnlyZone(_ZoneBase):
     response_sla_s: ClassVar[float | None] = None
     entering_min_seen_s: ClassVar[float] = 2.0
     entering_max_track_age_s: ClassVar[float] = 10.0
+    capacity: ClassVar[int | None] = None
+    waiting_zone: ClassVar[str | None] = None
 
 
 ZoneConfig = Annotated[
@@ -237,7 +260,9 @@ class AlertRule(Strict):
 
     id: str = Field(pattern=ID_PATTERN)
     lane: str = Field(default="*", pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9_-]{0,63})$", description="lane id, or * for every lane")
-    metric: Literal["predicted_wait_s", "queue_length", "open_lanes_busy"]
+    metric: Literal["predicted_wait_s", "queue_length", "open_lanes_busy", "zone_occupancy_pct"]
+    zone: str = Field(default="*", pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9_-]{0,63})$",
+                      description="zone_occupancy_pct: zone id, or * for every zone with a capacity")
     above: float
     for_s: float = Field(default=0.0, ge=0.0, le=3600.0)
     action: str = Field(default="open_lane", description="machine-readable action for staff apps")
@@ -271,7 +296,13 @@ class HeatmapConfig(Strict):
 
 
 class QueueModelConfig(Strict):
-    service_rate_halflife_s: float = Field(default=300.0, gt=0.0, le=7200.0)
+    service_rate_halflife_s: float = Field(
+        default=1800.0, gt=0.0, le=7200.0,
+        description="how fast the learnt service rate forgets old customers. 1800 s: on the isolated-lane "
+        "scenario of scripts/wait_floor.py the predicted wait is within 1.08x of the best-informed floor at "
+        "utilisation 0.95 (300 s gave 1.52x: a rate learnt from ~7 services was the gap; "
+        "scripts/wait_vs_floor.py); lower it to follow a cashier whose speed changes faster",
+    )
     stale_after_s: float = Field(default=10.0, gt=0.0, le=600.0)
     smoothing_s: float = Field(default=3.0, ge=0.0, le=120.0)
     default_service_time_s: float = Field(default=60.0, gt=0.0, le=3600.0)
@@ -284,8 +315,25 @@ class QueueModelConfig(Strict):
     )
 
 
+class RecommendationConfig(Strict):
+    """Hysteresis of the "Recommended" badge on the checkout screens (zones/recommend.py)."""
+
+    margin_s: float = Field(
+        default=30.0, ge=0.0, le=600.0,
+        description="another lane takes the badge only if its predicted wait is at least this much shorter",
+    )
+    hold_s: float = Field(
+        default=10.0, ge=0.0, le=600.0,
+        description="... and stays that much shorter this long (the recommended lane closing or going "
+        "stale moves the badge at once)",
+    )
+
+
 class AnalyticsConfig(Strict):
     state_interval_s: float = Field(default=1.0, gt=0.0, le=60.0)
     queue: QueueModelConfig = Field(default_factory=QueueModelConfig)
+    recommendation: RecommendationConfig = Field(
+        default_factory=RecommendationConfig, description="hysteresis of the checkout screens' Recommended badge"
+    )
     heatmap: HeatmapConfig = Field(default_factory=HeatmapConfig)
     alerts: list[AlertRule] = Field(default_factory=list)

@@ -59,6 +59,8 @@ class ZoneMembership:
         self.rules = dict(rules)
         # zone id → track id → state (candidates and members)
         self._state: dict[str, dict[int, _State]] = {z: {} for z in self.rules}
+        # track id → last frame it was held through an occlusion (dropped when seen again or ended)
+        self._held_until_s: dict[int, float] = {}
 
     def update(
         self,
@@ -66,14 +68,32 @@ class ZoneMembership:
         track_ids: npt.ArrayLike,
         inside: Mapping[str, npt.ArrayLike],
         ended_ids: Iterable[int] = (),
+        held_ids: Iterable[int] = (),
     ) -> list[Transition]:
         """Advance to ``timestamp_s`` with this frame's inside masks (aligned with ``track_ids``).
 
-        Tracks absent from this frame are treated as not seen inside: their grace runs.
+        Tracks absent from this frame are treated as not seen inside: their grace runs, except for
+        ``held_ids``, tracks the tracker holds through an occlusion (lost while standing still):
+        they stay where they are, candidates or members, without their last-inside time moving, so
+        a visit that ends while hidden ends when the person was last seen; when the held track is
+        seen again, the hidden time counts as inside (up to the frame before it reappeared).
         Returns the transitions confirmed by this frame, exits before enters.
         """
         ids = np.asarray(track_ids, dtype=np.int64).reshape(-1)
         ended = set(int(i) for i in ended_ids)
+        held = set(int(i) for i in held_ids) - ended
+        # a held track seen again was there, hidden, until the previous frame: bridge the gap in every
+        # zone it was in (it may reappear just outside, walking away)
+        for tid in set(ids.tolist()) & set(self._held_until_s):
+            bridged_s = self._held_until_s.pop(tid)
+            for states in self._state.values():
+                st = states.get(tid)
+                if st is not None:
+                    st.last_inside_s = max(st.last_inside_s, bridged_s)
+        for tid in ended:
+            self._held_until_s.pop(tid, None)
+        for tid in held:
+            self._held_until_s[tid] = timestamp_s
         exits: list[Transition] = []
         enters: list[Transition] = []
         for zone_id, rule in self.rules.items():
@@ -93,7 +113,9 @@ class ZoneMembership:
                     st.member = True
                     enters.append(Transition("enter", zone_id, tid, st.first_inside_s, timestamp_s, st.first_inside_s))
             # grace expiry and ended tracks
-            for tid in [t for t, st in states.items() if t in ended or timestamp_s - st.last_inside_s > rule.leave_after_s]:
+            expired = [t for t, st in states.items()
+                       if t in ended or (t not in held and timestamp_s - st.last_inside_s > rule.leave_after_s)]
+            for tid in expired:
                 st = states.pop(tid)
                 if st.member:
                     exits.append(
@@ -137,8 +159,9 @@ class ZoneMembership:
                 if st.member:
                     out.append(Transition("exit", zone_id, tid, st.last_inside_s, timestamp_s, st.first_inside_s, True))
             states.clear()
+        self._held_until_s.clear()
         return out
 
     def tracked_count(self) -> int:
         """Number of (zone, track) states held; for memory-flatness checks."""
-        return sum(len(s) for s in self._state.values())
+        return sum(len(s) for s in self._state.values()) + len(self._held_until_s)

@@ -2,8 +2,8 @@
 
 Retained live state (lane, zone, store) goes out at most every ``analytics.state_interval_s`` per
 entity, and at once when something a screen must show changes (lane open/closed, recommended
-lane, staleness, alerts). The recommended lane is the shortest predicted wait among open lanes:
-fresh lanes first, config order breaks ties.
+lane, staleness, alerts, a capacity zone filling up). The recommended lane comes from
+zones/recommend.py (shortest predicted wait, with hysteresis).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from edge.payloads import LaneMetrics, LaneState, Payload, StoreState, ZoneState
 from zones.camera import CameraState
 from zones.events import Events, r3
 from zones.queues import AlertEngine, LaneQueue
+from zones.recommend import LaneOption, LaneRecommender
 
 log = logging.getLogger("storesense.analytics")
 
@@ -36,6 +37,8 @@ class StatePublisher:
         self.events = events
         self.alerts = AlertEngine(list(cfg.analytics.alerts), cfg.store.timezone)
         self.recommended: str | None = None
+        rec = cfg.analytics.recommendation
+        self.recommender = LaneRecommender(rec.margin_s, rec.hold_s)
         self._last_emit_s: dict[StateKey, float] = {}
         self._last_sig: dict[StateKey, Any] = {}
 
@@ -52,9 +55,12 @@ class StatePublisher:
         now = max(self._store_now(), ts)
         out: list[Message] = []
         metrics = {lid: lane.metrics(now) for lid, lane in self.lanes.items()}
-        for change in self.alerts.evaluate(now, list(metrics.items())):
+        zones = [(zid, cap.occupancy_pct) for c in self.cameras.values() for zid, cap in c.capacity.items()]
+        for change in self.alerts.evaluate(now, list(metrics.items()), zones):
             out.append(self.events.alert(change))
-        recommended = recommend(metrics)
+        recommended = self.recommender.update(now, [
+            LaneOption(lid, m.open, m.stale, m.predicted_wait_s) for lid, m in metrics.items()
+        ])
         if recommended != self.recommended:
             log.info("recommended lane: %s → %s", self.recommended, recommended)
             self.recommended = recommended
@@ -63,7 +69,8 @@ class StatePublisher:
         for c in [cam] if cam is not None else list(self.cameras.values()):
             for zid, st in c.stats.items():
                 key: StateKey = ("zone_state", zid)
-                sig: Any = (st.staff_count > 0,)
+                cap = c.capacity.get(zid)
+                sig: Any = (st.staff_count > 0, cap.full if cap is not None else None)
                 if force_all or self._due(key, now, sig, self.interval_s):
                     out.append(self._state(key, self.zone_payload(c, zid, now), now, sig))
         out.extend(self._store(now, metrics, recommended, bool(force_lanes), force_all))
@@ -146,18 +153,7 @@ class StatePublisher:
             **cam.stats[zid].summary(at),
             **(r.summary(at) if r is not None else {}),
             distance_method=cam.distance_method if r is not None else None,
+            **(cap.fields(at) if (cap := cam.capacity.get(zid)) is not None else {}),
             short_tracks_ignored=cam.short_tracks_ignored.get(zid, 0) if zone.kind == "entrance" else None,
         )
 
-
-def recommend(metrics: dict[str, LaneMetrics]) -> str | None:
-    """Shortest predicted wait among open lanes; fresh lanes first, config order breaks ties."""
-    best: tuple[int, float, int] | None = None
-    best_id = None
-    for order, (lid, m) in enumerate(metrics.items()):
-        if not m.open:
-            continue
-        key = (1 if m.stale else 0, float(m.predicted_wait_s), order)
-        if best is None or key < best:
-            best, best_id = key, lid
-    return best_id

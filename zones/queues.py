@@ -36,6 +36,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -393,14 +394,20 @@ class AlertEngine:
             return start <= hour < end
         return hour >= start or hour < end  # window across midnight, e.g. (22, 2)
 
-    def evaluate(self, timestamp_s: float, lanes: list[tuple[str, LaneMetrics]]) -> list[AlertChange]:
-        """``lanes``: (lane id, metrics) of every lane of the store."""
+    def evaluate(
+        self, timestamp_s: float, lanes: list[tuple[str, LaneMetrics]],
+        zones: Sequence[tuple[str, float]] = (),
+    ) -> list[AlertChange]:
+        """``lanes``: (lane id, metrics) of every lane; ``zones``: (zone id, occupancy %) of every
+        zone with a capacity (zones/capacity.py)."""
         changes: list[AlertChange] = []
         for rule in self.rules:
             active_hours = self._in_hours(rule, timestamp_s)
             targets: list[tuple[str | None, float | None]]
             if rule.metric == "open_lanes_busy":
                 targets = [(None, _open_lanes_busy(lanes))]
+            elif rule.metric == "zone_occupancy_pct":
+                targets = [(zid, pct) for zid, pct in zones if rule.zone in ("*", zid)]
             else:
                 targets = []
                 for lid, m in lanes:

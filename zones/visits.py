@@ -106,12 +106,15 @@ class VisitRules:
         return out
 
     @staticmethod
-    def occupancy(cam: CameraState, is_staff: IsStaff) -> None:
+    def occupancy(cam: CameraState, is_staff: IsStaff, ts: float) -> None:
         for zid, st in cam.stats.items():
             members = cam.membership.members(zid)
             staff = sum(1 for t in members if is_staff(t))
             st.staff_count = staff
             st.occupancy = len(members) - staff
+        for zid, cap in cam.capacity.items():
+            waiting = cam.stats[cap.waiting_zone].occupancy if cap.waiting_zone is not None else None
+            cap.update(ts, cam.stats[zid].occupancy, waiting)
 
     @staticmethod
     def staff_only(cam: CameraState, ids: list[int], inside: dict[str, np.ndarray], dt_s: float, need_s: float) -> None:

@@ -13,6 +13,7 @@ const state = {
   image: null,
   size: [1280, 720],
   zones: [],       // {id, original_id, kind, label, lane, service_zone, units, polygon_px}
+  staticObjects: [], // static scenery the pipeline found: {xyxy_px}; mask them with an ignore polygon
   calib: [],       // {px: [x, y], m: [X|null, Y|null], err: number|null}
   hadCalibration: false,
   grid: [],
@@ -108,6 +109,7 @@ async function selectCamera(cameraId) {
     polygon_px: z.units === "m" ? null : z.polygon.map((p) => [p[0] * w, p[1] * h]),
     polygon_m: z.units === "m" ? z.polygon : null,
   }));
+  state.staticObjects = cam.static_objects || [];
   renderCalibTable(); renderZoneList(); schedulePreview(0); draw();
 }
 
@@ -213,6 +215,13 @@ function draw() {
     ctx.fillStyle = "#fff"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
     ctx.fillText(text, cx, cy - 2 * s);
   });
+  for (const o of state.staticObjects) {  // posters, mannequins, signs held as "people" (edge/scenery.py)
+    const [x1, y1, x2, y2] = o.xyxy_px;
+    ctx.setLineDash([6 * s, 4 * s]); ctx.strokeStyle = "#ff9f1c"; ctx.lineWidth = 2.5 * s;
+    ctx.strokeRect(x1, y1, x2 - x1, y2 - y1); ctx.setLineDash([]);
+    ctx.font = `${Math.round(12 * s)}px "DejaVu Sans", sans-serif`; ctx.textAlign = "left"; ctx.textBaseline = "bottom";
+    ctx.fillStyle = "#ff9f1c"; ctx.fillText("static object", x1, y1 - 2 * s);
+  }
   if (state.drawing.length) {
     ctx.beginPath();
     state.drawing.forEach((p, i) => (i ? ctx.lineTo(p[0], p[1]) : ctx.moveTo(p[0], p[1])));

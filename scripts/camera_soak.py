@@ -1,0 +1,156 @@
+#!/usr/bin/env python3
+"""Many cameras on one box: aggregate analysis rate, frame-to-MQTT latency and RSS over time.
+
+    python scripts/camera_soak.py --cameras 12 --duration-s 1800                       # default model
+    python scripts/camera_soak.py --cameras 6 --model yolov8n --precision int8 --duration-s 600
+
+Starts a private Mosquitto, writes a store config with N cameras (the sample clip, looped and
+paced at its real frame rate like a camera, 5 analysis fps, a dwell and an entrance zone each),
+runs ``storesense run`` in a subprocess and subscribes to everything. Printed: analysed
+frames/s per camera and in total (from ``camera_status``), frame-to-MQTT latency (arrival wall
+time minus the frame timestamp in each zone-state payload) p50/p95, and the RSS of the edge
+process sampled every few seconds with its slope (MB per 10 minutes, least squares after a
+warm-up): flat memory means a slope near zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from edge.resources import videos_dir  # noqa: E402
+from mqtt_bridge.broker import start_mosquitto  # noqa: E402
+
+CAMERA = """  - id: cam-{i}
+    source: {video}
+    fps: {fps}
+    zones:
+      - {{id: table-{i}, kind: dwell, label: "Table {i}", polygon: [[0.42, 0.6], [0.75, 0.6], [0.75, 1.0], [0.42, 1.0]]}}
+      - {{id: door-{i}, kind: entrance, label: "Door {i}", polygon: [[0.85, 0.5], [1.0, 0.5], [1.0, 1.0], [0.85, 1.0]]}}
+"""
+
+
+def write_config(path: Path, args: argparse.Namespace, port: int) -> None:
+    video = args.video or str(videos_dir() / "one-by-one-person-detection.mp4")
+    model = f"model: {{name: {args.model}, precision: {args.precision}, threads: {args.threads}}}\n"
+    cams = "".join(CAMERA.format(i=i, video=video, fps=args.fps) for i in range(args.cameras))
+    path.write_text(
+        "version: 1\nstore: {id: soak}\n" + model + "cameras:\n" + cams
+        + f"mqtt: {{host: 127.0.0.1, port: {port}, device_id: soak-edge}}\n"
+        + f"data_dir: {path.parent / 'data'}\n"
+    )
+
+
+def rss_mb(pid: int) -> float | None:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:
+        return None
+    return None
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--cameras", type=int, default=12)
+    ap.add_argument("--fps", type=float, default=5.0, help="analysis fps per camera")
+    ap.add_argument("--model", default="yolox-nano-416")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--duration-s", type=float, default=300.0)
+    ap.add_argument("--warmup-s", type=float, default=30.0, help="excluded from latency and the RSS slope")
+    ap.add_argument("--video")
+    ap.add_argument("--json")
+    args = ap.parse_args()
+
+    broker = start_mosquitto()
+    tmp = Path(tempfile.mkdtemp(prefix="storesense-soak-"))
+    cfg = tmp / "store.yaml"
+    write_config(cfg, args, broker.port)
+    latencies: list[tuple[float, float]] = []  # (arrival, latency_s)
+    status: dict[str, list[float]] = {}
+    lock = threading.Lock()
+
+    def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
+        now = time.time()
+        try:
+            payload = json.loads(msg.payload)
+        except ValueError:
+            return
+        if not isinstance(payload, dict):
+            return
+        with lock:
+            if payload.get("schema", "").startswith("storesense.camera_status") and payload.get("state") == "running":
+                status.setdefault(payload["camera_id"], []).append(float(payload.get("fps_measured", 0.0)))
+            elif payload.get("schema", "").startswith("storesense.zone_state") and not msg.retain:
+                latencies.append((now, now - float(payload["timestamp_s"])))
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="soak-probe")
+    client.on_message = on_message
+    client.connect("127.0.0.1", broker.port)
+    client.subscribe("#", qos=0)
+    client.loop_start()
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "edge.cli", "--log-level", "WARNING", "run", "--config", str(cfg), "--realtime", "--loop"]
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, env=env)
+    rss: list[tuple[float, float]] = []
+    try:
+        while time.time() - t0 < args.duration_s and proc.poll() is None:
+            time.sleep(5.0)
+            v = rss_mb(proc.pid)
+            if v is not None:
+                rss.append((time.time() - t0, v))
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        client.loop_stop()
+        client.disconnect()
+        broker.stop()
+
+    with lock:
+        lat = np.array([v for t, v in latencies if t - t0 >= args.warmup_s])
+        fps = {cam: float(np.median(v[-5:])) for cam, v in status.items() if v}
+    r = np.array([(t, v) for t, v in rss if t >= args.warmup_s])
+    slope = float(np.polyfit(r[:, 0], r[:, 1], 1)[0] * 600.0) if len(r) >= 3 else float("nan")
+    result = {
+        "cameras": args.cameras,
+        "model": f"{args.model} {args.precision}",
+        "duration_s": round(time.time() - t0, 1),
+        "fps_per_camera": fps,
+        "fps_total": round(sum(fps.values()), 2),
+        "fps_target_total": args.cameras * args.fps,
+        "latency_p50_ms": round(float(np.percentile(lat, 50)) * 1e3, 1) if lat.size else None,
+        "latency_p95_ms": round(float(np.percentile(lat, 95)) * 1e3, 1) if lat.size else None,
+        "latency_samples": int(lat.size),
+        "rss_start_mb": round(float(r[0, 1]), 1) if len(r) else None,
+        "rss_end_mb": round(float(r[-1, 1]), 1) if len(r) else None,
+        "rss_slope_mb_per_10min": round(slope, 2),
+        "exit_code": proc.returncode,
+    }
+    print(json.dumps(result, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

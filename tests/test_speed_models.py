@@ -1,0 +1,232 @@
+"""Per-camera input geometry, model families and static int8 (real models on real images).
+
+The int8 tests quantise the small yolov8n-320 on a handful of real frames: the point is the
+mechanics (decode kept in float, cache, first-use quantisation), not calibration quality.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+
+from edge.config import ModelConfig
+from edge.detector import OnnxDetector, input_geometry
+from models.quantize import cached, decode_tail, int8_variant, quantize
+from models.registry import REGISTRY, resolve_model
+
+
+@pytest.fixture(scope="module")
+def bus(images_path: Path) -> np.ndarray:
+    img = cv2.imread(str(images_path / "bus.jpg"))
+    assert img is not None
+    return img
+
+
+@pytest.fixture(scope="module")
+def zidane(images_path: Path) -> np.ndarray:
+    img = cv2.imread(str(images_path / "zidane.jpg"))
+    assert img is not None
+    return img
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    iw = max(0.0, float(min(a[2], b[2]) - max(a[0], b[0])))
+    ih = max(0.0, float(min(a[3], b[3]) - max(a[1], b[1])))
+    inter = iw * ih
+    return inter / float((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
+
+
+def test_input_geometry_is_the_smallest_multiple_of_32_rectangle() -> None:
+    assert input_geometry(1920, 1080, 640) == (384, 640)  # 16:9: 640x360 + padding
+    assert input_geometry(768, 576, 640) == (480, 640)  # 4:3
+    assert input_geometry(384, 288, 640) == (480, 640)  # small 4:3 is scaled up
+    assert input_geometry(1080, 1920, 640) == (640, 384)  # portrait
+    assert input_geometry(1280, 720, 416) == (256, 416)
+    assert input_geometry(640, 640, 640) == (640, 640)
+
+
+def test_family_picks_geometry_per_frame_and_static_export_when_it_matches(
+    bus: np.ndarray, zidane: np.ndarray
+) -> None:
+    det = OnnxDetector.from_config(ModelConfig(name="yolov8n", confidence_threshold=0.25))
+    square = OnnxDetector.from_config(ModelConfig(name="yolov8n-640", confidence_threshold=0.25))
+    wide = det.detect(zidane)  # 1280x720 -> the static 384x640 export
+    assert det.geometry_for(1280, 720) == (384, 640)
+    assert det._slots[(384, 640)].source == "yolov8n-384x640.onnx"
+    tall = det.detect(bus)  # 810x1080 -> 640x480 (portrait) from the dynamic graph, dims fixed in memory
+    assert det._slots[(640, 480)].source == "yolov8n-dynamic.onnx"
+    assert det._slots[(640, 480)].session.get_inputs()[0].shape[2:] == [640, 480]
+    # same weights as the square model: the confident persons are found at the same places
+    for got, ref in ((wide, square.detect(zidane)), (tall, square.detect(bus))):
+        confident = ref.xyxy[ref.confidence > 0.5]
+        assert len(confident) >= 2
+        for box in confident:
+            assert max(_iou(box, g) for g in got.xyxy) > 0.8
+
+
+def test_yolox_family_runs_at_a_rectangular_size(zidane: np.ndarray) -> None:
+    det = OnnxDetector.from_config(ModelConfig(name="yolox-nano", confidence_threshold=0.25))
+    found = det.detect(zidane)
+    assert det.geometry_for(1280, 720) == (256, 416)
+    slot = det._slots[(256, 416)]
+    assert slot.output_shape == (1, (32 * 52 + 16 * 26 + 8 * 13), 85)  # anchors of a 256x416 input
+    assert int((found.confidence > 0.5).sum()) == 2  # the two men, as at 416x416
+
+
+def test_names_of_fixed_files_keep_their_square_input() -> None:
+    r = resolve_model(ModelConfig(name="yolov8n-640"))
+    assert r.input_width_px is None and r.input_size_px == 640
+    det = OnnxDetector.from_config(ModelConfig(name="yolox-nano-416"))
+    assert det.geometry_for(1280, 720) == (416, 416)
+
+
+def test_decode_tail_keeps_the_head_decode_in_float(models_path: Path) -> None:
+    model = onnx.load(str(models_path / "yolov8n-320.onnx"))
+    tail = set(decode_tail(model))
+    by_name = {n.name: n for n in model.graph.node}
+    last = next(n for n in model.graph.node if "output0" in n.output)
+    assert last.name in tail  # the Concat of boxes and scores
+    assert any(by_name[n].op_type == "Sigmoid" and "model.22" in n for n in tail)
+    assert any("dfl" in n for n in tail)
+    # no feature convolution of the backbone or the head's branches is excluded
+    assert not any(by_name[n].op_type == "Conv" and "dfl" not in n for n in tail)
+
+
+@pytest.fixture(scope="module")
+def int8_320(tmp_path_factory: pytest.TempPathFactory, table_video: Path) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("int8")
+    resolved = resolve_model(ModelConfig(name="yolov8n-320"))
+    q = quantize(resolved, out / "models", [table_video], frames=6)
+    return q.path, q.meta
+
+
+def test_int8_finds_the_same_people_as_fp32(int8_320: tuple[Path, dict], bus: np.ndarray, models_path: Path) -> None:
+    path, meta = int8_320
+    fp32 = OnnxDetector(models_path / "yolov8n-320.onnx", "yolov8", confidence_threshold=0.25)
+    int8 = OnnxDetector(path, "yolov8", confidence_threshold=0.25)
+    a, b = fp32.detect(bus), int8.detect(bus)
+    assert len(a) == 3
+    for box, score in zip(a.xyxy, a.confidence, strict=True):
+        j = int(np.argmax([_iou(box, g) for g in b.xyxy]))
+        assert _iou(box, b.xyxy[j]) > 0.8
+        assert abs(float(b.confidence[j]) - float(score)) < 0.15  # 6 calibration frames of another scene
+    # the sidecar records where it came from and how close it is
+    assert meta["source"] == "yolov8n-320.onnx" and meta["source_sha256"] == REGISTRY["yolov8n-320"].sha256
+    assert meta["calibration"]["videos"] == ["one-by-one-person-detection.mp4"]
+    assert meta["accuracy_delta"]["recall_vs_fp32"] >= 0.8
+    assert json.loads(path.with_suffix(".json").read_text())["sha256"] == meta["sha256"]
+    assert any(n.op_type == "QuantizeLinear" for n in onnx.load(str(path)).graph.node)
+
+
+def test_int8_on_first_use_is_cached_and_redone_when_damaged(
+    int8_320: tuple[Path, dict], caplog: pytest.LogCaptureFixture, table_video: Path
+) -> None:
+    path, _ = int8_320
+    data_dir = path.parent.parent
+    resolved = resolve_model(ModelConfig(name="yolov8n-320", precision="int8"))
+    with caplog.at_level(logging.WARNING, logger="storesense.quantize"):
+        got = int8_variant(resolved, data_dir)
+    assert got.path == path and "quantising it now" not in caplog.text  # cached: no work
+    mtime = path.stat().st_mtime_ns
+    path.write_bytes(path.read_bytes()[:-10])  # damaged copy: detected by its sha256
+    assert cached(resolved, data_dir / "models") is None
+    with caplog.at_level(logging.WARNING, logger="storesense.quantize"):
+        again = int8_variant(resolved, data_dir, [table_video], frames=6)
+    assert "quantising it now" in caplog.text
+    assert again.path == path and path.stat().st_mtime_ns != mtime
+    assert cached(resolved, data_dir / "models") is not None
+
+
+def _short_clip(src: Path, dst: Path, frames: int, skip: int = 0) -> Path:
+    cap = cv2.VideoCapture(str(src))
+    for _ in range(skip):
+        cap.grab()
+    out = cv2.VideoWriter(str(dst), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (768, 432))
+    for _ in range(frames):
+        ok, img = cap.read()
+        assert ok
+        out.write(img)
+    out.release()
+    cap.release()
+    return dst
+
+
+def test_cameras_due_together_share_one_batched_run_with_the_same_tracks(tmp_path: Path, table_video: Path) -> None:
+    """Two cameras, one batched session.run per tick: the same tracks as one run per camera."""
+    from edge.config import parse_config
+    from edge.runtime import Runtime, build_detector, build_tracker, open_worker
+    from edge.sinks import MemorySink
+
+    clip = _short_clip(table_video, tmp_path / "clip.avi", 40, skip=80)  # someone walks in
+    text = (
+        "version: 1\nstore: {id: s}\nmodel: {name: yolov8n, input_width_px: 320, batch_cameras: %s}\ncameras:\n"
+        f"  - {{id: a, source: {clip}, fps: 5}}\n  - {{id: b, source: {clip}, fps: 5}}\n"
+    )
+    results = {}
+    for batch in ("true", "false"):
+        cfg = parse_config(text % batch)
+        detector = build_detector(cfg)
+        calls = []
+        if batch == "true":
+            real = detector.preprocess_batch
+            detector.preprocess_batch = lambda imgs, real=real, calls=calls: calls.append(len(imgs)) or real(imgs)  # type: ignore[method-assign]
+        workers = [open_worker(cfg, cam, detector, build_tracker(cfg), start_epoch_s=0.0) for cam in cfg.cameras]
+        seen: list[tuple[str, int, list[int], np.ndarray]] = []
+        runtime = Runtime(cfg, workers, MemorySink(), None, save_reference_frames=False,
+                          on_tracks=lambda t, f, seen=seen: seen.append((t.camera_id, f.index, t.track_id.tolist(), t.xyxy.copy())))
+        summary = runtime.run()
+        assert summary.frames_processed == {"a": 20, "b": 20}
+        results[batch] = sorted(seen, key=lambda r: (r[0], r[1]))
+        if batch == "true":
+            assert calls and set(calls) == {2}  # every tick: both cameras in one run
+    assert len(results["true"]) == len(results["false"]) == 40
+    assert any(len(r[2]) for r in results["false"])  # people were tracked at all
+    for (ca, ia, ids_a, box_a), (cb, ib, ids_b, box_b) in zip(results["true"], results["false"], strict=True):
+        assert (ca, ia, ids_a) == (cb, ib, ids_b)
+        np.testing.assert_allclose(box_a, box_b, atol=0.5)
+
+
+def test_idle_camera_skips_the_detector_but_keeps_standing_people(bus: np.ndarray) -> None:
+    """10 s of an unchanged picture at 5 fps: the detector runs on refresh only (every 2 s), the
+    people standing in it stay tracked on every frame, and a change runs it at once."""
+    from edge.config import TrackerConfig
+    from edge.contract import Frame
+    from edge.pipeline import CameraPipeline, IdleGate
+    from edge.tracker import ByteTracker
+
+    det = OnnxDetector.from_config(ModelConfig(name="yolox-nano-416"))
+    runs = []
+    real_infer = det.infer
+    det.infer = lambda t: runs.append(1) or real_infer(t)  # type: ignore[method-assign]
+    pipe = CameraPipeline("c", det, ByteTracker(TrackerConfig()), idle=IdleGate(refresh_s=2.0))
+    counts = []
+    for i in range(50):
+        tracks = pipe.process(Frame("c", i, 1000.0 + i * 0.2, bus))
+        counts.append(len(tracks))
+    assert len(runs) == 5  # t = 0, 2, 4, 6, 8 s
+    assert pipe.idle is not None and pipe.idle.skipped == 45
+    confirmed = counts[5:]
+    assert min(confirmed) == max(confirmed) >= 3  # nobody dropped while the detector idled
+    moved = np.roll(bus, 40, axis=1)  # someone walks: the picture changes
+    pipe.process(Frame("c", 50, 1010.0, moved))
+    assert len(runs) == 6
+
+
+def test_family_name_and_precision_pass_config_validation(tmp_path: Path, table_video: Path) -> None:
+    from edge.config import ConfigError, load_config
+
+    good = tmp_path / "store.yaml"
+    good.write_text(f"version: 1\nstore: {{id: s}}\nmodel: {{name: yolov8n, precision: int8}}\n"
+                    f"cameras: [{{id: c, source: {table_video}}}]\n")
+    cfg = load_config(good)
+    assert (cfg.model.name, cfg.model.precision) == ("yolov8n", "int8")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(good.read_text().replace("int8", "int4"))
+    with pytest.raises(ConfigError):
+        load_config(bad)
