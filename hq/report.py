@@ -122,7 +122,7 @@ def _store_cfg(entry: StoreEntry) -> Any:
     entrances and dwell zones come from the data itself (as for an unconfigured store)."""
     return SimpleNamespace(
         store=SimpleNamespace(id=entry.id, name=entry.name or entry.id, timezone=entry.timezone),
-        cameras=[], analytics=SimpleNamespace(queue=QueueModelConfig()))
+        cameras=[], lanes=list, analytics=SimpleNamespace(queue=QueueModelConfig()))
 
 
 def store_figures(conn: psycopg.Connection, entry: StoreEntry, start_s: float, end_s: float, cfg: HqConfig,
