@@ -109,7 +109,12 @@ def main() -> int:
         while time.monotonic() - t0 < args.minutes * 60 and proc.poll() is None:
             time.sleep(args.sample_s)
             t = time.monotonic() - t0
-            r = rss_mb(proc.pid)
+            try:
+                r = rss_mb(proc.pid)
+            except OSError:  # the process ended between poll() and the read
+                break
+            if r != r:  # NaN: no VmRSS line (a zombie), nothing to sample
+                break
             samples.append((t, r))
             with lock:
                 total = sum(frames.values())
