@@ -450,6 +450,8 @@ def run_pipeline(cfg: StoreConfig, camera: CameraConfig, video: Path, *, fps_ove
                          source_override=str(video), start_epoch_s=0.0)
     if worker.pipeline.scenery is not None:
         worker.pipeline.scenery.report_path = None  # an audit does not touch the store's /setup files
+    if worker.pipeline.flow is not None:
+        worker.pipeline.flow.report_path = None
     run = PipelineRun(MotSequence(), [], {}, 0.0, 0)
     bar: Any = None
     if progress:

@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from edge.contract import Detections, Frame, Tracks
 from edge.scenery import SceneryFilter
+from edge.track_flow import TrackFlow
 
 STAGES = ("decode", "preprocess", "inference", "postprocess", "tracking", "staff", "analytics")
 
@@ -199,6 +200,7 @@ class CameraPipeline:
         idle: IdleGate | None = None,
         scenery: SceneryFilter | None = None,
         staff: TrackStage | None = None,
+        flow: TrackFlow | None = None,
     ) -> None:
         self.camera_id = camera_id
         self.detector = detector
@@ -207,6 +209,8 @@ class CameraPipeline:
         self.scenery = scenery
         # per-track attribute columns after tracking, timed as their own stage (edge/staff.py)
         self.staff = staff
+        # where tracks are born and end, over the last hour, for /setup (edge/track_flow.py)
+        self.flow = flow
         self.timer = timer or StageTimer()
         self.idle = idle
         self._last_detections: Detections | None = None
@@ -252,6 +256,8 @@ class CameraPipeline:
         )
         if self.scenery is not None:
             tracks = self.scenery.update(tracks, frame.image)
+        if self.flow is not None:
+            self.flow.update(tracks)
         self.timer.add("tracking", (time.perf_counter() - t0) * 1e3)
         if self.staff is not None:
             t1 = time.perf_counter()

@@ -80,6 +80,8 @@ class CameraWorker:
 
     def close(self) -> None:
         self.source.close()
+        if self.pipeline.flow is not None:
+            self.pipeline.flow.close()
 
 
 def open_worker(
@@ -97,7 +99,8 @@ def open_worker(
 ) -> CameraWorker:
     idle = IdleGate(camera.idle_refresh_s) if camera.idle_refresh_s is not None else None
     pipeline = CameraPipeline(camera.id, detector, tracker, StageTimer(), idle,
-                              scenery=build_scenery(cfg, camera), staff=build_staff_stage(cfg))
+                              scenery=build_scenery(cfg, camera), staff=build_staff_stage(cfg),
+                              flow=build_track_flow(cfg, camera))
     source = source_override if source_override is not None else camera.source
     is_live = source_override is None and camera.is_live
     if is_live:
@@ -408,6 +411,14 @@ def build_scenery(cfg: StoreConfig, camera: CameraConfig) -> Any:
     return SceneryFilter(cfg.tracker.static_after_s, camera.ignore, report_path=report)
 
 
+def build_track_flow(cfg: StoreConfig, camera: CameraConfig) -> Any:
+    """Per camera: where tracks are born and end over the last hour, written to
+    ``data_dir/flow/<camera>.json`` for the /setup overlay (counts per cell only)."""
+    from edge.track_flow import TrackFlow
+
+    return TrackFlow(cfg.resolve_path(cfg.data_dir) / "flow" / f"{camera.id}.json", camera.id)
+
+
 def build_analytics(cfg: StoreConfig) -> Analytics:
     from zones.analytics import StoreAnalytics
 
@@ -422,6 +433,7 @@ __all__ = [
     "build_analytics",
     "build_detector",
     "build_scenery",
+    "build_track_flow",
     "build_tracker",
     "open_worker",
 ]

@@ -54,7 +54,9 @@ from ruamel.yaml.comments import CommentedMap, CommentedSeq
 
 from edge.config import ConfigError, StoreConfig, parse_config
 from edge.errors import UserFacingError
+from edge.track_flow import read_track_flow
 from mqtt_bridge.http_server import BodyError
+from zones.overlaps import Overlap, ZoneShape, double_counting_overlaps
 
 log = logging.getLogger("storesense.setup")
 
@@ -226,6 +228,8 @@ class SetupPage:
                 self._snapshot(handler, path.removeprefix("/setup/api/snapshot/").removesuffix(".jpg"))
             elif path == "/setup/api/preview" and method == "POST":
                 self._send(handler, 200, self.preview(self._json_body(handler)))
+            elif path == "/setup/api/check" and method == "POST":
+                self._send(handler, 200, self.check(self._json_body(handler)))
             elif path == "/setup/api/save" and method == "POST":
                 status, body = self.save(self._json_body(handler))
                 self._send(handler, status, body)
@@ -422,6 +426,7 @@ class SetupPage:
                 ],
                 "calibration": cal,
                 "static_objects": _static_objects(cfg, cam.id),
+                "track_flow": read_track_flow(cfg.resolve_path(cfg.data_dir) / "flow" / f"{cam.id}.json"),
             })
         return {
             "store_id": cfg.store.id,
@@ -463,6 +468,15 @@ class SetupPage:
             "grid": floor_grid_px(cal, size),
         }
 
+    # -- overlap check ----------------------------------------------------------------------------
+    @staticmethod
+    def check(body: dict[str, Any]) -> dict[str, Any]:
+        """Zones (as drawn, snapshot pixels) that overlap in a way that double counts (zones/overlaps.py)."""
+        zones_in = body.get("zones")
+        if not isinstance(zones_in, list):
+            raise _BadRequest("zones must be a list")
+        return {"overlaps": [o.__dict__ | {"message": o.message} for o in _overlaps(zones_in)]}
+
     # -- save -----------------------------------------------------------------------------------
     def save(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """Merge one camera's zones/calibration into the YAML, validate, then replace the file."""
@@ -484,6 +498,7 @@ class SetupPage:
         except _Unprocessable as exc:
             return 422, {"ok": False, "problems": [str(exc)]}
         _replace_zones(cam_raw, new_zones)
+        warnings += [o.message for o in _overlaps(zones_in)]
         return self._validate_and_write(_dump(raw), str(camera_id), len(new_zones), warnings)
 
     def _current_calibration(self, raw: CommentedMap, camera_id: Any) -> Any:
@@ -639,6 +654,20 @@ class _BadRequest(Exception):
 
 class _NotFound(Exception):
     pass
+
+
+def _overlaps(zones_in: list[Any]) -> list[Overlap]:
+    shapes = []
+    for z in zones_in:
+        if not isinstance(z, dict):
+            raise _BadRequest("every zone must be an object")
+        try:
+            poly = np.asarray(z.get("polygon_px") or [], dtype=np.float64).reshape(-1, 2)
+        except (TypeError, ValueError):
+            raise _BadRequest(f"zone {z.get('id')!r}: polygon_px must be a list of [x, y] numbers") from None
+        if len(poly) >= 3 and np.all(np.isfinite(poly)):
+            shapes.append(ZoneShape(str(z.get("id")), str(z.get("kind")), poly.tolist(), z.get("lane") or None))
+    return double_counting_overlaps(shapes)
 
 
 def _static_objects(cfg: StoreConfig, camera_id: str) -> list[dict[str, Any]]:

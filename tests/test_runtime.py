@@ -234,6 +234,13 @@ def test_analyze_real_clip_writes_mot_and_events(tmp_path: Path, table_video: Pa
     mid = [p for p in table if 30 <= p["timestamp_s"] - t0 <= 38]  # inside the 2nd visit (23-44 s)
     assert mid and all(p["full"] and p["free_places"] == 0 and p["capacity"] == 1 for p in mid), mid
 
+    # /setup's "where people appear and leave" overlay (edge/track_flow.py): the six visitors walk in
+    # from the bottom edge and leave on the right; only counts per cell are written
+    flow = json.loads((tmp_path / "data" / "flow" / "cam-1.json").read_text())
+    assert flow["births_total"] == flow["ends_total"] == len(TABLE_VISITS_BY_EYE_S), flow
+    assert all(r == flow["grid"][1] - 1 for _, r, _ in flow["births"]), flow["births"]
+    assert all(c >= flow["grid"][0] * 3 // 4 for c, _, _ in flow["ends"]), flow["ends"]
+
     # analyze → history → heatmap: the hottest cell is where people stood, in front of the table
     from edge.cli import main
     from edge.history import HistoryReader

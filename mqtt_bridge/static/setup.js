@@ -14,6 +14,10 @@ const state = {
   size: [1280, 720],
   zones: [],       // {id, original_id, kind, label, lane, service_zone, units, polygon_px}
   staticObjects: [], // static scenery the pipeline found: {xyxy_px}; mask them with an ignore polygon
+  flow: null,      // where tracks were born / ended in the last hour: {grid, births, ends} (counts per cell)
+  overlaps: [],    // zone pairs that double count (server check, zones/overlaps.py)
+  checkTimer: null,
+  checkSeq: 0,
   calib: [],       // {px: [x, y], m: [X|null, Y|null], err: number|null}
   hadCalibration: false,
   grid: [],
@@ -110,6 +114,8 @@ async function selectCamera(cameraId) {
     polygon_m: z.units === "m" ? z.polygon : null,
   }));
   state.staticObjects = cam.static_objects || [];
+  state.flow = cam.track_flow || null;
+  renderFlowLegend();
   renderCalibTable(); renderZoneList(); schedulePreview(0); draw();
 }
 
@@ -157,6 +163,7 @@ async function preview() {
     const z = state.zones.find((q) => q.id === zid);
     if (z && poly) z.polygon_px = poly;
   }
+  scheduleCheck(0);
   status.className = data.within_tolerance ? "good" : "bad";
   status.textContent = `RMS 误差 error ${data.rms_error_m.toFixed(3)} m · max ${data.max_error_m.toFixed(3)} m (#${data.worst_pair})` +
     (data.within_tolerance ? " ✓" : " — 请重新测量该点 re-measure that mark");
@@ -215,6 +222,7 @@ function draw() {
     ctx.fillStyle = "#fff"; ctx.textAlign = "center"; ctx.textBaseline = "middle";
     ctx.fillText(text, cx, cy - 2 * s);
   });
+  if ($("show-flow").checked) drawFlow(s);
   for (const o of state.staticObjects) {  // posters, mannequins, signs held as "people" (edge/scenery.py)
     const [x1, y1, x2, y2] = o.xyxy_px;
     ctx.setLineDash([6 * s, 4 * s]); ctx.strokeStyle = "#ff9f1c"; ctx.lineWidth = 2.5 * s;
@@ -240,33 +248,87 @@ function draw() {
   });
 }
 
+// where people appear (filled green) and leave (red rings) in the last hour; a cell's mark grows
+// with the square root of its count so one busy door does not hide a quieter one
+function drawFlow(s) {
+  const f = state.flow;
+  if (!f || !f.grid) return;
+  const [cols, rows] = f.grid;
+  const cw = canvas.width / cols, ch = canvas.height / rows;
+  const peak = Math.max(1, ...f.births.map((c) => c[2]), ...f.ends.map((c) => c[2]));
+  const radius = (n) => Math.max(2.5 * s, Math.sqrt(n / peak) * Math.min(cw, ch) * 0.6);
+  for (const [c, r, n] of f.births) {
+    ctx.beginPath(); ctx.arc((c + 0.42) * cw, (r + 0.5) * ch, radius(n), 0, Math.PI * 2);
+    ctx.fillStyle = "rgba(61,220,132,.45)"; ctx.fill();
+  }
+  for (const [c, r, n] of f.ends) {
+    ctx.beginPath(); ctx.arc((c + 0.58) * cw, (r + 0.5) * ch, radius(n), 0, Math.PI * 2);
+    ctx.strokeStyle = "rgba(255,77,109,.8)"; ctx.lineWidth = 2 * s; ctx.stroke();
+  }
+}
+
+function renderFlowLegend() {
+  const box = $("flow-legend");
+  const f = state.flow;
+  if (!f || !(f.births_total || f.ends_total)) {
+    box.textContent = "最近一小时没有轨迹 No tracks in the last hour yet: the overlay fills while `storesense run` analyses this camera";
+    return;
+  }
+  const since = f.from_s ? new Date(f.from_s * 1000).toISOString().slice(11, 16) + " UTC" : "";
+  box.textContent = `● 出现 appear ${f.births_total} · ○ 离开 leave ${f.ends_total}` + (since ? ` · since ${since}` : "") +
+    " — 入口区域应覆盖人们出现的边缘 the entrance zone belongs where people appear";
+}
+
+function scheduleCheck(delay) {
+  clearTimeout(state.checkTimer);
+  state.checkTimer = setTimeout(checkOverlaps, delay === undefined ? 300 : delay);
+}
+
+async function checkOverlaps() {
+  const seq = ++state.checkSeq;
+  const zones = state.zones.filter((z) => z.polygon_px && z.polygon_px.length >= 3)
+    .map((z) => ({ id: z.id, kind: z.kind, lane: z.lane, polygon_px: z.polygon_px }));
+  const { status, data } = await api("/setup/api/check", { zones });
+  if (seq !== state.checkSeq || status !== 200) return;
+  state.overlaps = data.overlaps;
+  const box = $("overlaps");
+  box.innerHTML = "";
+  for (const o of data.overlaps) {
+    const div = document.createElement("div");
+    div.className = "overlap-warning";
+    div.textContent = `⚠ 区域重叠 ${o.message}`;
+    box.appendChild(div);
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // side panel
 
 function renderZoneList() {
   const ul = $("zone-list");
   ul.innerHTML = "";
+  scheduleCheck();
   state.zones.forEach((z, zi) => {
     const li = document.createElement("li");
     li.dataset.index = String(zi);
     if (zi === state.selected) li.className = "selected";
     const chip = document.createElement("span");
     chip.className = "chip"; chip.style.background = KIND_COLORS[z.kind] || "#999";
-    const id = input("text", z.id, "zone-id", (v) => { z.id = v.trim(); draw(); });
+    const id = input("text", z.id, "zone-id", (v) => { z.id = v.trim(); draw(); scheduleCheck(); });
     const kind = document.createElement("select");
     kind.className = "zone-kind";
     for (const k of state.config.zone_kinds) {
       const o = document.createElement("option"); o.value = k; o.textContent = k; kind.appendChild(o);
     }
     kind.value = z.kind;
-    kind.addEventListener("change", () => { z.kind = kind.value; chip.style.background = KIND_COLORS[z.kind]; draw(); });
+    kind.addEventListener("change", () => { z.kind = kind.value; chip.style.background = KIND_COLORS[z.kind]; draw(); scheduleCheck(); });
     const del = document.createElement("button");
     del.type = "button"; del.className = "del zone-delete"; del.textContent = "✕"; del.title = "删除 delete";
     del.addEventListener("click", () => { state.zones.splice(zi, 1); state.selected = -1; renderZoneList(); draw(); });
     const wide = document.createElement("div");
     wide.className = "wide";
     wide.appendChild(input("text", z.label, "zone-label", (v) => { z.label = v; draw(); }, "名称 label"));
-    wide.appendChild(input("text", z.lane, "zone-lane", (v) => { z.lane = v.trim(); }, "通道 lane"));
+    wide.appendChild(input("text", z.lane, "zone-lane", (v) => { z.lane = v.trim(); scheduleCheck(); }, "通道 lane"));
     wide.appendChild(input("text", z.service_zone, "zone-service", (v) => { z.service_zone = v.trim(); }, "收银区 service zone"));
     const units = document.createElement("span");
     units.className = "units"; units.textContent = z.units === "m" ? "m" : "norm";
@@ -421,7 +483,7 @@ canvas.addEventListener("pointerup", () => {
   if (!state.drag) return;
   const wasCalib = state.drag.type === "calib";
   state.drag = null;
-  if (wasCalib) { renderCalibTable(); schedulePreview(0); }
+  if (wasCalib) { renderCalibTable(); schedulePreview(0); } else scheduleCheck(0);
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -472,6 +534,7 @@ $("save").addEventListener("click", save);
 $("refresh").addEventListener("click", () => selectCamera(state.camera.id));
 $("camera").addEventListener("change", (e) => selectCamera(e.target.value));
 $("show-grid").addEventListener("change", draw);
+$("show-flow").addEventListener("change", draw);
 $("logout").addEventListener("click", async () => {
   await fetch("/setup/logout", { method: "POST", credentials: "same-origin" });
   window.location.href = "/setup";
