@@ -442,6 +442,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
+    if args.day:
+        return cmd_demo_day(args)
     from mqtt_bridge.broker import start_mosquitto
     from mqtt_bridge.display import DisplayServer, installer_routes
 
@@ -472,6 +474,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
         stop.set()
         display.stop()
         broker.stop()
+
+
+def cmd_demo_day(args: argparse.Namespace) -> int:
+    """A simulated trading day in a demo history (edge/demo_day.py), then the report on it."""
+    from edge.cli import main as cli_main
+    from edge.demo_day import PROFILE, simulate_day
+
+    day = args.date or (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
+    try:
+        dt.date.fromisoformat(day)
+    except ValueError:
+        raise UserFacingError(f"--date: expected a date like 2026-11-26, found {day!r}") from None
+    if not 1 <= args.hours <= len(PROFILE):
+        raise UserFacingError(f"--hours: expected 1..{len(PROFILE)} (08:00 onwards), found {args.hours}")
+    if not 0.2 <= args.sim_fps <= 10:
+        raise UserFacingError(f"--sim-fps: expected 0.2..10 frames/s, found {args.sim_fps}")
+    out = Path(args.out)
+    print(f"StoreSense demo day {day}: simulating {args.hours} trading hour(s) from 08:00 into {out / 'data'} "
+          f"(about a minute per hour)", flush=True)
+    cfg_path = simulate_day(out, day, hours=args.hours, fps=args.sim_fps,
+                            progress=lambda line: print(f"  {line}", flush=True))
+    report = out / "report.html"
+    rc = cli_main(["report", "--config", str(cfg_path), "--from", day, "--to", day, "--out", str(report)])
+    if rc == 0:
+        print(f"open {report.resolve()} in a browser; the store config is {cfg_path}", flush=True)
+    return rc
 
 
 # ---------------------------------------------------------------------------------------------
@@ -521,11 +549,21 @@ def register(sub: Any) -> None:
     add_arguments(p)
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("demo", help="private broker + pipeline on the sample clip + checkout display")
+    p = sub.add_parser("demo", help="private broker + pipeline on the sample clip + checkout display; "
+                       "--day: a simulated trading day and its report")
     p.add_argument("--config", help="default: the embedded demo store")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--fast", action="store_true", help="do not pace the clip at real time")
     p.add_argument("--once", action="store_true", help="stop at the end of the clip instead of looping")
     p.add_argument("--duration-s", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--day", action="store_true",
+                   help="instead: fill a demo history with a simulated trading day (peaks, lanes opening and "
+                   "closing, greetings, browsing, staff) and write the report on it")
+    p.add_argument("--out", default="storesense-demo-day",
+                   help="--day: folder for store.yaml, data/history.db (replaced) and report.html")
+    p.add_argument("--date", default=None, help="--day: the simulated date, store time UTC (default: yesterday)")
+    p.add_argument("--hours", type=int, default=13, help="--day: trading hours from 08:00 (1-13; default the whole day)")
+    p.add_argument("--sim-fps", type=float, default=1.0,
+                   help="--day: frame rate of the simulated cameras (lower is faster)")
     p.set_defaults(func=cmd_demo)
