@@ -83,6 +83,12 @@ def _run(analytics: Any, frames: Iterator[Tracks], start_s: float) -> list[Messa
     return out
 
 
+def _hour_frames(stream: Any) -> Iterator[Tracks]:
+    """The hour's frames without the last one, which falls exactly on the next hour (the report
+    would show an empty hour after closing time)."""
+    return stream.frames(0, stream.n_frames - 1)
+
+
 # ---------------------------------------------------------------------------------------------
 # checkout: two lanes, lane 2 opened and closed by command
 
@@ -119,7 +125,9 @@ def checkout_hour(start_s: float, hour: HourProfile, fps: float, seed: int) -> t
     a = _analytics(two.config)
     msgs = a.set_lane_state("lane-1", "open", start_s) + a.set_lane_state(
         "lane-2", "open" if hour.lane2_open else "closed", start_s)
-    frames = sim.frames() if sim is two else (_carry(t, sim.calibration, two.calibration) for t in sim.frames())
+    frames = _hour_frames(sim.stream)
+    if sim is not two:
+        frames = (_carry(t, sim.calibration, two.calibration) for t in frames)
     return two.config, msgs + _run(a, frames, start_s)
 
 
@@ -129,7 +137,7 @@ def door_hour(start_s: float, hour: HourProfile, fps: float, seed: int) -> tuple
     e = simulate_entrance(EntranceScenario(
         duration_s=3600.0, fps=fps, customers_per_min=hour.per_min, greeters=hour.greeters, noise=REALISTIC_NOISE,
         seed=seed, start_epoch_s=start_s, store_id=STORE_ID, camera_id="door-cam"))
-    return e.config, _run(_analytics(e.config), e.frames(), start_s)
+    return e.config, _run(_analytics(e.config), _hour_frames(e.stream), start_s)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,7 +267,7 @@ def floor_hour(start_s: float, hour: HourProfile, fps: float, seed: int) -> tupl
         _floor_people(hour, rng), cal, camera_id="floor-cam", fps=fps, duration_s=3600.0, start_epoch_s=start_s,
         frame_size_px=DEFAULT_FRAME_SIZE_PX, floor_bounds=Rect(0.2, 0.2, FLOOR_M[0] - 0.2, FLOOR_M[1] - 0.2),
         noise=REALISTIC_NOISE, rng=np.random.default_rng([seed, 31]))
-    return cfg, _run(_analytics(cfg), stream.frames(), start_s)
+    return cfg, _run(_analytics(cfg), _hour_frames(stream), start_s)
 
 
 # ---------------------------------------------------------------------------------------------
