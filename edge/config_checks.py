@@ -187,6 +187,18 @@ def check_alert_refs(data: dict[str, Any], where: Where) -> None:
                       "(use '*' for every lane)")
 
 
+def check_display_zones(data: dict[str, Any], where: Where) -> None:
+    """``display.capacity_zones`` name zones with a capacity (the card shows free places)."""
+    capacity_zones = [z["id"] for _i, c in _items(data, "cameras") for _j, z in _items(c, "zones")
+                      if z.get("capacity") is not None and isinstance(z.get("id"), str)]
+    display = data.get("display")
+    names = display.get("capacity_zones") if isinstance(display, dict) else None
+    for k, zone in enumerate(names if isinstance(names, list) else []):
+        if isinstance(zone, str) and zone not in capacity_zones:
+            hint = did_you_mean(zone, capacity_zones) if capacity_zones else "; no zone has a capacity"
+            where.add(("display", "capacity_zones", k), f"{short(zone)} is not a zone with a capacity{hint}")
+
+
 def check_data_dir(data: dict[str, Any], where: Where, base_dir: Path | None) -> None:
     """``data_dir`` must be a folder we can create and write: the outbox lives there."""
     value = data.get("data_dir", "storesense-data")
@@ -250,6 +262,7 @@ def raw_problems(
     check_zone_refs(data, where)
     check_lanes(data, where)
     check_alert_refs(data, where)
+    check_display_zones(data, where)
     check_data_dir(data, where, base_dir)
     check_files(data, where, base_dir)
     for check in extra:

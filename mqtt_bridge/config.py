@@ -96,6 +96,11 @@ class DisplayConfig(Strict):
     stale_after_s: float = Field(default=10.0, gt=0.0, le=600.0)
     title: str = "Checkout"
     setup_password_env: str | None = Field(default=None, description="enables /setup with this password")
+    capacity_zones: list[str] = Field(
+        default_factory=list, max_length=8,
+        description="ids of zones with a capacity (e.g. fitting rooms) shown as a card after the lanes: "
+        "free places, full, people waiting",
+    )
 
 
 class HistoryConfig(Strict):

@@ -74,6 +74,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_lanes": "暂无收银通道",
         "banner_unavailable": "排队信息暂不可用，请咨询店员",
         "footer": "推荐：预计等候时间最短的通道",
+        "free": "个空位",
+        "full": "已满",
+        "in_use": "使用中",
+        "waiting_people": "人等候",
     },
     "en": {
         "title": "Checkout",
@@ -91,6 +95,10 @@ TEXTS: dict[str, dict[str, str]] = {
         "no_lanes": "No checkout lanes",
         "banner_unavailable": "Queue information unavailable — please ask our staff",
         "footer": "Recommended: the lane with the shortest expected wait",
+        "free": "free",
+        "full": "Full",
+        "in_use": "in use",
+        "waiting_people": "waiting",
     },
 }
 
@@ -153,6 +161,30 @@ def validate_lane_payload(payload: Any) -> str | None:
     return None
 
 
+def _whole(v: Any, minimum: int) -> bool:
+    return _is_number(v) and float(v) == int(v) and int(v) >= minimum
+
+
+def validate_zone_payload(payload: Any) -> str | None:
+    """Why a capacity zone's state cannot be shown on its card (None if it can)."""
+    if not isinstance(payload, dict):
+        return "payload is not a JSON object"
+    if not _whole(payload.get("capacity"), 1):
+        return "'capacity' must be a whole number >= 1 (is the zone configured with a capacity?)"
+    for key in ("occupancy", "free_places"):
+        if not _whole(payload.get(key), 0):
+            return f"'{key}' must be a whole number >= 0"
+    if not isinstance(payload.get("full"), bool):
+        return "'full' must be true or false"
+    waiting = payload.get("waiting")
+    if waiting is not None and not _whole(waiting, 0):
+        return "'waiting' must be a whole number >= 0 or null"
+    label = payload.get("label")
+    if label is not None and not isinstance(label, str):
+        return "'label' must be a string"
+    return None
+
+
 @dataclass
 class _Lane:
     lane_id: str
@@ -207,6 +239,12 @@ class DisplayState:
         self._lanes: dict[str, _Lane] = {}
         for i, (lid, label) in enumerate(lanes_from_config(cfg)):
             self._lanes[lid] = _Lane(lid, label, i)
+        # capacity zones shown as cards (display.capacity_zones): same freshness rules as a lane
+        zones = {z.id: z for cam in cfg.cameras for z in cam.zones}
+        self._zones: dict[str, _Lane] = {}
+        for i, zid in enumerate(cfg.display.capacity_zones):
+            zone = zones.get(zid)
+            self._zones[topic_id(zid)] = _Lane(topic_id(zid), (zone.label if zone else None) or zid, i)
         self._store: dict[str, Any] | None = None
         self._store_received_mono_s: float | None = None
         self._store_age_at_receipt_s = 0.0
@@ -269,6 +307,28 @@ class DisplayState:
                 lane.label = label.strip()[:40]
             self._changed()
             return True
+
+    def on_zone_state(self, zone_id: str, payload: Any, *, age_at_receipt_s: float = 0.0) -> bool:
+        """Take a capacity zone's state; ignored unless the zone is one of ``capacity_zones``."""
+        card = self._zones.get(zone_id)
+        if card is None:
+            return False
+        problem = validate_zone_payload(payload)
+        with self._cond:
+            self.messages += 1
+            if problem is not None:
+                self.invalid_messages += 1
+                log.warning("ignoring zone state for %s: %s", zone_id, problem)
+                return False
+            card.payload = dict(payload)
+            card.received_mono_s = self.clock()
+            card.age_at_receipt_s = age_at_receipt_s
+            self._changed()
+            return True
+
+    @property
+    def zone_ids(self) -> list[str]:
+        return list(self._zones)
 
     def on_store_state(self, payload: Any, *, age_at_receipt_s: float = 0.0) -> bool:
         with self._cond:
@@ -368,6 +428,38 @@ class DisplayState:
             view["wait_min"] = None if wait is None else round(float(wait) / 60.0, 2)
         return view
 
+    def _freshness(self, card: _Lane, now_s: float, edge: str) -> tuple[str, str]:
+        """(status, reason) of a card by the age of its state, as for lanes; ("ok", "") when fresh."""
+        age = card.age_s(now_s)
+        if not self._broker_connected:
+            return "unavailable", "broker_disconnected"
+        if edge in ("offline", "stopped"):
+            return "unavailable", f"edge_{edge}"
+        if card.payload is None or age is None:
+            since = self._connected_since_mono_s if self._connected_since_mono_s is not None else now_s
+            return ("stale" if now_s - since <= self.stale_after_s else "unavailable"), "no_data"
+        if age > self.unavailable_after_s:
+            return "unavailable", "no_update"
+        if age > self.stale_after_s:
+            return "stale", "no_update"
+        return "ok", ""
+
+    def _zone_view(self, card: _Lane, now_s: float, edge: str) -> dict[str, Any]:
+        status, reason = self._freshness(card, now_s, edge)
+        p = card.payload if status == "ok" else None
+        label = p.get("label") if p is not None else None
+        return {
+            "zone_id": card.lane_id,
+            "label": label.strip()[:40] if isinstance(label, str) and label.strip() else card.label,
+            "status": status,
+            "reason": reason,
+            "capacity": int(p["capacity"]) if p is not None else None,
+            "occupancy": int(p["occupancy"]) if p is not None else None,
+            "free_places": int(p["free_places"]) if p is not None else None,
+            "full": bool(p["full"]) if p is not None else None,
+            "waiting": int(p["waiting"]) if p is not None and p.get("waiting") is not None else None,
+        }
+
     def _recommended(self, views: list[dict[str, Any]], now_s: float) -> str | None:
         ok = {v["lane_id"] for v in views if v["status"] == "ok"}
         store = self._store
@@ -411,6 +503,7 @@ class DisplayState:
                 "devices": dict(self._devices),
                 "recommended_lane": rec,
                 "lanes": views,
+                "zones": [self._zone_view(z, now_s, edge) for z in sorted(self._zones.values(), key=lambda z: z.order)],
             }
 
 
@@ -468,6 +561,7 @@ class _Subscriber:
         self._connect_failures = 0
         base = self.topics.base
         self._lane_re = re.compile(re.escape(base) + r"/lane/([^/]+)/state$")
+        self._zone_re = re.compile(re.escape(base) + r"/zone/([^/]+)/state$")
         self._avail_re = re.compile(re.escape(base) + r"/edge/([^/]+)/availability$")
         self._store_topic = self.topics.store_state()
 
@@ -490,6 +584,7 @@ class _Subscriber:
                 (self.topics.all_lane_states(), 1),
                 (self._store_topic, 1),
                 (f"{self.topics.base}/edge/+/availability", 1),
+                *[(self.topics.zone_state(z), 1) for z in self.state.zone_ids],
             ]
         )
         log.info("display connected to broker %s:%d", self.host, self.port)
@@ -531,6 +626,8 @@ class _Subscriber:
             self.state.on_lane_state(m.group(1), payload, age_at_receipt_s=age)
         elif topic == self._store_topic:
             self.state.on_store_state(payload, age_at_receipt_s=age)
+        elif (m := self._zone_re.match(topic)) is not None:
+            self.state.on_zone_state(m.group(1), payload, age_at_receipt_s=age)
 
     @property
     def network_thread_alive(self) -> bool:

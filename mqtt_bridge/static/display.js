@@ -77,7 +77,11 @@
   function model() {
     var up = linkUp();
     var lanes = snapshot ? snapshot.lanes : [];
+    var zones = snapshot && snapshot.zones ? snapshot.zones : [];
     if (!up) {
+      zones = zones.map(function (z) {
+        return { zone_id: z.zone_id, label: z.label, status: "unavailable", reason: "display_link" };
+      });
       lanes = lanes.map(function (l) {
         return {
           lane_id: l.lane_id, label: l.label, status: "unavailable", reason: "display_link",
@@ -85,7 +89,7 @@
         };
       });
     }
-    return { up: up, lanes: lanes, version: snapshot ? snapshot.version : -1 };
+    return { up: up, lanes: lanes, zones: zones, version: snapshot ? snapshot.version : -1 };
   }
 
   function laneCard(l) {
@@ -131,9 +135,45 @@
     return card;
   }
 
+  // a capacity zone (fitting rooms): free places in big digits, or "Full" with the people waiting
+  function zoneCard(z) {
+    var full = z.status === "ok" && z.full;
+    var card = node("section", "lane zone s-" + z.status + (full ? " full" : ""));
+    card.dataset.zone = z.zone_id;
+    card.dataset.status = z.status;
+    card.dataset.reason = z.reason || "";
+    var head = node("div", "lane-head");
+    head.appendChild(node("div", "lane-name", z.label));
+    if (z.status === "ok") head.appendChild(node("span", "pill pill-count", z.occupancy + " / " + z.capacity));
+    card.appendChild(head);
+    var body = node("div", "lane-body");
+    if (z.status === "ok") {
+      var row = node("div", "wait-row");
+      if (full) {
+        row.appendChild(multi("full", "zone-full"));
+      } else {
+        row.appendChild(node("span", "wait-value free-value len-" + String(z.free_places).length, String(z.free_places)));
+        row.appendChild(multi("free", "wait-unit"));
+      }
+      var wait = node("div", "wait");
+      wait.appendChild(row);
+      body.appendChild(wait);
+      if (z.waiting !== null && z.waiting !== undefined) {
+        var q = node("div", "queue");
+        q.appendChild(node("span", "queue-value", String(z.waiting)));
+        q.appendChild(multi("waiting_people", "queue-unit"));
+        body.appendChild(q);
+      }
+    } else {
+      body.appendChild(multi(z.status === "stale" ? "updating" : "unavailable", "status-text"));
+    }
+    card.appendChild(body);
+    return card;
+  }
+
   function render() {
     var m = model();
-    var key = JSON.stringify([m.up, m.lanes, snapshot && snapshot.languages, snapshot && snapshot.title]);
+    var key = JSON.stringify([m.up, m.lanes, m.zones, snapshot && snapshot.languages, snapshot && snapshot.title]);
     if (key === renderedKey) return;
     renderedKey = key;
 
@@ -149,12 +189,13 @@
     el.link.appendChild(node("span", "dot"));
     el.link.appendChild(multi(live ? "live" : "connecting"));
 
-    var n = m.lanes.length;
+    var n = m.lanes.length + m.zones.length;
     var cols = n <= 4 ? Math.max(n, 1) : n <= 6 ? 3 : 4;
     el.lanes.style.setProperty("--cols", String(cols));
     el.lanes.style.setProperty("--rows", String(Math.max(1, Math.ceil(n / cols))));
     var frag = document.createDocumentFragment();
     m.lanes.forEach(function (l) { frag.appendChild(laneCard(l)); });
+    m.zones.forEach(function (z) { frag.appendChild(zoneCard(z)); });
     if (n === 0 && snapshot) frag.appendChild(multi("no_lanes", "no-lanes"));
     el.lanes.replaceChildren(frag);
 
