@@ -454,6 +454,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     broker = start_mosquitto(websockets=False, own_process_group=True, stop_with_owner=True)
     cfg.mqtt.port = broker.port
     cfg.mqtt.host = "127.0.0.1"
+    # a sandbox, like its broker: /metrics on a free port, so a demo on a box that runs the real
+    # service (which holds 9464) does not log "cannot listen" (test_demo failed while a soak ran)
+    if args.config is None:
+        cfg.metrics.port = 0
     log.info("private Mosquitto broker on 127.0.0.1:%d", broker.port)
     display = DisplayServer(
         cfg,
