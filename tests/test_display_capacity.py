@@ -43,23 +43,17 @@ def zone_states(people_in: int, people_waiting: int) -> list[dict[str, Any]]:
     from zones.analytics import StoreAnalytics
 
     cfg = parse_config(CONFIG)
-    analytics: Any = StoreAnalytics(cfg, _topics())
+    analytics: Any = StoreAnalytics(cfg)
     feet = [(0.6 + 0.1 * k, 0.3) for k in range(people_in)] + [(0.6 + 0.1 * k, 0.8) for k in range(people_waiting)]
     out: list[dict[str, Any]] = []
     for f in range(25):  # 5 s at 5 fps: past the zones' enter hysteresis
         boxes = np.array([[x * 640 - 20, y * 360 - 100, x * 640 + 20, y * 360] for x, y in feet], np.float32).reshape(-1, 4)
         tracks = Tracks("cam-1", f, 1_700_000_000.0 + f / 5, (640, 360), boxes, np.full(len(feet), 0.9, np.float32),
                         np.arange(1, len(feet) + 1))
-        for m in analytics.update(tracks, None):
+        for m in analytics.update(tracks):
             if m.payload.get("zone_id") == "fitting" and m.payload.get("schema", "").startswith("storesense.zone_state"):
                 out.append(m.payload)
     return out
-
-
-def _topics() -> Any:
-    from mqtt_bridge.topics import Topics
-
-    return Topics("shop-1")
 
 
 def test_zone_payload_validation() -> None:
