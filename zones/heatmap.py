@@ -410,7 +410,9 @@ def heatmap_array_from_payloads(payloads: Iterable[Mapping[str, Any]], min_track
 # rendering
 
 PANEL_IN = (6.4, 4.8)
-DPI = 100
+# 150 dpi: the report shows two heatmaps side by side and browsers scale them; at 100 dpi the
+# camera view and its cells came out soft (issue 13 item 11: "the heatmap must be sharp")
+DPI = 150
 ZONE_COLOURS = {"queue": "#1f9bff", "service": "#c800c8", "dwell": "#ffdc00", "entrance": "#00e070", "staff_only": "#ff7878"}
 
 
@@ -485,6 +487,8 @@ def render_heatmap_png(
     style = {"cmap": cmap, "norm": norm, "interpolation": "nearest"}
     try:
         axes = fig.subplots(1, len(panels), squeeze=False)[0]
+        if legend and zones:
+            fig.subplots_adjust(bottom=0.2)  # room for the zone colours under the maps
         for ax, panel in zip(axes, panels, strict=True):
             if panel == "camera":
                 assert reference_bgr is not None
@@ -495,7 +499,13 @@ def render_heatmap_png(
                 mappable = _image_grid_panel(ax, masked, grid, zones, style)
         if legend and mappable is not None:
             cell = f"{grid.cell_size:g} m cell" if grid.units == "m" else f"cell ({grid.cell_size:g} of the frame size)"
-            fig.colorbar(mappable, ax=list(axes), shrink=0.85, label=f"person-seconds per {cell}")
+            # from the norm and colour map, not the overlay: the camera view's heat is drawn at 60 %
+            # opacity, and a colour bar taken from it came out washed out
+            from matplotlib.cm import ScalarMappable
+
+            fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), ax=list(axes), shrink=0.85,
+                         label=f"person-seconds per {cell}")
+            _zone_kind_legend(fig, axes, zones)
         fig.suptitle(title, fontsize=11)
         out = Path(out_path)
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -597,13 +607,41 @@ def _floor_view(arr: F64Array, grid: HeatmapGrid, zones: Sequence[Any]) -> tuple
     return max(x0, gx0), min(x1, gx1), max(y0, gy0), min(y1, gy1)
 
 
+# zones whose names a reader needs on the map; tills and staff-only areas are told apart by colour
+# (legend under the map): their names crowded the checkout map and ran under the colour bar
+LABELLED_KINDS = ("queue", "dwell", "entrance")
+
+
 def _zone_patch(ax: Any, pts: F64Array, zone: Any, patch_cls: Any) -> None:
-    colour = ZONE_COLOURS.get(getattr(zone, "kind", ""), "#ffffff")
-    ax.add_patch(patch_cls(pts, closed=True, fill=False, edgecolor=colour, linewidth=1.5))
-    top = pts[int(np.argmin(pts[:, 1]))] if ax.yaxis_inverted() else pts[int(np.argmax(pts[:, 1]))]
-    ax.annotate(getattr(zone, "label", None) or zone.id, xy=(float(top[0]), float(top[1])), color=colour, fontsize=7,
-                ha="left", va="bottom" if not ax.yaxis_inverted() else "top",
+    kind = getattr(zone, "kind", "")
+    colour = ZONE_COLOURS.get(kind, "#ffffff")
+    ax.add_patch(patch_cls(pts, closed=True, fill=False, edgecolor=colour, linewidth=1.5,
+                           linestyle="--" if kind == "staff_only" else "-"))
+    if kind not in LABELLED_KINDS:
+        return
+    # the label sits inside the zone, centred under its top edge, clipped to the map: it can no
+    # longer be cut by the panel's edge or hidden under the colour bar
+    top_y = float(pts[:, 1].min()) if ax.yaxis_inverted() else float(pts[:, 1].max())
+    ax.annotate(getattr(zone, "label", None) or zone.id, xy=(float(pts[:, 0].mean()), top_y), color=colour,
+                fontsize=7, ha="center", va="top" if not ax.yaxis_inverted() else "bottom",
+                xytext=(0, -3 if not ax.yaxis_inverted() else 3), textcoords="offset points",
+                annotation_clip=True, clip_on=True,
                 bbox={"boxstyle": "round,pad=0.15", "fc": "black", "alpha": 0.55, "lw": 0})
+
+
+def _zone_kind_legend(fig: Any, axes: Sequence[Any], zones: Sequence[Any]) -> None:
+    """Which colour is which kind of zone, under the maps."""
+    from matplotlib.lines import Line2D
+
+    kinds = [k for k in ZONE_COLOURS if any(getattr(z, "kind", "") == k for z in zones)]
+    if not kinds:
+        return
+    names = {"queue": "queue", "service": "till (service)", "dwell": "dwell", "entrance": "entrance",
+             "staff_only": "staff only"}
+    handles = [Line2D([], [], color=ZONE_COLOURS[k], linestyle="--" if k == "staff_only" else "-", linewidth=1.5)
+               for k in kinds]
+    fig.legend(handles, [f"{names[k]} zone" for k in kinds], loc="lower center", ncol=len(kinds), fontsize=7,
+               frameon=False)
 
 
 def _draw_zones_image(ax: Any, zones: Sequence[Any], size: tuple[int, int], calibration: Calibration | None,
