@@ -12,6 +12,9 @@ import pytest
 
 from edge.demo_day import OPEN_HOUR, PROFILE
 from edge.history import HistoryReader
+from tests.browser import Browser
+
+ARTIFACTS = Path("/tmp/storesense-test-artifacts")
 
 DAY = "2026-11-26"
 DAY_EPOCH_S = 1_795_651_200.0  # 2026-11-26T00:00:00Z
@@ -91,3 +94,34 @@ def test_demo_day_bad_arguments_are_clear_errors(tmp_path: Path, args: list[str]
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_demo_day_report_reads_like_a_full_day_in_chromium(
+    demo_day: tuple[Path, subprocess.CompletedProcess[str]],
+) -> None:
+    """The manager's page: every headline card has a figure (no dash, no reason needed), every chart
+    has data, lane 2 is open only part of the day, the three floor zones have dwell figures, each
+    camera has a heatmap, and no dash is left unexplained anywhere on the page."""
+    out, _ = demo_day
+    with Browser(width_px=1280, height_px=900) as b:
+        page = b.new_page((out / "report.html").as_uri())
+        cards = page.evaluate("Array.from(document.querySelectorAll('.card')).map(c => [c.dataset.card,"
+                              " c.querySelector('.v').innerText, !!c.querySelector('.why')])")
+        images = page.evaluate("Array.from(document.images).map(i => [i.alt, i.complete, i.naturalWidth])")
+        lanes = page.evaluate("Array.from(document.querySelectorAll('#queues table tr')).slice(1)"
+                              ".map(r => Array.from(r.cells).map(c => c.innerText))")
+        zones = page.evaluate("Array.from(document.querySelectorAll('#dwell table tr')).slice(1)"
+                              ".map(r => Array.from(r.cells).map(c => c.innerText))")
+        text = page.text()
+        assert page.console_errors() == []
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(ARTIFACTS / "demo_day_report.png", full_page=True)
+    assert [c[0] for c in cards] == ["footfall", "peak", "wait", "greeting", "assist"]
+    assert all(v not in ("–", "0", "") and not why for _, v, why in cards), cards
+    assert "–" not in text.replace("p25–p75", "").replace("p10–p90", "").replace(":00–", ""), \
+        [ln for ln in text.splitlines() if "–" in ln]
+    assert len(images) == 5 + 3 and all(ok and w > 0 for _, ok, w in images), images
+    open_pct = {row[0]: int(row[-1].rstrip("%").split("%")[0]) for row in lanes}
+    assert open_pct["Lane 1"] == 100 and 10 <= open_pct["Lane 2"] <= 40, lanes  # 1 of 4 hours
+    assert {row[0] for row in zones} == {"Promo table 促销台", "New arrivals 新品", "Fitting rooms 试衣间"}
+    assert all(int(row[1]) > 0 for row in zones), zones
