@@ -875,22 +875,27 @@ def collect_report_data(
 
 def card_reasons(data: ReportData, cfg: Any) -> dict[str, str]:
     """Why each headline card shows a dash, a zero, or a figure with an assumption behind it: said
-    next to the card, where the manager looks, not only in the notes at the bottom."""
+    next to the card, where the manager looks, not only in the notes at the bottom.
+
+    A config without cameras (the chain report's stand-in: HQ knows no zones) gets only the
+    reasons the data gives."""
+    configured = bool(cfg.cameras)
     kinds = {z.kind for cam in cfg.cameras for z in cam.zones}
-    staff_known = bool(cfg.staff.methods)
+    staff = getattr(cfg, "staff", None)
+    staff_known = not configured or staff is None or bool(staff.methods)
     why: dict[str, str] = {}
-    if "entrance" not in kinds:
+    if configured and "entrance" not in kinds:
         why["footfall"] = why["peak"] = why["greeting"] = bi("未配置入口区域", "no entrance zone configured")
     elif not data.footfall:
         why["footfall"] = why["peak"] = bi("此时段入口无人进店", "nobody counted at the entrance in this period")
-    if not cfg.lanes():
+    if configured and not cfg.lanes():
         why["wait"] = bi("未配置收银通道", "no checkout lanes (queue zones) configured")
     elif not any(ld.waits for ld in data.lanes):
         why["wait"] = bi("此时段没有顾客完成结账", "no customer served in this period")
     elif data.lanes_assumed_open:
         why["wait"] = bi("未识别员工：通道视为开放", "no staff identification: lanes assumed open")
     sla_n = {k: sum(n for n, _ in v.values()) for k, v in data.sla.items()}
-    if "dwell" not in kinds:
+    if configured and "dwell" not in kinds:
         why["assist"] = bi("未配置停留区域", "no dwell zone configured")
     for key, what, none in (
         ("greeting", bi("未识别员工：无法测量问候", "no staff identification: greetings cannot be measured"),

@@ -95,6 +95,20 @@ def test_reasons_follow_what_is_missing(tmp_path: Path) -> None:
     assert why["assist"].endswith("no customer stopped long enough in a dwell zone (stop_after_s)")
 
 
+def test_a_config_without_cameras_gets_only_the_datas_reasons() -> None:
+    """The chain report hands over a stand-in without cameras, zones or staff settings (HQ knows
+    none): no 'not configured' claims, and no crash (test_hq_chain failed on the missing 'staff')."""
+    from types import SimpleNamespace
+
+    from edge.report import ReportData, card_reasons
+
+    data = ReportData("s", "s", "UTC", DAY_S, DAY_S + 86400, [DAY_S + 3600 * h for h in range(24)])
+    why = card_reasons(data, SimpleNamespace(cameras=[], lanes=list))
+    assert why["footfall"].endswith("nobody counted at the entrance in this period")
+    assert why["wait"].endswith("no customer served in this period")
+    assert not any("configured" in w or "staff identification" in w for w in why.values()), why
+
+
 @pytest.fixture
 def figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """The matplotlib figures the report draws, kept for inspection instead of being closed."""
