@@ -300,15 +300,7 @@ class ByteTracker:
         dt_s = self._advance_clock(camera_id, frame_index, timestamp_s)
         ended_ids = self._expire_lost(timestamp_s)
 
-        for t in self._tracks:
-            if t.state is TrackState.LOST:
-                # as in ByteTrack: a lost box keeps its size, only its position extrapolates;
-                # a held one (lost while standing still) stays where it was
-                t.mean[6:8] = 0.0
-                if t.held:
-                    t.mean[4:6] = 0.0
-            t.mean, t.cov = self.kalman.predict(t.mean, t.cov, dt_s)
-
+        self._predict(dt_s)
         boxes = detections.xyxy.astype(np.float64)
         scores = detections.confidence.astype(np.float64)
         high_idx = np.flatnonzero(scores >= cfg.high_score_threshold)
@@ -357,22 +349,7 @@ class ByteTracker:
         if dead:
             self._tracks = [t for t in self._tracks if t.key not in dead]
 
-        # births
-        for j in high_left:
-            if scores[j] >= cfg.new_track_threshold:
-                t = self._new_track(boxes[j], float(scores[j]), timestamp_s)
-                self._tracks.append(t)
-                matched.append(t)
-
-        for t in matched:
-            if (
-                t.state is TrackState.TENTATIVE
-                and timestamp_s - t.birth_s >= cfg.confirm_after_s - _TIME_EPS_S
-            ):
-                t.state = TrackState.CONFIRMED
-                t.track_id = self._next_id
-                self._next_id += 1
-
+        self._births_and_confirmations(high_left, boxes, scores, timestamp_s, matched)
         out = sorted((t for t in matched if t.state is TrackState.CONFIRMED), key=lambda t: t.track_id)
         held_ids = sorted(t.track_id for t in self._tracks if t.state is TrackState.LOST and t.held)
         return Tracks(
@@ -388,6 +365,36 @@ class ByteTracker:
         )
 
     # -- steps ------------------------------------------------------------------------------------
+
+    def _predict(self, dt_s: float) -> None:
+        for t in self._tracks:
+            if t.state is TrackState.LOST:
+                # as in ByteTrack: a lost box keeps its size, only its position extrapolates;
+                # a held one (lost while standing still) stays where it was
+                t.mean[6:8] = 0.0
+                if t.held:
+                    t.mean[4:6] = 0.0
+            t.mean, t.cov = self.kalman.predict(t.mean, t.cov, dt_s)
+
+    def _births_and_confirmations(
+        self, high_left: npt.NDArray[np.intp], boxes: F64, scores: F64, timestamp_s: float, matched: list[_Track]
+    ) -> None:
+        """New tentative tracks from the high-score detections nobody claimed; tentative tracks
+        matched for confirm_after_s get their public id (ids are never reused)."""
+        cfg = self.cfg
+        for j in high_left:
+            if scores[j] >= cfg.new_track_threshold:
+                t = self._new_track(boxes[j], float(scores[j]), timestamp_s)
+                self._tracks.append(t)
+                matched.append(t)
+        for t in matched:
+            if (
+                t.state is TrackState.TENTATIVE
+                and timestamp_s - t.birth_s >= cfg.confirm_after_s - _TIME_EPS_S
+            ):
+                t.state = TrackState.CONFIRMED
+                t.track_id = self._next_id
+                self._next_id += 1
 
     def _advance_clock(self, camera_id: str, frame_index: int, timestamp_s: float) -> float:
         if not math.isfinite(timestamp_s):
