@@ -44,6 +44,7 @@ import onnxruntime as ort
 
 from edge.contract import Detections
 from edge.errors import UserFacingError
+from models.onnx_graph import with_input_hw
 
 if TYPE_CHECKING:
     from edge.config import ModelConfig
@@ -491,7 +492,7 @@ class OnnxDetector:
             return self._open_session(variant)
         if self._proto is None:
             self._proto = _load_onnx(self.path)
-        return self._open_session(_with_input_hw(self._proto, hw), label=f"{self.path} at {hw[1]}x{hw[0]}")
+        return self._open_session(with_input_hw(self._proto, hw), label=f"{self.path} at {hw[1]}x{hw[0]}")
 
     def _add_slot(self, session: ort.InferenceSession, hw: tuple[int, int], dtype: Any, source: str) -> _Slot:
         slot = _Slot(session, hw, dtype, source)
@@ -735,23 +736,6 @@ def _load_onnx(path: Path) -> Any:
             f"{path}: choosing the input geometry per camera needs the 'onnx' package (pip install onnx)"
         ) from None
     return onnx.load(str(path))
-
-
-def _with_input_hw(proto: Any, hw: tuple[int, int]) -> bytes:
-    """Serialised copy of ``proto`` with input height/width fixed (batch left as it was) and the
-    stale shape annotations of the other tensors dropped, so ORT infers them for this size."""
-    import onnx
-
-    model = onnx.ModelProto()
-    model.CopyFrom(proto)
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    dims[2].dim_value, dims[3].dim_value = hw
-    del model.graph.value_info[:]
-    for out in model.graph.output:
-        for k, d in enumerate(out.type.tensor_type.shape.dim):
-            if k > 0:
-                d.dim_param = f"out_{k}"
-    return bytes(model.SerializeToString())
 
 
 def _as_bgr(image: npt.NDArray[Any]) -> npt.NDArray[Any]:

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from models.onnx_graph import set_input_hw
 from models.registry import ModelResolveError, ResolvedModel, sha256_file, with_file
 
 log = logging.getLogger("storesense.quantize")
@@ -112,20 +113,6 @@ def _calibration_reader(tensors: list[np.ndarray], input_name: str) -> Any:
     return Reader()
 
 
-def _set_input_hw(model: Any, hw: tuple[int, int] | None) -> None:
-    """Fix (or with ``None`` free again) the input height/width; drop stale inner shapes."""
-    dims = model.graph.input[0].type.tensor_type.shape.dim
-    if hw is None:
-        dims[2].dim_param, dims[3].dim_param = "height", "width"
-    else:
-        dims[2].dim_value, dims[3].dim_value = hw
-    del model.graph.value_info[:]
-    for out in model.graph.output:
-        for k, d in enumerate(out.type.tensor_type.shape.dim):
-            if k > 0:
-                d.dim_param = f"out_{k}"
-
-
 def quantize(
     resolved: ResolvedModel,
     out_dir: Path,
@@ -157,7 +144,7 @@ def quantize(
     model = onnx.load(str(resolved.path))
     resizable = fp32.resizable
     if resizable:
-        _set_input_hw(model, hw)
+        set_input_hw(model, hw)
     tail = decode_tail(model)
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{resolved.path.stem}-int8.onnx"
@@ -182,7 +169,7 @@ def quantize(
         )
         q = onnx.load(str(staged))
         if resizable:
-            _set_input_hw(q, None)  # one file for every camera geometry
+            set_input_hw(q, None)  # one file for every camera geometry
         onnx.save(q, str(staged))
         staged.replace(target)
     meta: dict[str, Any] = {
