@@ -326,7 +326,10 @@ _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _expand_env(value: Any, path: tuple[Any, ...], where: Where) -> Any:
+def expand_env(value: Any, path: tuple[Any, ...], where: Where) -> Any:
+    """Replace ``${NAME}`` / ``${NAME:-default}`` in every string of a loaded YAML document; an
+    unset variable without a default is a problem at its line (``where``). Public: the HQ
+    config (hq/config.py) expands its file by the same rule."""
     if isinstance(value, str):
 
         def sub(m: re.Match[str]) -> str:
@@ -341,9 +344,9 @@ def _expand_env(value: Any, path: tuple[Any, ...], where: Where) -> Any:
 
         return _ENV_RE.sub(sub, value)
     if isinstance(value, list):
-        return [_expand_env(v, (*path, i), where) for i, v in enumerate(value)]
+        return [expand_env(v, (*path, i), where) for i, v in enumerate(value)]
     if isinstance(value, dict):
-        return {k: _expand_env(v, (*path, k), where) for k, v in value.items()}
+        return {k: expand_env(v, (*path, k), where) for k, v in value.items()}
     return value
 
 
@@ -544,7 +547,7 @@ def parse_config(
     """
     data, lines = load_yaml_mapping(text, filename, "version, store and cameras")
     where = Where(filename, lines)
-    data = _expand_env(data, (), where)
+    data = expand_env(data, (), where)
     problems = list(where.problems)
     base_dir = source_path.parent if source_path is not None else None
     cfg = None

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from edge.templating import bi, render
+from edge.templating import bi, fmt_s, render
 from zones.staffing import HourLoad, HourStaffing, staffing_by_hour
 
 log = logging.getLogger("storesense.report")
@@ -668,16 +668,6 @@ def period_text(start_s: float, end_s: float, tz: ZoneInfo) -> str:
     return f"{a:%Y-%m-%d %H:%M} → {b:%Y-%m-%d %H:%M}"
 
 
-def _fmt_s(v: float | None) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "–"
-    if v > 3600:
-        return "> 1 h"
-    if v >= 90:
-        return f"{v / 60:.1f} min"
-    return f"{v:.0f} s"
-
-
 def _hour_text(data: ReportData, h: float) -> str:
     tz = data.tz
     a = datetime.fromtimestamp(h, tz)
@@ -715,13 +705,13 @@ def _cards(data: ReportData, numbers: dict[str, Any]) -> list[dict[str, str]]:
         return {"key": key, "k": k, "v": v, "s": s, "why": data.why.get(key, "")}
 
     within = numbers["waits_within_target_pct"]
-    wait_sub = (f"{numbers['waits_count']} {bi('位顾客', 'customers')}, p90 {_fmt_s(numbers['wait_p90_s'])}"
-                + (f", {within:.0f}% ≤ {_fmt_s(data.target_wait_s)}" if within is not None else ""))
+    wait_sub = (f"{numbers['waits_count']} {bi('位顾客', 'customers')}, p90 {fmt_s(numbers['wait_p90_s'])}"
+                + (f", {within:.0f}% ≤ {fmt_s(data.target_wait_s)}" if within is not None else ""))
     return [
         card("footfall", bi("总客流", "Footfall"), f"{numbers['footfall_total']:,}", bi("进店人次", "entries")),
         card("peak", bi("高峰时段", "Peak hour"), _hour_text(data, peaks[0].hour_start_s) if peaks else "–",
              f"{int(peaks[0].value)} {bi('人次', 'entries')}" if peaks else ""),
-        card("wait", bi("平均等待", "Mean wait"), _fmt_s(numbers["wait_mean_s"]), wait_sub),
+        card("wait", bi("平均等待", "Mean wait"), fmt_s(numbers["wait_mean_s"]), wait_sub),
         card("greeting", bi("问候达标", "Greeted in SLA"), f"{greet:.0f}%" if greet is not None else "–",
              f"{numbers['sla_count'].get('greeting', 0)} {bi('人', 'customers')}"),
         card("assist", bi("导购响应达标", "Assisted in SLA"), f"{assist:.0f}%" if assist is not None else "–",
@@ -747,8 +737,8 @@ def _lane_rows(data: ReportData) -> list[list[str]]:
         ws = [w for _, w in lane.waits]
         pw = [p for p in lane.predicted_wait_s if not math.isnan(p)]
         rows.append([
-            lane.label, str(len(ws)), _fmt_s(float(np.mean(ws)) if ws else None), _fmt_s(_percentile(ws, 50)),
-            _fmt_s(_percentile(ws, 90)), _fmt_s(float(np.mean(pw)) if pw else None),
+            lane.label, str(len(ws)), fmt_s(float(np.mean(ws)) if ws else None), fmt_s(_percentile(ws, 50)),
+            fmt_s(_percentile(ws, 90)), fmt_s(float(np.mean(pw)) if pw else None),
             f"{max(lane.queue_length) if lane.queue_length else 0:.0f}",
             f"{100.0 * (sum(lane.is_open) / len(lane.is_open)) if lane.is_open else 0:.0f}%"
             + (f" ({bi('假定', 'assumed')})" if lane.lane_id in data.lanes_assumed_open else ""),
@@ -763,9 +753,9 @@ def _staff_rows(data: ReportData) -> list[dict[str, Any]]:
         if t.hour_start_s not in view:
             continue
         rows.append({
-            "hour": _hour_text(data, t.hour_start_s), "served": t.arrivals, "service_time": _fmt_s(t.service_time_s),
+            "hour": _hour_text(data, t.hour_start_s), "served": t.arrivals, "service_time": fmt_s(t.service_time_s),
             "tills_needed": t.needed, "tills_open": "–" if t.actual is None else f"{t.actual:.1f}",
-            "model_wait": _fmt_s(t.predicted_wait_s), "entries": g.arrivals, "greeters_needed": g.needed,
+            "model_wait": fmt_s(t.predicted_wait_s), "entries": g.arrivals, "greeters_needed": g.needed,
             "greeters_present": "–" if g.actual is None else f"{g.actual:.1f}",
             "short_tills": t.actual is not None and t.needed > t.actual + 0.25,
             "short_greeters": g.actual is not None and g.needed > g.actual + 0.25,
@@ -783,7 +773,7 @@ def render_html(data: ReportData) -> str:
     plots = {"footfall": plot_footfall(data), "queues": plot_queues(data), "sla": plot_sla(data),
              "dwell": plot_dwell(data), "staffing": plot_staffing(data)}
     staff_rows = _staff_rows(data)
-    zone_rows = [[z.label, str(len(z.dwell_s)), _fmt_s(_percentile(z.dwell_s, 50)), _fmt_s(_percentile(z.dwell_s, 90)),
+    zone_rows = [[z.label, str(len(z.dwell_s)), fmt_s(_percentile(z.dwell_s, 50)), fmt_s(_percentile(z.dwell_s, 90)),
                   str(z.stops)] for z in data.dwell]
     return render(
         "report.html.j2",
@@ -800,7 +790,7 @@ def render_html(data: ReportData) -> str:
         staff_rows=staff_rows,
         staff_note=bi("–：该时段未测到（无通道或入口状态）", "–: not measured in that hour (no lane or entrance state)")
         if any(v == "–" for r in staff_rows for v in r.values()) else "",
-        target_wait=_fmt_s(data.target_wait_s),
+        target_wait=fmt_s(data.target_wait_s),
         greet_level_pct=f"{100 * data.greet_service_level:.0f}",
         heatmaps=data.heatmaps,
         notes=data.notes,

@@ -9,6 +9,7 @@ so a page is one file that opens with no network.
 from __future__ import annotations
 
 import base64
+import math
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
@@ -17,6 +18,17 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 def bi(zh: str, en: str) -> str:
     """One bilingual label: Chinese first, English after."""
     return f"{zh} {en}"
+
+
+def fmt_s(v: float | None) -> str:
+    """A duration for people: seconds under 90 s, minutes above, "> 1 h" beyond; "–" when unknown."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "–"
+    if v > 3600:
+        return "> 1 h"
+    if v >= 90:
+        return f"{v / 60:.1f} min"
+    return f"{v:.0f} s"
 
 
 def png_data_uri(png: bytes) -> str:

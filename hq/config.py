@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from edge.config import ID_PATTERN, ConfigError, _expand_env, load_yaml_mapping, validation_problems
+from edge.config import ID_PATTERN, ConfigError, expand_env, load_yaml_mapping, validation_problems
 from edge.config_checks import Where
 from mqtt_bridge.config import TlsConfig
 from mqtt_bridge.topics import DEFAULT_PREFIX
@@ -110,7 +110,7 @@ class HqConfig(Strict):
 def parse_hq_config(text: str, filename: str = "<hq config>") -> HqConfig:
     data, lines = load_yaml_mapping(text, filename, "postgres (and mqtt, ingest, report)")
     where = Where(filename, lines)
-    data = _expand_env(data, (), where)
+    data = expand_env(data, (), where)
     if where.problems:
         raise ConfigError(where.problems)
     try:

@@ -35,7 +35,7 @@ from edge.report import (
     period_text,
     summary_numbers,
 )
-from edge.report import _fmt_s as fmt_s
+from edge.templating import fmt_s
 from hq.config import HqConfig, StoreEntry
 from zones.config import QueueModelConfig
 
