@@ -17,10 +17,10 @@ class CalibrationConfig(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    image_points_px: list[Point] | None = None
-    floor_points_m: list[Point] | None = None
-    file: str | None = None
-    max_reprojection_error_m: float = Field(default=0.25, gt=0.0, le=5.0)
+    image_points_px: list[Point] | None = Field(default=None, description="where floor marks are in the image")
+    floor_points_m: list[Point] | None = Field(default=None, description="the same marks on the floor, same order")
+    file: str | None = Field(default=None, description="a YAML file with the two point lists instead (relative to this file)")
+    max_reprojection_error_m: float = Field(default=0.25, gt=0.0, le=5.0, description="validate-config refuses a calibration worse than this")
     reference_size_px: tuple[int, int] | None = Field(
         default=None, description="(width, height) of the frames the image points were clicked on"
     )

@@ -33,8 +33,8 @@ class Strict(BaseModel):
 
 
 class StoreInfo(Strict):
-    id: str = Field(pattern=ID_PATTERN)
-    name: str | None = None
+    id: str = Field(pattern=ID_PATTERN, description="store id; part of every MQTT topic")
+    name: str | None = Field(default=None, description="store name shown on reports")
     timezone: str = Field(default="UTC", description="IANA zone for hourly reports, e.g. Asia/Shanghai")
 
     @field_validator("timezone")
@@ -60,10 +60,10 @@ class ModelConfig(Strict):
     a closed commercial deployment needs an Ultralytics licence.
     """
 
-    name: str | None = "yolox-nano-416"
-    path: str | None = None
-    layout: Literal["yolov8", "yolox"] | None = None
-    input_size_px: int | None = Field(default=None, ge=32, le=4096)
+    name: str | None = Field(default="yolox-nano-416", description="registry name (models/registry.py): yolox-nano-416 (Apache-2.0) or an AGPL-3.0 YOLOv8n/YOLO11n")
+    path: str | None = Field(default=None, description="an exported .onnx file instead of a registry name; needs layout")
+    layout: Literal["yolov8", "yolox"] | None = Field(default=None, description="how to read a custom model's output")
+    input_size_px: int | None = Field(default=None, ge=32, le=4096, description="network input side; default: the registry's or the file's")
     input_width_px: int | None = Field(
         default=None,
         ge=64,
@@ -86,10 +86,10 @@ class ModelConfig(Strict):
     )
     # low on purpose: ByteTrack's second stage keeps partly hidden people alive with 0.1-0.5 scores;
     # only confirmed tracks (tracker.new_track_threshold) ever reach the analytics
-    confidence_threshold: float = Field(default=0.1, gt=0.0, lt=1.0)
-    nms_iou_threshold: float = Field(default=0.45, gt=0.0, le=1.0)
-    classes: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    threads: int = Field(default=2, ge=1, le=64)
+    confidence_threshold: float = Field(default=0.1, gt=0.0, lt=1.0, description="lowest detector score kept; low on purpose, the tracker filters")
+    nms_iou_threshold: float = Field(default=0.45, gt=0.0, le=1.0, description="boxes overlapping more than this are one detection")
+    classes: list[int] = Field(default_factory=lambda: [0], min_length=1, description="detector class ids kept (0 = person in COCO)")
+    threads: int = Field(default=2, ge=1, le=64, description="ONNX Runtime intra-op threads (shared by every camera)")
 
     @model_validator(mode="after")
     def _name_or_path(self) -> ModelConfig:
@@ -139,14 +139,14 @@ class TrackerConfig(Strict):
 
 
 class CameraConfig(Strict):
-    id: str = Field(pattern=ID_PATTERN)
+    id: str = Field(pattern=ID_PATTERN, description="camera id; part of MQTT topics")
     source: str | int = Field(description="file path, rtsp://, http(s):// URL, or a USB index")
     fps: float = Field(default=5.0, gt=0.0, le=60.0, description="analysis frames per second")
     source_fps: float | None = Field(
         default=None, gt=0.0, le=240.0, description="override a wrong container frame rate (files)"
     )
-    enabled: bool = True
-    reconnect_max_backoff_s: float = Field(default=30.0, gt=0.0, le=600.0)
+    enabled: bool = Field(default=True, description="false: keep the camera in the file but do not run it")
+    reconnect_max_backoff_s: float = Field(default=30.0, gt=0.0, le=600.0, description="longest wait between reconnection attempts of a live stream")
     read_timeout_s: float = Field(
         default=5.0,
         gt=0.0,
@@ -162,8 +162,8 @@ class CameraConfig(Strict):
         "reusing its detections (a standing person stays tracked), and detect anyway after this many "
         "seconds; off when unset",
     )
-    calibration: CalibrationConfig | None = None
-    zones: list[ZoneConfig] = Field(default_factory=list)
+    calibration: CalibrationConfig | None = Field(default=None, description="image px to floor m pairs (optional; needed for distances)")
+    zones: list[ZoneConfig] = Field(default_factory=list, description="the camera's zones")
     ignore: list[list[tuple[float, float]]] = Field(
         default_factory=list,
         description="polygons (normalised image coordinates 0..1) where detections are dropped before tracking: "
@@ -244,17 +244,17 @@ def resolve_secret(env_name: str | None, file_name: str | None, *, key: str, bas
 
 
 class StoreConfig(Strict):
-    version: Literal[1]
-    store: StoreInfo
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    tracker: TrackerConfig = Field(default_factory=TrackerConfig)
-    cameras: list[CameraConfig] = Field(min_length=1)
-    staff: StaffConfig = Field(default_factory=StaffConfig)
-    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig)
-    mqtt: MqttConfig = Field(default_factory=MqttConfig)
-    display: DisplayConfig = Field(default_factory=DisplayConfig)
-    history: HistoryConfig = Field(default_factory=HistoryConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    version: Literal[1] = Field(description="config format version; always 1")
+    store: StoreInfo = Field(description="the store: id, name, time zone")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="which person detector runs")
+    tracker: TrackerConfig = Field(default_factory=TrackerConfig, description="ByteTrack settings (docs/tracker.md)")
+    cameras: list[CameraConfig] = Field(min_length=1, description="every camera of the store with its zones")
+    staff: StaffConfig = Field(default_factory=StaffConfig, description="how staff are told apart from customers")
+    analytics: AnalyticsConfig = Field(default_factory=AnalyticsConfig, description="queue model, heatmaps, alert rules")
+    mqtt: MqttConfig = Field(default_factory=MqttConfig, description="the broker link metrics are published on")
+    display: DisplayConfig = Field(default_factory=DisplayConfig, description="the checkout wait-time screen")
+    history: HistoryConfig = Field(default_factory=HistoryConfig, description="the on-box history database for reports")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus /metrics of `storesense run`")
     data_dir: str = Field(
         default="storesense-data",
         description="local folder (relative to this file) for the outbox, history, heatmaps and reference "

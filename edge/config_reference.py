@@ -4,10 +4,11 @@ Installers pieced keys together from the README, the demo config and the operati
 reads the models themselves, so a key, default or range cannot drift from what
 ``validate-config`` accepts (tests/test_config_reference.py regenerates and compares).
 
-Meaning comes from each field's ``description``. Fields without one take it from
-:data:`MEANINGS` below (keys are ``Model.field`` with shell-style wildcards, so per-kind zone
-models match ``*Zone*.field``); the test fails on a field with neither, and on a stale entry.
-Moving a sentence into its ``Field(description=...)`` is always the better fix.
+Meaning comes from each field's ``Field(description=...)`` in the config models (one strict base,
+a description on every field, as in Frigate's config package), so the JSON Schema carries it too
+and editors show it. :data:`MEANINGS` (keys ``Model.field``, shell-style wildcards such as
+``*Zone*.field``) is only a fallback and is empty; the test fails on a field with no meaning and
+on a stale entry.
 
     python -m edge.config_reference --write     # regenerate docs/config.md + docs/store-config.schema.json
 """
@@ -37,99 +38,7 @@ SCHEMA_PATH = DOCS / "store-config.schema.json"
 SCHEMA_ID = "https://storesense.invalid/schemas/store-config.schema.json"
 HIDDEN = {"StoreConfig.source_path"}  # set by the loader, not by the operator
 
-MEANINGS: dict[str, str] = {
-    "StoreConfig.version": "config format version; always 1",
-    "StoreConfig.store": "the store: id, name, time zone",
-    "StoreConfig.model": "which person detector runs",
-    "StoreConfig.tracker": "ByteTrack settings (docs/tracker.md)",
-    "StoreConfig.cameras": "every camera of the store with its zones",
-    "StoreConfig.staff": "how staff are told apart from customers",
-    "StoreConfig.analytics": "queue model, heatmaps, alert rules",
-    "StoreConfig.mqtt": "the broker link metrics are published on",
-    "StoreConfig.display": "the checkout wait-time screen",
-    "StoreConfig.history": "the on-box history database for reports",
-    "StoreConfig.metrics": "Prometheus /metrics of `storesense run`",
-    "StoreInfo.id": "store id; part of every MQTT topic",
-    "StoreInfo.name": "store name shown on reports",
-    "ModelConfig.name": "registry name (models/registry.py): yolox-nano-416 (Apache-2.0) or an AGPL-3.0 YOLOv8n/YOLO11n",
-    "ModelConfig.path": "an exported .onnx file instead of a registry name; needs layout",
-    "ModelConfig.layout": "how to read a custom model's output",
-    "ModelConfig.input_size_px": "network input side; default: the registry's or the file's",
-    "ModelConfig.confidence_threshold": "lowest detector score kept; low on purpose, the tracker filters",
-    "ModelConfig.nms_iou_threshold": "boxes overlapping more than this are one detection",
-    "ModelConfig.classes": "detector class ids kept (0 = person in COCO)",
-    "ModelConfig.threads": "ONNX Runtime intra-op threads (shared by every camera)",
-    "CameraConfig.id": "camera id; part of MQTT topics",
-    "CameraConfig.enabled": "false: keep the camera in the file but do not run it",
-    "CameraConfig.reconnect_max_backoff_s": "longest wait between reconnection attempts of a live stream",
-    "CameraConfig.calibration": "image px to floor m pairs (optional; needed for distances)",
-    "CameraConfig.zones": "the camera's zones",
-    "CalibrationConfig.image_points_px": "where floor marks are in the image",
-    "CalibrationConfig.floor_points_m": "the same marks on the floor, same order",
-    "CalibrationConfig.file": "a YAML file with the two point lists instead (relative to this file)",
-    "CalibrationConfig.max_reprojection_error_m": "validate-config refuses a calibration worse than this",
-    "*Zone*.id": "zone id, unique within the camera",
-    "*Zone*.kind": "queue, service (till), dwell, entrance or staff_only",
-    "*Zone*.polygon": "3 or more points, in `units`",
-    "*Zone*.enter_after_s": "a person is in the zone after being inside this long",
-    "*Zone*.leave_after_s": "and out of it after being outside this long",
-    "*Zone*.stop_after_s": "dwell: a visit longer than this counts as a stop (attention)",
-    "*Zone*.greet_radius_m": "a staff member this close counts as a greeting/approach",
-    "HsvRange.lower": "lowest H, S, V (OpenCV scale: H 0-179, S and V 0-255)",
-    "HsvRange.upper": "highest H, S, V",
-    "UniformConfig.hsv_ranges": "uniform colours",
-    "UniformConfig.min_pixel_fraction": "share of torso pixels in a range for one staff vote",
-    "UniformConfig.staff_vote_fraction": "share of staff votes that makes a track staff",
-    "StaffConfig.methods": "staff identification methods, combined",
-    "StaffConfig.uniform": "settings of the uniform method",
-    "StaffConfig.staff_only_zone": "settings of the staff_only_zone method",
-    "StaffConfig.onnx": "settings of the onnx classifier method",
-    "StaffOnlyConfig.min_time_s": "time in a staff_only zone that makes a track staff",
-    "OnnxClassifierConfig.path": "the staff/customer classifier (.onnx)",
-    "OnnxClassifierConfig.staff_class": "output index of the staff class",
-    "OnnxClassifierConfig.input_size_px": "classifier input (width, height)",
-    "OnnxClassifierConfig.min_votes": "frames classified before deciding",
-    "OnnxClassifierConfig.staff_vote_fraction": "share of staff votes that makes a track staff",
-    "AlertRule.id": "alert id (in the store state's active_alerts)",
-    "AlertRule.metric": "what is compared with `above`",
-    "AlertRule.above": "threshold, in the metric's unit",
-    "AlertRule.for_s": "the metric must stay above the threshold this long",
-    "AlertRule.message": "text for staff screens and apps",
-    "AnalyticsConfig.state_interval_s": "live state is published at most this often",
-    "AnalyticsConfig.queue": "queue and wait model",
-    "AnalyticsConfig.heatmap": "heatmap grid and privacy",
-    "AnalyticsConfig.alerts": "alert rules",
-    "HeatmapConfig.cell_m": "grid cell on the floor (calibrated cameras)",
-    "HeatmapConfig.cell_norm": "grid cell as a fraction of the image (uncalibrated cameras)",
-    "QueueModelConfig.stale_after_s": "a lane with no fresh data this long is shown as stale",
-    "QueueModelConfig.smoothing_s": "queue length smoothing window",
-    "QueueModelConfig.default_service_time_s": "service time assumed before a lane has served anyone",
-    "MqttConfig.enabled": "false: run without a broker (history and --events only)",
-    "MqttConfig.host": "broker host",
-    "MqttConfig.port": "broker port",
-    "MqttConfig.prefix": "first topic level",
-    "MqttConfig.device_id": "this box's id: client id and availability topic",
-    "MqttConfig.keepalive_s": "MQTT keepalive; a dead link is noticed within 1.5x this",
-    "MqttConfig.protocol": "MQTT version; 3.1.1 for old brokers (no message expiry)",
-    "MqttConfig.username": "broker user",
-    "MqttConfig.password_env": "environment variable holding the broker password",
-    "MqttConfig.password_file": "file holding the broker password (e.g. a systemd credential)",
-    "MqttConfig.tls": "TLS to the broker",
-    "MqttConfig.outbox_max_messages": "durable events kept while the broker is away; oldest dropped beyond",
-    "MqttConfig.reconnect_max_backoff_s": "longest wait between reconnection attempts",
-    "TlsConfig.ca_file": "CA bundle that signed the broker's certificate",
-    "TlsConfig.cert_file": "client certificate (mutual TLS)",
-    "TlsConfig.key_file": "client key (mutual TLS)",
-    "TlsConfig.insecure_skip_verify": "accept any broker certificate (testing only)",
-    "DisplayConfig.host": "listen address of the display server",
-    "DisplayConfig.port": "listen port of the display server",
-    "DisplayConfig.languages": "languages shown on the screen, in order",
-    "DisplayConfig.stale_after_s": "a lane whose data is older than this shows as unavailable",
-    "DisplayConfig.title": "page title",
-    "HistoryConfig.enabled": "keep metrics on the box for reports",
-    "HistoryConfig.retention_days": "older history is deleted",
-    "HistoryConfig.max_size_mb": "the oldest history is deleted beyond this size",
-}
+MEANINGS: dict[str, str] = {}  # every field has its description now; keep new ones there too
 
 UNIT_SUFFIXES = [
     ("_per_min", "1/min"), ("_days", "days"), ("_mb", "MB"), ("_px", "px"), ("_m", "m"), ("_s", "s"),

@@ -17,10 +17,10 @@ class Strict(BaseModel):
 
 
 class TlsConfig(Strict):
-    ca_file: str | None = None
-    cert_file: str | None = None
-    key_file: str | None = None
-    insecure_skip_verify: bool = False
+    ca_file: str | None = Field(default=None, description="CA bundle that signed the broker's certificate")
+    cert_file: str | None = Field(default=None, description="client certificate (mutual TLS)")
+    key_file: str | None = Field(default=None, description="client key (mutual TLS)")
+    insecure_skip_verify: bool = Field(default=False, description="accept any broker certificate (testing only)")
 
 
 class HomeAssistantConfig(Strict):
@@ -35,22 +35,22 @@ class HomeAssistantConfig(Strict):
 
 
 class MqttConfig(Strict):
-    enabled: bool = True
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
-    prefix: str = DEFAULT_PREFIX
-    device_id: str = Field(default="edge-1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
-    keepalive_s: int = Field(default=10, ge=2, le=3600)
-    protocol: Literal["5", "3.1.1"] = "5"
-    username: str | None = None
+    enabled: bool = Field(default=True, description="false: run without a broker (history and --events only)")
+    host: str = Field(default="127.0.0.1", description="broker host")
+    port: int = Field(default=1883, ge=1, le=65535, description="broker port")
+    prefix: str = Field(default=DEFAULT_PREFIX, description="first topic level")
+    device_id: str = Field(default="edge-1", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$", description="this box's id: client id and availability topic")
+    keepalive_s: int = Field(default=10, ge=2, le=3600, description="MQTT keepalive; a dead link is noticed within 1.5x this")
+    protocol: Literal["5", "3.1.1"] = Field(default="5", description="MQTT version; 3.1.1 for old brokers (no message expiry)")
+    username: str | None = Field(default=None, description="broker user")
     # secrets never inline: name an environment variable or a file
-    password_env: str | None = None
-    password_file: str | None = None
-    tls: TlsConfig | None = None
+    password_env: str | None = Field(default=None, description="environment variable holding the broker password")
+    password_file: str | None = Field(default=None, description="file holding the broker password (e.g. a systemd credential)")
+    tls: TlsConfig | None = Field(default=None, description="TLS to the broker")
     outbox_path: str = Field(default="outbox.db", description="relative to the store data_dir")
-    outbox_max_messages: int = Field(default=100_000, ge=10)
+    outbox_max_messages: int = Field(default=100_000, ge=10, description="durable events kept while the broker is away; oldest dropped beyond")
     state_expiry_s: int = Field(default=120, ge=1, le=86400, description="MQTT 5 message expiry for live state")
-    reconnect_max_backoff_s: float = Field(default=30.0, gt=0.0, le=600.0)
+    reconnect_max_backoff_s: float = Field(default=30.0, gt=0.0, le=600.0, description="longest wait between reconnection attempts")
     home_assistant: HomeAssistantConfig = Field(
         default_factory=HomeAssistantConfig, description="Home Assistant MQTT discovery (off by default)"
     )
@@ -90,11 +90,11 @@ class MqttConfig(Strict):
 
 
 class DisplayConfig(Strict):
-    host: str = "127.0.0.1"
-    port: int = Field(default=8080, ge=0, le=65535)
-    languages: list[Literal["zh", "en"]] = Field(default=["zh", "en"], min_length=1)
-    stale_after_s: float = Field(default=10.0, gt=0.0, le=600.0)
-    title: str = "Checkout"
+    host: str = Field(default="127.0.0.1", description="listen address of the display server")
+    port: int = Field(default=8080, ge=0, le=65535, description="listen port of the display server")
+    languages: list[Literal["zh", "en"]] = Field(default=["zh", "en"], min_length=1, description="languages shown on the screen, in order")
+    stale_after_s: float = Field(default=10.0, gt=0.0, le=600.0, description="a lane whose data is older than this shows as unavailable")
+    title: str = Field(default="Checkout", description="page title")
     setup_password_env: str | None = Field(default=None, description="enables /setup with this password")
     capacity_zones: list[str] = Field(
         default_factory=list, max_length=8,
@@ -104,7 +104,7 @@ class DisplayConfig(Strict):
 
 
 class HistoryConfig(Strict):
-    enabled: bool = True
+    enabled: bool = Field(default=True, description="keep metrics on the box for reports")
     path: str = Field(default="history.db", description="relative to the store data_dir")
-    retention_days: float = Field(default=90.0, gt=0.0, le=3650.0)
-    max_size_mb: float = Field(default=1024.0, gt=0.0)
+    retention_days: float = Field(default=90.0, gt=0.0, le=3650.0, description="older history is deleted")
+    max_size_mb: float = Field(default=1024.0, gt=0.0, description="the oldest history is deleted beyond this size")

@@ -42,15 +42,15 @@ class _ZoneBase(Strict):
     so code that walks every zone can still ask any zone for them.
     """
 
-    id: str = Field(pattern=ID_PATTERN)
+    id: str = Field(pattern=ID_PATTERN, description="zone id, unique within the camera")
     label: str | None = Field(default=None, description="Name shown on screens and reports")
     units: Literal["norm", "m"] = Field(
         default="norm", description="norm: image coordinates 0..1; m: floor metres (needs calibration)"
     )
-    polygon: list[Point] = Field(min_length=3)
+    polygon: list[Point] = Field(min_length=3, description="3 or more points, in `units`")
     # membership hysteresis
-    enter_after_s: float = Field(default=1.0, ge=0.0, le=60.0)
-    leave_after_s: float = Field(default=2.0, ge=0.0, le=120.0)
+    enter_after_s: float = Field(default=1.0, ge=0.0, le=60.0, description="a person is in the zone after being inside this long")
+    leave_after_s: float = Field(default=2.0, ge=0.0, le=120.0, description="and out of it after being outside this long")
 
     @field_validator("polygon")
     @classmethod
@@ -90,7 +90,7 @@ _SLA_DESCRIPTION = "entrance: default 10 s; dwell: default 30 s"
 class QueueZone(_ZoneBase):
     """Customers waiting for a till; one queue zone per lane."""
 
-    kind: Literal["queue"]
+    kind: Literal["queue"] = Field(description="queue, service (till), dwell, entrance or staff_only")
     lane: str | None = Field(default=None, pattern=ID_PATTERN, description=_LANE_DESCRIPTION)
     service_zone: str | None = Field(default=None, description="queue: id of the service zone at its till")
     stop_after_s: ClassVar[float] = 20.0
@@ -105,7 +105,7 @@ class QueueZone(_ZoneBase):
 class ServiceZone(_ZoneBase):
     """The till of a lane: being served here ends the wait."""
 
-    kind: Literal["service"]
+    kind: Literal["service"] = Field(description="queue, service (till), dwell, entrance or staff_only")
     lane: str | None = Field(default=None, pattern=ID_PATTERN, description=_LANE_DESCRIPTION)
     service_zone: ClassVar[str | None] = None
     stop_after_s: ClassVar[float] = 20.0
@@ -120,9 +120,9 @@ class ServiceZone(_ZoneBase):
 class DwellZone(_ZoneBase):
     """A product display: visits, stops and staff approach."""
 
-    kind: Literal["dwell"]
-    stop_after_s: float = Field(default=20.0, gt=0.0, le=3600.0)  # meanings: edge/config_reference.py
-    greet_radius_m: float = Field(default=1.5, gt=0.0, le=20.0)
+    kind: Literal["dwell"] = Field(description="queue, service (till), dwell, entrance or staff_only")
+    stop_after_s: float = Field(default=20.0, gt=0.0, le=3600.0, description="dwell: a visit longer than this counts as a stop (attention)")
+    greet_radius_m: float = Field(default=1.5, gt=0.0, le=20.0, description="a staff member this close counts as a greeting/approach")
     response_sla_s: float | None = Field(default=None, gt=0.0, le=3600.0, description=_SLA_DESCRIPTION)
     capacity: int | None = Field(
         default=None, ge=1, le=10_000,
@@ -148,8 +148,8 @@ class DwellZone(_ZoneBase):
 class EntranceZone(_ZoneBase):
     """The door: footfall and greetings."""
 
-    kind: Literal["entrance"]
-    greet_radius_m: float = Field(default=1.5, gt=0.0, le=20.0)
+    kind: Literal["entrance"] = Field(description="queue, service (till), dwell, entrance or staff_only")
+    greet_radius_m: float = Field(default=1.5, gt=0.0, le=20.0, description="a staff member this close counts as a greeting/approach")
     response_sla_s: float | None = Field(default=None, gt=0.0, le=3600.0, description=_SLA_DESCRIPTION)
     entering_min_seen_s: float = Field(
         default=2.0,
@@ -176,7 +176,7 @@ class EntranceZone(_ZoneBase):
 class StaffOnlyZone(_ZoneBase):
     """Behind the counter: tracks that stay here are staff."""
 
-    kind: Literal["staff_only"]
+    kind: Literal["staff_only"] = Field(description="queue, service (till), dwell, entrance or staff_only")
     lane: ClassVar[str | None] = None
     service_zone: ClassVar[str | None] = None
     stop_after_s: ClassVar[float] = 20.0
@@ -204,8 +204,8 @@ def zone_config(**fields: Any) -> ZoneConfig:
 
 
 class HsvRange(Strict):
-    lower: tuple[int, int, int]
-    upper: tuple[int, int, int]
+    lower: tuple[int, int, int] = Field(description="lowest H, S, V (OpenCV scale: H 0-179, S and V 0-255)")
+    upper: tuple[int, int, int] = Field(description="highest H, S, V")
 
     @model_validator(mode="after")
     def _ranges(self) -> HsvRange:
@@ -220,31 +220,31 @@ class HsvRange(Strict):
 class UniformConfig(Strict):
     """Staff wear a uniform: a share of the torso pixels falls into one of these HSV ranges."""
 
-    hsv_ranges: list[HsvRange] = Field(min_length=1)
-    min_pixel_fraction: float = Field(default=0.2, gt=0.0, le=1.0)
+    hsv_ranges: list[HsvRange] = Field(min_length=1, description="uniform colours")
+    min_pixel_fraction: float = Field(default=0.2, gt=0.0, le=1.0, description="share of torso pixels in a range for one staff vote")
     min_votes: int = Field(default=5, ge=1, le=1000, description="frames observed before deciding")
-    staff_vote_fraction: float = Field(default=0.6, gt=0.0, le=1.0)
+    staff_vote_fraction: float = Field(default=0.6, gt=0.0, le=1.0, description="share of staff votes that makes a track staff")
 
 
 class StaffOnlyConfig(Strict):
     """Tracks that spend this long in a staff_only zone are staff."""
 
-    min_time_s: float = Field(default=2.0, ge=0.0, le=600.0)
+    min_time_s: float = Field(default=2.0, ge=0.0, le=600.0, description="time in a staff_only zone that makes a track staff")
 
 
 class OnnxClassifierConfig(Strict):
-    path: str
-    staff_class: int = Field(default=1, ge=0)
-    input_size_px: tuple[int, int] = (128, 256)
-    min_votes: int = Field(default=5, ge=1)
-    staff_vote_fraction: float = Field(default=0.6, gt=0.0, le=1.0)
+    path: str = Field(description="the staff/customer classifier (.onnx)")
+    staff_class: int = Field(default=1, ge=0, description="output index of the staff class")
+    input_size_px: tuple[int, int] = Field(default=(128, 256), description="classifier input (width, height)")
+    min_votes: int = Field(default=5, ge=1, description="frames classified before deciding")
+    staff_vote_fraction: float = Field(default=0.6, gt=0.0, le=1.0, description="share of staff votes that makes a track staff")
 
 
 class StaffConfig(Strict):
-    methods: list[Literal["uniform", "staff_only_zone", "onnx"]] = Field(default_factory=list)
-    uniform: UniformConfig | None = None
-    staff_only_zone: StaffOnlyConfig = Field(default_factory=StaffOnlyConfig)
-    onnx: OnnxClassifierConfig | None = None
+    methods: list[Literal["uniform", "staff_only_zone", "onnx"]] = Field(default_factory=list, description="staff identification methods, combined")
+    uniform: UniformConfig | None = Field(default=None, description="settings of the uniform method")
+    staff_only_zone: StaffOnlyConfig = Field(default_factory=StaffOnlyConfig, description="settings of the staff_only_zone method")
+    onnx: OnnxClassifierConfig | None = Field(default=None, description="settings of the onnx classifier method")
 
     @model_validator(mode="after")
     def _method_settings(self) -> StaffConfig:
@@ -258,15 +258,15 @@ class StaffConfig(Strict):
 class AlertRule(Strict):
     """E.g. predicted wait > 300 s for 60 s on any lane → "open another lane"."""
 
-    id: str = Field(pattern=ID_PATTERN)
+    id: str = Field(pattern=ID_PATTERN, description="alert id (in the store state's active_alerts)")
     lane: str = Field(default="*", pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9_-]{0,63})$", description="lane id, or * for every lane")
-    metric: Literal["predicted_wait_s", "queue_length", "open_lanes_busy", "zone_occupancy_pct"]
+    metric: Literal["predicted_wait_s", "queue_length", "open_lanes_busy", "zone_occupancy_pct"] = Field(description="what is compared with `above`")
     zone: str = Field(default="*", pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9_-]{0,63})$",
                       description="zone_occupancy_pct: zone id, or * for every zone with a capacity")
-    above: float
-    for_s: float = Field(default=0.0, ge=0.0, le=3600.0)
+    above: float = Field(description="threshold, in the metric's unit")
+    for_s: float = Field(default=0.0, ge=0.0, le=3600.0, description="the metric must stay above the threshold this long")
     action: str = Field(default="open_lane", description="machine-readable action for staff apps")
-    message: str = Field(default="Open another lane")
+    message: str = Field(default="Open another lane", description="text for staff screens and apps")
     hours: tuple[int, int] | None = Field(
         default=None, description="active only between these local hours [start, end), e.g. peak hours"
     )
@@ -284,8 +284,8 @@ class AlertRule(Strict):
 
 
 class HeatmapConfig(Strict):
-    cell_m: float = Field(default=0.25, gt=0.0, le=5.0)
-    cell_norm: float = Field(default=0.02, gt=0.0, le=0.5)
+    cell_m: float = Field(default=0.25, gt=0.0, le=5.0, description="grid cell on the floor (calibrated cameras)")
+    cell_norm: float = Field(default=0.02, gt=0.0, le=0.5, description="grid cell as a fraction of the image (uncalibrated cameras)")
     min_tracks_per_cell: int = Field(
         default=3,
         ge=1,
@@ -303,9 +303,9 @@ class QueueModelConfig(Strict):
         "utilisation 0.95 (300 s gave 1.52x: a rate learnt from ~7 services was the gap; "
         "scripts/wait_vs_floor.py); lower it to follow a cashier whose speed changes faster",
     )
-    stale_after_s: float = Field(default=10.0, gt=0.0, le=600.0)
-    smoothing_s: float = Field(default=3.0, ge=0.0, le=120.0)
-    default_service_time_s: float = Field(default=60.0, gt=0.0, le=3600.0)
+    stale_after_s: float = Field(default=10.0, gt=0.0, le=600.0, description="a lane with no fresh data this long is shown as stale")
+    smoothing_s: float = Field(default=3.0, ge=0.0, le=120.0, description="queue length smoothing window")
+    default_service_time_s: float = Field(default=60.0, gt=0.0, le=3600.0, description="service time assumed before a lane has served anyone")
     lane_close_hold_s: float = Field(
         default=15.0,
         ge=0.0,
@@ -330,10 +330,10 @@ class RecommendationConfig(Strict):
 
 
 class AnalyticsConfig(Strict):
-    state_interval_s: float = Field(default=1.0, gt=0.0, le=60.0)
-    queue: QueueModelConfig = Field(default_factory=QueueModelConfig)
+    state_interval_s: float = Field(default=1.0, gt=0.0, le=60.0, description="live state is published at most this often")
+    queue: QueueModelConfig = Field(default_factory=QueueModelConfig, description="queue and wait model")
     recommendation: RecommendationConfig = Field(
         default_factory=RecommendationConfig, description="hysteresis of the checkout screens' Recommended badge"
     )
-    heatmap: HeatmapConfig = Field(default_factory=HeatmapConfig)
-    alerts: list[AlertRule] = Field(default_factory=list)
+    heatmap: HeatmapConfig = Field(default_factory=HeatmapConfig, description="heatmap grid and privacy")
+    alerts: list[AlertRule] = Field(default_factory=list, description="alert rules")
