@@ -122,6 +122,14 @@ class TrackerConfig(Strict):
         "max_lost_s: it keeps its zone membership while hidden and is re-associated when it reappears "
         "nearby; 0 turns it off (docs/tracker.md)",
     )
+    appearance_min_similarity: float = Field(
+        default=0.65,
+        ge=0.0,
+        lt=1.0,
+        description="re-association after a gap (a lost or held track taking a detection again) also compares "
+        "colour histograms of the upper and lower body: the better-looking candidate wins, and one below this "
+        "similarity (Bhattacharyya coefficient, 1 = same colours) is refused; 0 turns the cue off (docs/tracker.md)",
+    )
     static_after_s: float = Field(
         default=20.0,
         ge=0.0,

@@ -42,6 +42,7 @@ class Tracker(Protocol):
         frame_index: int,
         timestamp_s: float,
         frame_size_px: tuple[int, int],
+        image: Any = None,
     ) -> Tracks: ...
 
 
@@ -253,6 +254,7 @@ class CameraPipeline:
             frame_index=frame.index,
             timestamp_s=frame.timestamp_s,
             frame_size_px=(frame.width_px, frame.height_px),
+            image=frame.image,
         )
         if self.scenery is not None:
             tracks = self.scenery.update(tracks, frame.image)

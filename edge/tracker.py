@@ -34,12 +34,14 @@ import enum
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
+from edge import appearance
+from edge.appearance import DetectionLooks
 from edge.config import TrackerConfig
 from edge.contract import Detections, Tracks
 from edge.errors import UserFacingError
@@ -69,6 +71,9 @@ _BORDER_FRACTION = 0.02
 _HOLD_RADIUS_H = 0.75
 # Observations kept per track for the speed estimate (bounded: flat memory).
 _HISTORY = 24
+# Re-association after a gap by motion and appearance alone (no box overlap left, stage 2d) needs a
+# clearly better look than the gate: this much above tracker.appearance_min_similarity.
+_LOOK_ONLY_MARGIN = 0.1
 
 
 class TrackerInputError(UserFacingError, ValueError):
@@ -189,12 +194,16 @@ def _at_border(box_xyxy: F64, frame_size_px: tuple[int, int]) -> bool:
 
 def match_by_cost(cost: F64, max_cost: float) -> list[tuple[int, int]]:
     """Hungarian assignment minimising total cost; pairs above ``max_cost`` are never matched."""
+    return match_allowed(cost, cost <= max_cost)
+
+
+def match_allowed(cost: F64, allowed: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """Hungarian assignment minimising total cost over the ``allowed`` pairs only."""
     if cost.size == 0:
         return []
-    allowed = cost <= max_cost
     # forbidden pairs cost more than any sum of allowed ones: the solver first maximises the
     # number of allowed pairs and only then minimises their cost
-    forbidden = _FORBIDDEN * (1.0 + max_cost)
+    forbidden = _FORBIDDEN * (1.0 + float(np.max(np.abs(cost), initial=0.0)))
     rows, cols = linear_sum_assignment(np.where(allowed, cost, forbidden))
     return [(int(r), int(c)) for r, c in zip(rows, cols, strict=True) if allowed[r, c]]
 
@@ -220,6 +229,11 @@ class _Track:
     det_xyxy: F64  # the box of the detection matched last
     det_score: float
     held: bool = False  # lost while nearly stationary: kept occlusion_hold_s, reported in held_ids
+    det_j: int = -1  # index of the matched detection in the current frame
+    # colour histograms of the upper/lower body (edge/appearance.py), sampled at a low rate; kept
+    # on the track so they are dropped with it
+    look: npt.NDArray[np.float32] | None = None
+    look_at_s: float = -math.inf
     # (timestamp_s, centre x, top y, bottom y) of the last matched boxes, px
     history: deque[tuple[float, float, float, float]] = field(default_factory=lambda: deque(maxlen=_HISTORY))
 
@@ -262,6 +276,7 @@ class ByteTracker:
         self._tracks: list[_Track] = []
         self._last_timestamp_s: float | None = None
         self._camera_id: str | None = None
+        self._looks = DetectionLooks(None, np.zeros((0, 4)))
 
     # -- public state ---------------------------------------------------------------------------
 
@@ -295,7 +310,10 @@ class ByteTracker:
         frame_index: int,
         timestamp_s: float,
         frame_size_px: tuple[int, int],
+        image: npt.NDArray[Any] | None = None,
     ) -> Tracks:
+        """``image``: the decoded frame (BGR), for the appearance cue of re-association after a gap
+        (edge/appearance.py); without it association is by position alone."""
         cfg = self.cfg
         dt_s = self._advance_clock(camera_id, frame_index, timestamp_s)
         ended_ids = self._expire_lost(timestamp_s)
@@ -303,6 +321,7 @@ class ByteTracker:
         self._predict(dt_s)
         boxes = detections.xyxy.astype(np.float64)
         scores = detections.confidence.astype(np.float64)
+        self._looks = DetectionLooks(image if cfg.appearance_min_similarity > 0 else None, boxes)
         high_idx = np.flatnonzero(scores >= cfg.high_score_threshold)
         low_idx = np.flatnonzero((scores >= cfg.low_score_threshold) & (scores < cfg.high_score_threshold))
 
@@ -336,6 +355,10 @@ class ByteTracker:
         # (often only partly visible at first, so IoU with its old box can be low)
         held = [t for t in stray_left if t.held and t.state is TrackState.LOST]
         high_left = self._reassociate_held(held, high_left, boxes, scores, timestamp_s, matched)
+        # stage 2d: lost tracks vs what is left, inside the filter's gate (it grows with the gap) and only
+        # on a clear appearance match: someone who walked behind a post and came out off the predicted line
+        lost = [t for t in stray_left if t.state is TrackState.LOST and not t.held and t.look is not None]
+        _, high_left = self._associate(lost, high_left, boxes, scores, None, timestamp_s, matched, "look")
 
         # stage 3: tentative tracks vs the high-score detections nobody claimed. A tentative
         # track has one or a few observations and no trustworthy velocity, so IoU against its
@@ -351,6 +374,8 @@ class ByteTracker:
 
         self._births_and_confirmations(high_left, boxes, scores, timestamp_s, matched)
         out = sorted((t for t in matched if t.state is TrackState.CONFIRMED), key=lambda t: t.track_id)
+        self._sample_looks(out, boxes, scores, timestamp_s, frame_size_px)
+        self._looks = DetectionLooks(None, boxes)  # the frame is not kept past this update
         held_ids = sorted(t.track_id for t in self._tracks if t.state is TrackState.LOST and t.held)
         return Tracks(
             camera_id,
@@ -385,6 +410,7 @@ class ByteTracker:
         for j in high_left:
             if scores[j] >= cfg.new_track_threshold:
                 t = self._new_track(boxes[j], float(scores[j]), timestamp_s)
+                t.det_j = int(j)
                 self._tracks.append(t)
                 matched.append(t)
         for t in matched:
@@ -441,32 +467,43 @@ class ByteTracker:
         min_iou: float | None,
         timestamp_s: float,
         matched: list[_Track],
-        anchor: Literal["predicted", "last", "gate"] = "predicted",
+        anchor: Literal["predicted", "last", "gate", "look"] = "predicted",
     ) -> tuple[list[_Track], npt.NDArray[np.intp]]:
         """Match ``tracks`` to detections ``det_idx`` and update the matched ones.
 
         ``anchor``: "predicted" = IoU with the Kalman prediction; "last" = IoU with the last
         detected box (the filter is then restarted from the new box: its velocity was wrong);
-        "gate" = Mahalanobis distance inside the filter's 95% gate. Returns the unmatched
-        tracks and the unmatched detection indices."""
+        "gate" = Mahalanobis distance inside the filter's 95% gate; "look" = inside that gate and
+        on appearance alone. A track coming back after a gap (lost, or "last") must also look like
+        itself (:meth:`_look_terms`). Returns the unmatched tracks and the unmatched detection indices."""
         if not tracks or det_idx.size == 0:
             return tracks, det_idx
-        if anchor == "gate":
+        if anchor in ("gate", "look"):
             meas = np.stack([xyxy_to_cxcywh(b) for b in boxes[det_idx]])
-            dist = np.stack([self.kalman.gating_distance(t.mean, t.cov, meas) for t in tracks])
-            pairs = match_by_cost(dist, _CHI2_95_4DOF)
+            cost = np.stack([self.kalman.gating_distance(t.mean, t.cov, meas) for t in tracks])
+            allowed = cost <= _CHI2_95_4DOF
+            cost = cost / _CHI2_95_4DOF
         else:
             assert min_iou is not None
-            if anchor == "last":
-                ref = np.stack([t.det_xyxy for t in tracks])
+            ref = np.stack([t.det_xyxy if anchor == "last" else t.predicted_xyxy() for t in tracks])
+            iou = iou_matrix(ref, boxes[det_idx])
+            cost, allowed = 1.0 - iou, iou >= min_iou
+        if anchor != "gate":
+            rows = [i for i, t in enumerate(tracks) if anchor != "predicted" or t.state is TrackState.LOST]
+            margin = _LOOK_ONLY_MARGIN if anchor == "look" else 0.0
+            look_cost, look_ok = self._look_terms(
+                [tracks[i] for i in rows], det_idx, allowed[rows], margin, required=anchor == "look"
+            )
+            if anchor == "look":
+                cost = look_cost + 0.1 * cost  # appearance decides; the nearer one breaks a tie
             else:
-                ref = np.stack([t.predicted_xyxy() for t in tracks])
-            pairs = match_by_iou(iou_matrix(ref, boxes[det_idx]), min_iou)
+                cost[rows] += look_cost
+            allowed[rows] &= look_ok
         used_t, used_d = set(), set()
-        for ti, di in pairs:
+        for ti, di in match_allowed(cost, allowed):
             t, j = tracks[ti], int(det_idx[di])
             z = xyxy_to_cxcywh(boxes[j])
-            if anchor == "last":
+            if anchor in ("last", "look"):
                 # restart with the average velocity over the gap: a stopped person gets ~0
                 gap_s = max(timestamp_s - t.last_seen_s, 1e-3)
                 velocity = (z[:2] - xyxy_to_cxcywh(t.det_xyxy)[:2]) / gap_s
@@ -474,15 +511,66 @@ class ByteTracker:
                 t.mean[4:6] = velocity
             else:
                 t.mean, t.cov = self.kalman.update(t.mean, t.cov, z)
-            self._take(t, boxes[j], float(scores[j]), timestamp_s, matched)
+            self._take(t, j, boxes[j], float(scores[j]), timestamp_s, matched)
             used_t.add(ti)
             used_d.add(di)
         left_t = [t for i, t in enumerate(tracks) if i not in used_t]
         left_d = np.array([d for i, d in enumerate(det_idx) if i not in used_d], dtype=np.intp)
         return left_t, left_d
 
+    def _look_terms(
+        self,
+        tracks: list[_Track],
+        det_idx: npt.NDArray[np.intp],
+        candidates: npt.NDArray[np.bool_],
+        margin: float,
+        *,
+        required: bool = False,
+    ) -> tuple[F64, Any]:
+        """Appearance for re-association after a gap: a cost (1 - similarity) that prefers the candidate
+        who looks more like the track, and a gate that refuses one who clearly does not
+        (similarity below ``appearance_min_similarity`` + ``margin``). A track with no sample yet, or
+        a detection too small to describe, is not judged (cost 0, allowed unless ``required``). Only the
+        ``candidates`` pairs (already allowed by position) are looked at: a detection's histogram is made
+        only when some track could take it back."""
+        cost = np.zeros((len(tracks), det_idx.size))
+        ok = np.full((len(tracks), det_idx.size), not required)
+        gate = self.cfg.appearance_min_similarity + margin
+        if self._looks.image is None:
+            return cost, ok
+        for i, t in enumerate(tracks):
+            if t.look is None:
+                continue
+            for k in np.flatnonzero(candidates[i]):
+                d = self._looks.get(int(det_idx[k]))
+                if d is not None:
+                    sim = appearance.similarity(t.look, d)
+                    cost[i, k], ok[i, k] = 1.0 - sim, sim >= gate
+        return cost, ok
+
+    def _sample_looks(
+        self, out: list[_Track], boxes: F64, scores: F64, timestamp_s: float, frame_size_px: tuple[int, int]
+    ) -> None:
+        """Refresh the appearance of confirmed tracks, at most every SAMPLE_EVERY_S, from confident
+        detections that no other box overlaps (a crop with two people describes neither)."""
+        if self._looks.image is None:
+            return
+        for t in out:
+            if (
+                timestamp_s - t.look_at_s < appearance.SAMPLE_EVERY_S - _TIME_EPS_S
+                or scores[t.det_j] < self.cfg.high_score_threshold
+                or _at_border(t.det_xyxy, frame_size_px)
+                or not appearance.isolated(boxes, t.det_j)
+            ):
+                continue
+            d = self._looks.get(t.det_j)
+            if d is not None:
+                t.look = appearance.blend(t.look, d)
+                t.look_at_s = timestamp_s
+
     @staticmethod
-    def _take(t: _Track, box_xyxy: F64, score: float, timestamp_s: float, matched: list[_Track]) -> None:
+    def _take(t: _Track, j: int, box_xyxy: F64, score: float, timestamp_s: float, matched: list[_Track]) -> None:
+        t.det_j = j
         t.det_xyxy = box_xyxy.copy()
         t.det_score = score
         t.last_seen_s = timestamp_s
@@ -513,11 +601,15 @@ class ByteTracker:
             head = np.hypot(cx - x, det[:, 1] - top)
             feet = np.hypot(cx - x, det[:, 3] - bottom)
             cost[i] = np.minimum(head, feet) / t.tallest_px()
+        allowed = cost <= _HOLD_RADIUS_H
+        # nearness in box heights plus (1 - appearance similarity): of two people near the spot, the one
+        # who looks like the held track takes it; one who clearly does not never does
+        look_cost, look_ok = self._look_terms(held, det_idx, allowed, 0.0)
         used: set[int] = set()
-        for ti, di in match_by_cost(cost, _HOLD_RADIUS_H):
+        for ti, di in match_allowed(cost + look_cost, allowed & look_ok):
             t, j = held[ti], int(det_idx[di])
             t.mean, t.cov = self.kalman.initiate(xyxy_to_cxcywh(boxes[j]))
-            self._take(t, boxes[j], float(scores[j]), timestamp_s, matched)
+            self._take(t, j, boxes[j], float(scores[j]), timestamp_s, matched)
             used.add(di)
         return np.array([d for i, d in enumerate(det_idx) if i not in used], dtype=np.intp)
 
@@ -546,6 +638,7 @@ __all__ = [
     "TrackState",
     "TrackerInputError",
     "iou_matrix",
+    "match_allowed",
     "match_by_cost",
     "match_by_iou",
 ]
