@@ -101,9 +101,17 @@ class ModelConfig(Strict):
 class TrackerConfig(Strict):
     """ByteTrack knobs. Lifetimes are in seconds so the tracker behaves the same at any fps."""
 
-    high_score_threshold: float = Field(default=0.5, gt=0.0, lt=1.0, description="first-stage detections")
-    low_score_threshold: float = Field(default=0.1, gt=0.0, lt=1.0, description="second-stage floor")
-    new_track_threshold: float = Field(default=0.6, gt=0.0, le=1.0, description="score to start a track")
+    # the score thresholds default to the model's (models/registry.py, measured per model by
+    # scripts/score_calibration.py): YOLOX and YOLOv8/YOLO11 score the same people differently
+    high_score_threshold: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="first-stage detections (default: the model's, docs/tracker.md)"
+    )
+    low_score_threshold: float | None = Field(
+        default=None, gt=0.0, lt=1.0, description="second-stage floor (default: the model's)"
+    )
+    new_track_threshold: float | None = Field(
+        default=None, gt=0.0, le=1.0, description="score to start a track (default: the model's)"
+    )
     match_iou_threshold: float = Field(default=0.2, ge=0.0, lt=1.0, description="min IoU, first stage")
     low_match_iou_threshold: float = Field(default=0.5, ge=0.0, lt=1.0, description="min IoU, second stage")
     confirm_after_s: float = Field(default=0.2, ge=0.0, le=10.0, description="tentative until seen this long")
@@ -141,9 +149,22 @@ class TrackerConfig(Strict):
 
     @model_validator(mode="after")
     def _order(self) -> TrackerConfig:
-        if self.low_score_threshold >= self.high_score_threshold:
+        low, high = self.low_score_threshold, self.high_score_threshold
+        if low is not None and high is not None and low >= high:
             raise ValueError("low_score_threshold must be below high_score_threshold")
         return self
+
+    def with_model_scores(self, high: float, new_track: float, low: float) -> TrackerConfig:
+        """This config with the score thresholds it leaves unset taken from the model's defaults."""
+        given = {"high_score_threshold": high, "new_track_threshold": new_track, "low_score_threshold": low}
+        out = self.model_copy(update={k: v for k, v in given.items() if getattr(self, k) is None})
+        assert out.low_score_threshold is not None and out.high_score_threshold is not None
+        if out.low_score_threshold >= out.high_score_threshold:
+            raise ValueError(
+                f"tracker.low_score_threshold ({out.low_score_threshold}) must be below high_score_threshold "
+                f"({out.high_score_threshold}, the model's default unless set): set both"
+            )
+        return out
 
 
 class CameraConfig(Strict):

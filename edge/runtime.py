@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import cv2
 
-from edge.config import CameraConfig, StoreConfig
+from edge.config import CameraConfig, ConfigError, StoreConfig
 from edge.contract import Detections, Frame, Message, Tracks
 from edge.payloads import CameraStatus
 from edge.pipeline import CameraPipeline, Detector, IdleGate, StageTimer, detect_batch
@@ -397,9 +397,16 @@ def build_staff_stage(cfg: StoreConfig) -> Any:
 
 
 def build_tracker(cfg: StoreConfig) -> Any:
+    """The camera's tracker; score thresholds the config leaves unset are the model's (registry)."""
     from edge.tracker import ByteTracker
+    from models.registry import score_thresholds
 
-    return ByteTracker(cfg.tracker)
+    s = score_thresholds(cfg.model)
+    try:
+        tracker_cfg = cfg.tracker.with_model_scores(s.high, s.new_track, s.low)
+    except ValueError as exc:
+        raise ConfigError([f"{cfg.source_path or 'store config'}: {exc}"]) from None
+    return ByteTracker(tracker_cfg)
 
 
 def build_scenery(cfg: StoreConfig, camera: CameraConfig) -> Any:

@@ -71,6 +71,10 @@ _BORDER_FRACTION = 0.02
 _HOLD_RADIUS_H = 0.75
 # Observations kept per track for the speed estimate (bounded: flat memory).
 _HISTORY = 24
+# Stage 1: a followed track is in an ambiguous spot when two detections (any score) overlap its
+# prediction by IoU within this of each other (two people side by side, one stepping out from behind
+# the other); appearance then helps choose (ByteTracker._resolve_ambiguous).
+_AMBIGUOUS_IOU = 0.15
 # Re-association after a gap by motion and appearance alone (no box overlap left, stage 2d) needs a
 # clearly better look than the gate: this much above tracker.appearance_min_similarity.
 _LOOK_ONLY_MARGIN = 0.1
@@ -269,7 +273,13 @@ class ByteTracker:
     """
 
     def __init__(self, cfg: TrackerConfig | None = None) -> None:
-        self.cfg = cfg if cfg is not None else TrackerConfig()
+        # unset score thresholds: ByteTrack's (the app resolves them from the model registry first)
+        self.cfg = (cfg if cfg is not None else TrackerConfig()).with_model_scores(0.5, 0.6, 0.1)
+        assert self.cfg.high_score_threshold is not None and self.cfg.low_score_threshold is not None
+        assert self.cfg.new_track_threshold is not None
+        self._high, self._low, self._new = (
+            self.cfg.high_score_threshold, self.cfg.low_score_threshold, self.cfg.new_track_threshold
+        )
         self.kalman = BoxKalman(self.cfg.kalman_accel_std, self.cfg.kalman_measurement_std)
         self._next_id = 1
         self._next_key = 1
@@ -277,6 +287,7 @@ class ByteTracker:
         self._last_timestamp_s: float | None = None
         self._camera_id: str | None = None
         self._looks = DetectionLooks(None, np.zeros((0, 4)))
+        self._prefer_low: dict[int, int] = {}
 
     # -- public state ---------------------------------------------------------------------------
 
@@ -322,16 +333,19 @@ class ByteTracker:
         boxes = detections.xyxy.astype(np.float64)
         scores = detections.confidence.astype(np.float64)
         self._looks = DetectionLooks(image if cfg.appearance_min_similarity > 0 else None, boxes)
-        high_idx = np.flatnonzero(scores >= cfg.high_score_threshold)
-        low_idx = np.flatnonzero((scores >= cfg.low_score_threshold) & (scores < cfg.high_score_threshold))
+        high_idx = np.flatnonzero(scores >= self._high)
+        low_idx = np.flatnonzero((scores >= self._low) & (scores < self._high))
 
         matched: list[_Track] = []
 
         # stage 1: confirmed + lost tracks vs high-score detections
         pool = [t for t in self._tracks if t.state in (TrackState.CONFIRMED, TrackState.LOST)]
+        self._prefer_low = {}
         pool_left, high_left = self._associate(
-            pool, high_idx, boxes, scores, cfg.match_iou_threshold, timestamp_s, matched
+            pool, high_idx, boxes, scores, cfg.match_iou_threshold, timestamp_s, matched, own_low=low_idx
         )
+        if self._prefer_low:
+            pool_left, low_idx = self._take_preferred_low(pool_left, low_idx, boxes, scores, timestamp_s, matched)
 
         # stage 2: tracks that were being followed (not the already-lost ones) vs low-score detections
         followed = [t for t in pool_left if t.state is TrackState.CONFIRMED]
@@ -408,7 +422,7 @@ class ByteTracker:
         matched for confirm_after_s get their public id (ids are never reused)."""
         cfg = self.cfg
         for j in high_left:
-            if scores[j] >= cfg.new_track_threshold:
+            if scores[j] >= self._new:
                 t = self._new_track(boxes[j], float(scores[j]), timestamp_s)
                 t.det_j = int(j)
                 self._tracks.append(t)
@@ -468,6 +482,7 @@ class ByteTracker:
         timestamp_s: float,
         matched: list[_Track],
         anchor: Literal["predicted", "last", "gate", "look"] = "predicted",
+        own_low: npt.NDArray[np.intp] | None = None,
     ) -> tuple[list[_Track], npt.NDArray[np.intp]]:
         """Match ``tracks`` to detections ``det_idx`` and update the matched ones.
 
@@ -475,7 +490,9 @@ class ByteTracker:
         detected box (the filter is then restarted from the new box: its velocity was wrong);
         "gate" = Mahalanobis distance inside the filter's 95% gate; "look" = inside that gate and
         on appearance alone. A track coming back after a gap (lost, or "last") must also look like
-        itself (:meth:`_look_terms`). Returns the unmatched tracks and the unmatched detection indices."""
+        itself (:meth:`_look_terms`). ``own_low`` (stage 1): low-score detections that a followed track
+        may prefer over a high-score one (:meth:`_defer_to_own_low`). Returns the unmatched tracks and
+        the unmatched detection indices."""
         if not tracks or det_idx.size == 0:
             return tracks, det_idx
         if anchor in ("gate", "look"):
@@ -488,6 +505,8 @@ class ByteTracker:
             ref = np.stack([t.det_xyxy if anchor == "last" else t.predicted_xyxy() for t in tracks])
             iou = iou_matrix(ref, boxes[det_idx])
             cost, allowed = 1.0 - iou, iou >= min_iou
+            if own_low is not None and self._looks.image is not None:
+                self._resolve_ambiguous(tracks, ref, iou, cost, allowed, det_idx, own_low, min_iou)
         if anchor != "gate":
             rows = [i for i, t in enumerate(tracks) if anchor != "predicted" or t.state is TrackState.LOST]
             margin = _LOOK_ONLY_MARGIN if anchor == "look" else 0.0
@@ -517,6 +536,71 @@ class ByteTracker:
         left_t = [t for i, t in enumerate(tracks) if i not in used_t]
         left_d = np.array([d for i, d in enumerate(det_idx) if i not in used_d], dtype=np.intp)
         return left_t, left_d
+
+    def _resolve_ambiguous(
+        self,
+        tracks: list[_Track],
+        ref: F64,
+        iou: F64,
+        cost: F64,
+        allowed: npt.NDArray[np.bool_],
+        high_idx: npt.NDArray[np.intp],
+        low_idx: npt.NDArray[np.intp],
+        min_iou: float,
+    ) -> None:
+        """Stage 1, for a followed track with two candidate detections (any score) of about the same
+        overlap, or whose best-overlapping one scored low: add how unlike the track each one looks to
+        its cost. When someone steps out from behind the person
+        a track follows, the newcomer's box is often the only confident one there while the followed
+        person, half hidden, scores just below ``high_score_threshold``: by position alone ByteTrack
+        hands the newcomer's box to the track, an identity switch decided by a score change of a few
+        hundredths (YOLOv8n int8 vs fp32 on the dev clip). If the track's own box is such a low-score
+        one, it is remembered in ``self._prefer_low`` and taken before stage 2. Only ambiguous tracks
+        pay for histograms: none in a frame without two people side by side."""
+        all_idx = np.concatenate([high_idx, low_idx])
+        iou_all = iou_matrix(ref, self._looks.boxes[all_idx]) if all_idx.size else np.zeros((len(tracks), 0))
+        for i, t in enumerate(tracks):
+            if t.state is not TrackState.CONFIRMED or t.look is None:
+                continue
+            cand = np.flatnonzero(iou_all[i] >= min_iou)
+            if cand.size < 2:
+                continue
+            n_high = high_idx.size
+            top = np.sort(iou_all[i, cand])[::-1]
+            if top[0] - top[1] > _AMBIGUOUS_IOU and int(np.argmax(iou_all[i])) < n_high:
+                continue  # one clear high-score box: position decides, as in ByteTrack
+            look_cost, look_ok = self._look_terms([t], all_idx, (iou_all[i] >= min_iou)[None, :], 0.0)
+            total = np.where((iou_all[i] >= min_iou) & look_ok[0], 1.0 - iou_all[i] + look_cost[0], np.inf)
+            best = int(np.argmin(total))
+            if not np.isfinite(total[best]):
+                continue
+            cost[i] += look_cost[0, :n_high]
+            allowed[i] &= look_ok[0, :n_high]
+            if best >= n_high:  # its own box scored low: keep it from every high-score box
+                allowed[i] = False
+                self._prefer_low[t.key] = int(all_idx[best])
+
+    def _take_preferred_low(
+        self,
+        tracks: list[_Track],
+        low_idx: npt.NDArray[np.intp],
+        boxes: F64,
+        scores: F64,
+        timestamp_s: float,
+        matched: list[_Track],
+    ) -> tuple[list[_Track], npt.NDArray[np.intp]]:
+        """The low-score boxes :meth:`_resolve_ambiguous` chose (each taken once, by its first claimant)."""
+        left: list[_Track] = []
+        used: set[int] = set()
+        for t in tracks:
+            j = self._prefer_low.get(t.key)
+            if j is None or j in used:
+                left.append(t)
+                continue
+            t.mean, t.cov = self.kalman.update(t.mean, t.cov, xyxy_to_cxcywh(boxes[j]))
+            self._take(t, j, boxes[j], float(scores[j]), timestamp_s, matched)
+            used.add(j)
+        return left, np.array([d for d in low_idx if int(d) not in used], dtype=np.intp)
 
     def _look_terms(
         self,
@@ -558,7 +642,7 @@ class ByteTracker:
         for t in out:
             if (
                 timestamp_s - t.look_at_s < appearance.SAMPLE_EVERY_S - _TIME_EPS_S
-                or scores[t.det_j] < self.cfg.high_score_threshold
+                or scores[t.det_j] < self._high
                 or _at_border(t.det_xyxy, frame_size_px)
                 or not appearance.isolated(boxes, t.det_j)
             ):

@@ -45,6 +45,21 @@ class ModelResolveError(UserFacingError):
 
 
 @dataclass(frozen=True)
+class ScoreThresholds:
+    """The tracker's score thresholds for one model (``tracker.*_threshold`` in the config override
+    them). Measured per model by ``scripts/score_calibration.py``: the same share of each model's
+    people falls below ``high`` and ``new_track`` as below ByteTrack's 0.5 / 0.6 on YOLOX-Nano."""
+
+    high: float
+    new_track: float
+    low: float = 0.1
+
+
+# ByteTrack's published values, for YOLOX; also what a custom model.path of unknown layout gets
+BYTETRACK_SCORES = ScoreThresholds(0.5, 0.6)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """One known detector file: how to read its output and what it may be used for."""
 
@@ -55,6 +70,7 @@ class ModelSpec:
     licence: str
     sha256: str
     description: str = ""
+    scores: ScoreThresholds = BYTETRACK_SCORES
 
 
 @dataclass(frozen=True)
@@ -74,6 +90,7 @@ class Family:
     static_files: dict[tuple[int, int], str]
     sha256: dict[str, str]
     description: str = ""
+    scores: ScoreThresholds = BYTETRACK_SCORES
 
 
 @dataclass(frozen=True)
@@ -204,6 +221,19 @@ FAMILIES: dict[str, Family] = {
 }
 
 
+def score_thresholds(cfg: ModelConfig) -> ScoreThresholds:
+    """The tracker thresholds measured for the configured model. A custom ``model.path`` gets those of
+    its layout's registry model (YOLOv8-style outputs: YOLOv8n-640's), else ByteTrack's."""
+    if cfg.path is None and cfg.name is not None:
+        if cfg.name in FAMILIES:
+            return FAMILIES[cfg.name].scores
+        if cfg.name in REGISTRY:
+            return REGISTRY[cfg.name].scores
+    if cfg.layout == "yolov8":
+        return REGISTRY["yolov8n-640"].scores
+    return BYTETRACK_SCORES
+
+
 def sha256_file(path: Path) -> str:
     """Full hex sha256 of a file, read in chunks (model files are tens of MB)."""
     digest = hashlib.sha256()
@@ -316,9 +346,11 @@ __all__ = [
     "ModelResolveError",
     "ModelSpec",
     "ResolvedModel",
+    "ScoreThresholds",
     "known_names",
     "lookup",
     "resolve_model",
+    "score_thresholds",
     "sha256_file",
     "with_file",
 ]

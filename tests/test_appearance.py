@@ -234,3 +234,41 @@ def test_appearance_state_is_dropped_with_the_track_and_memory_stays_flat() -> N
 def test_only_unoverlapped_boxes_are_sampled(shared: float) -> None:
     boxes = np.array([[0, 0, 100, 100], [100 - 100 * shared, 0, 200, 100]], np.float64)
     assert appearance.isolated(boxes, 0) is (shared <= appearance.MAX_SHARED_AREA)
+
+
+def _stepping_out(cue: bool) -> tuple[list[int], list[int]]:
+    """A (red/blue) walks left, followed; B (white/black) steps out from behind A's right side. For
+    three frames A, half hidden, scores 0.45 (below high_score_threshold) and B 0.8, both boxes
+    overlapping A's prediction. Returns the ids given to A's and to B's boxes in those frames and after."""
+    cfg = TrackerConfig(appearance_min_similarity=0.65 if cue else 0.0)
+    tracker = ByteTracker(cfg)
+    a_ids, b_ids = [], []
+    for k in range(30):
+        x = 400.0 - 4.0 * k
+        a_box = (x, 150.0, x + 50.0, 300.0)
+        people = [(a_box, RED, BLUE)]
+        dets = [(a_box, 0.9)]
+        if k >= 15:
+            bx = x + 20.0 + 3.0 * (k - 15)
+            b_box = (bx, 147.0, bx + 48.0, 300.0)
+            people = [(b_box, WHITE, BLACK), (a_box, RED, BLUE)] if k < 18 else [(a_box, RED, BLUE), (b_box, WHITE, BLACK)]
+            a_seen = (x, 150.0, bx, 300.0) if k < 18 else a_box
+            dets = [(a_seen, 0.45 if k < 18 else 0.9), (b_box, 0.8)]
+        img = _frame(people)  # type: ignore[arg-type]
+        tr = tracker.update(Detections(np.array([d[0] for d in dets], np.float32), np.array([d[1] for d in dets], np.float32),
+                                       np.zeros(len(dets), np.int64)),
+                            camera_id="c", frame_index=k, timestamp_s=k / FPS, frame_size_px=(W, H), image=img)
+        by_box = {round(float(b[0])): int(i) for b, i in zip(tr.xyxy, tr.track_id, strict=True)}
+        if k >= 15:
+            a_ids.append(by_box.get(round(x), 0))
+            b_ids.append(by_box.get(round(dets[1][0][0]), 0))
+    return a_ids, b_ids
+
+
+def test_someone_stepping_out_from_behind_a_followed_person_does_not_take_their_id() -> None:
+    a_ids, b_ids = _stepping_out(cue=True)
+    assert len(set(a_ids) - {0}) == 1, f"A's id changed: {a_ids}"  # (A's narrowing box is missed once)
+    assert a_ids[0] != 0 and a_ids[0] not in b_ids
+    # control: by position alone (stage 1 sees only B's confident box) A's track jumps onto B
+    a_ids, b_ids = _stepping_out(cue=False)
+    assert a_ids[0] == 0 and b_ids[0] != 0 and set(b_ids) == {b_ids[0]} and b_ids[0] not in a_ids
