@@ -47,8 +47,10 @@ class ModelResolveError(UserFacingError):
 @dataclass(frozen=True)
 class ScoreThresholds:
     """The tracker's score thresholds for one model (``tracker.*_threshold`` in the config override
-    them). Measured per model by ``scripts/score_calibration.py``: the same share of each model's
-    people falls below ``high`` and ``new_track`` as below ByteTrack's 0.5 / 0.6 on YOLOX-Nano."""
+    them). Measured per model by ``scripts/score_calibration.py`` on the shared footage: the same
+    share of each model's people (4 %) scores below its ``high`` as below ByteTrack's 0.5 on YOLOX-Nano;
+    ``new_track`` is high + 0.1 (ByteTrack's rule); ``low`` is the detector floor. The int8 file holds
+    the same weights as yolov8n-640 and takes its values. Families take their default-width file's."""
 
     high: float
     new_track: float
@@ -125,6 +127,7 @@ REGISTRY: dict[str, ModelSpec] = {
             AGPL,
             "6d36a03978f217aef0dc06e1afe1d1d6b9c830cc9f413b951a264ff7e38a784b",
             "YOLOv8n fp32, best small-person recall of the YOLOv8 files",
+            ScoreThresholds(0.55, 0.65),
         ),
         ModelSpec(
             "yolov8n-320",
@@ -134,6 +137,7 @@ REGISTRY: dict[str, ModelSpec] = {
             AGPL,
             "9490a92472a38ff039dd36677d1364bd17433cc7f1129d7edb237b87099eee35",
             "YOLOv8n fp32 at 320: 4x cheaper, misses small/far people",
+            ScoreThresholds(0.35, 0.45),
         ),
         ModelSpec(
             "yolov8n-640-int8",
@@ -143,6 +147,7 @@ REGISTRY: dict[str, ModelSpec] = {
             AGPL,
             "83de8f0d2cd521e00ae2b138c340a03dece35b060b3898509bdc69afff417312",
             "YOLOv8n dynamic int8 as published; slower than fp32 on x86 CPUs",
+            ScoreThresholds(0.55, 0.65),
         ),
         ModelSpec(
             "yolo11n-640",
@@ -152,6 +157,7 @@ REGISTRY: dict[str, ModelSpec] = {
             AGPL,
             "b8b081e74f18b0754070766ab4cc4ad5c9acde9cd15144014202bbef0afe07f2",
             "YOLO11n fp32 (same output layout as YOLOv8)",
+            ScoreThresholds(0.65, 0.75),
         ),
         ModelSpec(
             "yolo11n-320",
@@ -161,6 +167,7 @@ REGISTRY: dict[str, ModelSpec] = {
             AGPL,
             "f5b5094a1d6f660775688c20e555db9d89d9ff7e80c8ec525dee01208b29d408",
             "YOLO11n fp32 at 320",
+            ScoreThresholds(0.45, 0.55),
         ),
         ModelSpec(
             "yolox-nano-416",
@@ -170,6 +177,7 @@ REGISTRY: dict[str, ModelSpec] = {
             APACHE,
             "e8af074932d4ed7e232278e3055cefcdea3edf178874a3694ae292649fb464dd",
             "YOLOX-Nano, permissive licence, fastest; the default",
+            BYTETRACK_SCORES,
         ),
     )
 }
@@ -196,6 +204,7 @@ FAMILIES: dict[str, Family] = {
             {(640, 640): "yolov8n-640.onnx", (384, 640): "yolov8n-384x640.onnx", (320, 320): "yolov8n-320.onnx"},
             {**_V8_SHA, **{s.filename: s.sha256 for s in REGISTRY.values() if s.name.startswith("yolov8n-")}},
             "YOLOv8n, input shaped per camera (16:9 -> 384x640, 4:3 -> 480x640 at width 640)",
+            REGISTRY["yolov8n-640"].scores,
         ),
         Family(
             "yolo11n",
@@ -206,6 +215,7 @@ FAMILIES: dict[str, Family] = {
             {(640, 640): "yolo11n-640.onnx", (384, 640): "yolo11n-384x640.onnx", (320, 320): "yolo11n-320.onnx"},
             {**_V11_SHA, **{s.filename: s.sha256 for s in REGISTRY.values() if s.name.startswith("yolo11n-")}},
             "YOLO11n, input shaped per camera",
+            REGISTRY["yolo11n-640"].scores,
         ),
         Family(
             "yolox-nano",
@@ -216,6 +226,7 @@ FAMILIES: dict[str, Family] = {
             {(416, 416): "yolox-nano-416.onnx"},
             {"yolox-nano-416.onnx": REGISTRY["yolox-nano-416"].sha256},
             "YOLOX-Nano (Apache-2.0), input shaped per camera (16:9 -> 256x416 at width 416)",
+            REGISTRY["yolox-nano-416"].scores,
         ),
     )
 }
