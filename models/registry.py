@@ -48,9 +48,9 @@ class ModelResolveError(UserFacingError):
 class ScoreThresholds:
     """The tracker's score thresholds for one model (``tracker.*_threshold`` in the config override
     them). Measured per model by ``scripts/score_calibration.py`` on the shared footage: the same
-    share of each model's people (4 %) scores below its ``high`` as below ByteTrack's 0.5 on YOLOX-Nano;
-    ``new_track`` is high + 0.1 (ByteTrack's rule); ``low`` is the detector floor. The int8 file holds
-    the same weights as yolov8n-640 and takes its values. Families take their default-width file's."""
+    share of each model's people (4.7 %) scores below its ``high`` as below ByteTrack's 0.5 on
+    YOLOX-Nano; ``new_track`` is high + 0.1 (ByteTrack's rule); ``low`` is the detector floor.
+    Families take their default-width file's."""
 
     high: float
     new_track: float
@@ -127,7 +127,7 @@ REGISTRY: dict[str, ModelSpec] = {
             AGPL,
             "6d36a03978f217aef0dc06e1afe1d1d6b9c830cc9f413b951a264ff7e38a784b",
             "YOLOv8n fp32, best small-person recall of the YOLOv8 files",
-            ScoreThresholds(0.55, 0.65),
+            ScoreThresholds(0.5, 0.6),
         ),
         ModelSpec(
             "yolov8n-320",
@@ -147,7 +147,7 @@ REGISTRY: dict[str, ModelSpec] = {
             AGPL,
             "83de8f0d2cd521e00ae2b138c340a03dece35b060b3898509bdc69afff417312",
             "YOLOv8n dynamic int8 as published; slower than fp32 on x86 CPUs",
-            ScoreThresholds(0.55, 0.65),
+            ScoreThresholds(0.5, 0.6),
         ),
         ModelSpec(
             "yolo11n-640",
@@ -157,7 +157,7 @@ REGISTRY: dict[str, ModelSpec] = {
             AGPL,
             "b8b081e74f18b0754070766ab4cc4ad5c9acde9cd15144014202bbef0afe07f2",
             "YOLO11n fp32 (same output layout as YOLOv8)",
-            ScoreThresholds(0.65, 0.75),
+            ScoreThresholds(0.6, 0.7),
         ),
         ModelSpec(
             "yolo11n-320",
