@@ -173,7 +173,7 @@ def test_staff_stage_fills_the_tracks_column_and_is_timed() -> None:
             return Detections.empty()
 
         def update(self, detections: Detections, *, camera_id: str, frame_index: int, timestamp_s: float,
-                   frame_size_px: tuple[int, int]) -> Tracks:
+                   frame_size_px: tuple[int, int], image: np.ndarray | None = None) -> Tracks:
             return tracks_of([BOX, (10.0, 20.0, 60.0, 200.0)], [7, 8], frame_index)
 
     from edge.contract import Frame
