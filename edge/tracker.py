@@ -15,7 +15,11 @@ The algorithm is ByteTrack's (Zhang et al., ECCV 2022):
    a partly occluded person whose score collapses keeps their id instead of being lost;
    then (OC-SORT's observation-centric recovery) tracks still unmatched vs the remaining
    high-score detections by IoU with their *last detected box*: constant velocity overshoots
-   when someone stops during a gap (arrives at a shelf), the last box does not;
+   when someone stops during a gap (arrives at a shelf), the last box does not; then held tracks
+   (lost while standing still: the occlusion hold) near where they vanished, and lost walkers inside
+   the filter's gate on appearance alone. Given the frame, every re-association after a gap must
+   also look like the track (colour histograms, edge/appearance.py), and stage 1 judges a followed
+   track in an ambiguous spot (two boxes of similar overlap, or its own box scored low) the same way;
 4. stage 3: tentative tracks vs the remaining high-score detections, gated by the Kalman
    uncertainty rather than IoU (no velocity is known yet); an unmatched tentative track dies
    at once (a one-frame false positive never becomes a track);
