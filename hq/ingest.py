@@ -20,7 +20,7 @@ import logging
 import queue
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -70,9 +70,9 @@ class IngestStats:
     started_monotonic_s: float = field(default_factory=time.monotonic)
 
     def add(self, r: BatchResult) -> None:
-        for k in ("events_new", "events_duplicate", "state_samples", "state_samples_duplicate", "state_rows",
-                  "availability_changes", "heatmaps_new", "dead_letters"):
-            setattr(self, k, getattr(self, k) + getattr(r, k))
+        for f in fields(BatchResult):  # every batch counter, so a new one cannot be forgotten here
+            if f.name != "max_event_lag_s":
+                setattr(self, f.name, getattr(self, f.name) + getattr(r, f.name))
         if r.max_event_lag_s is not None:
             self.last_event_lag_s = r.max_event_lag_s
 
