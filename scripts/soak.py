@@ -7,6 +7,7 @@ the process RSS from /proc, and prints the least-squares slope in MB/min over th
 the run, after warm-up. Target: <= 0.05 MB/min.
 
     python scripts/soak.py --minutes 30 --cameras 2
+    python scripts/soak.py --minutes 60 --cameras 2 --frame-step-s 5   # ~10 simulated hours
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def slope_mb_per_min(samples: list[tuple[float, float]]) -> float:
     return sum((t - mt) * (r - mr) for t, r in samples) / var * 60.0 if var else float("nan")
 
 
-def store_config(workdir: Path, videos: Path, cameras: int, port: int) -> Path:
+def store_config(workdir: Path, videos: Path, cameras: int, port: int, frame_step_s: float | None) -> Path:
     base = yaml.safe_load((REPO / "edge/demo/store.yaml").read_text(encoding="utf-8"))
     cam0 = base["cameras"][0]
     cams = []
@@ -55,6 +56,8 @@ def store_config(workdir: Path, videos: Path, cameras: int, port: int) -> Path:
         cam = dict(cam0) if i == 0 else {"id": f"cam-{i + 1}", "fps": 5, "zones": []}
         cam["id"] = f"cam-{i + 1}"
         cam["source"] = str(videos / CLIPS[i % len(CLIPS)])
+        if frame_step_s:  # every frame analysed, each one frame_step_s of frame time apart
+            cam["fps"] = cam["source_fps"] = 1.0 / frame_step_s
         cams.append(cam)
     base["cameras"] = cams
     base["mqtt"] = {"host": "127.0.0.1", "port": port, "device_id": "soak-edge"}
@@ -70,6 +73,10 @@ def main() -> int:
     ap.add_argument("--cameras", type=int, default=2)
     ap.add_argument("--sample-s", type=float, default=10.0)
     ap.add_argument("--warmup-min", type=float, default=3.0, help="ignored before this many minutes")
+    ap.add_argument("--frame-step-s", type=float, default=None,
+                    help="treat every frame as this many seconds apart (source_fps = fps = 1/S), so the "
+                    "frame clock passes the one-hour windows and the day's rollover within minutes; "
+                    "people then jump between frames and tracks churn, a harsher test of eviction")
     args = ap.parse_args()
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
@@ -79,7 +86,7 @@ def main() -> int:
 
     broker = start_mosquitto()
     workdir = Path(tempfile.mkdtemp(prefix="storesense-soak-"))
-    cfg_path = store_config(workdir, videos_dir(), args.cameras, broker.port)
+    cfg_path = store_config(workdir, videos_dir(), args.cameras, broker.port, args.frame_step_s)
     frames: dict[str, int] = {}
     sim_s: dict[str, float] = {}
     first_ts: dict[str, float] = {}
@@ -98,10 +105,14 @@ def main() -> int:
     sub.on_message = on_message
     sub.connect("127.0.0.1", broker.port)
     sub.loop_start()
+    # the log goes to a file: a pipe nobody reads fills after 64 KiB and blocks the edge mid-run
+    log_path = workdir / "edge.log"
+    log_file = log_path.open("w", encoding="utf-8")
     proc = subprocess.Popen([sys.executable, "-m", "edge.cli", "run", "--config", str(cfg_path), "--loop"],
                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.DEVNULL, stderr=log_file, text=True)
     samples: list[tuple[float, float]] = []
+    last_total = -1
     t0 = time.monotonic()
     print(f"soak: {args.cameras} camera(s), {args.minutes:g} min, pid {proc.pid}, config {cfg_path}")
     print(f"{'min':>6} {'RSS MB':>8} {'frames':>8} {'simulated h':>11}")
@@ -120,15 +131,20 @@ def main() -> int:
                 total = sum(frames.values())
                 sim_h = max(sim_s.values(), default=0.0) / 3600.0
             if len(samples) % max(1, int(60 / args.sample_s)) == 0:
-                print(f"{t / 60:6.1f} {r:8.1f} {total:8d} {sim_h:11.2f}", flush=True)
+                # a flat RSS means nothing if the edge stopped analysing: say so next to it
+                stalled = "  no new frames this minute" if total == last_total else ""
+                last_total = total
+                print(f"{t / 60:6.1f} {r:8.1f} {total:8d} {sim_h:11.2f}{stalled}", flush=True)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
         try:
-            _, err = proc.communicate(timeout=60)
+            proc.wait(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
-            _, err = proc.communicate()
+            proc.wait()
+        log_file.close()
+        err = log_path.read_text(encoding="utf-8", errors="replace")
         sub.disconnect()
         sub.loop_stop()
         broker.stop()
