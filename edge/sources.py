@@ -125,6 +125,9 @@ class FileSource:
             )
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
         self.start_epoch_s = time.time() if start_epoch_s is None else float(start_epoch_s)
+        # paced like a camera with no --start: the clock starts when the first frame is asked for
+        # (below), not here, or every frame would carry the model's load time as MQTT latency
+        self._restart_clock = realtime and start_epoch_s is None
         self.stats = SourceStats(state="running")
         self._index = 0
         self._loops = 0
@@ -132,6 +135,8 @@ class FileSource:
 
     def next_frame(self) -> Frame | None:
         if self._frames is None:
+            if self._restart_clock:
+                self.start_epoch_s = time.time()
             self._frames = self.frames()
         if self._pending is None:
             self._pending = next(self._frames, None)

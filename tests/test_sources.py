@@ -240,3 +240,38 @@ def test_valid_image_rejects_corrupt_frames() -> None:
     assert not valid_image(np.zeros((0, 0, 3), np.uint8))
     assert not valid_image(np.zeros((100, 100), np.uint8))
     assert not valid_image(np.zeros((100, 100, 3), np.float32))
+
+
+def _next_paced(src: FileSource, deadline: float):  # type: ignore[no-untyped-def]
+    while time.monotonic() < deadline:
+        frame = src.next_frame()
+        if frame is not None:
+            return frame
+        time.sleep(0.005)
+    raise AssertionError("no frame before the deadline")
+
+
+def test_paced_file_clock_starts_at_the_first_frame_not_at_open(table_video: Path) -> None:
+    """`run --realtime` on a file plays it like a camera: a frame's timestamp is when it is due.
+    Opening the file long before the loop asks for frames (the model loads in between) must not
+    age every frame: that age showed as ~0.4 s of frame-to-MQTT latency in scripts/camera_soak.py."""
+    src = FileSource("cam", table_video, analysis_fps=5.0, realtime=True)
+    try:
+        time.sleep(0.8)  # the model loading
+        deadline = time.monotonic() + 5.0
+        frame = _next_paced(src, deadline)
+        assert time.time() - frame.timestamp_s < 0.3, time.time() - frame.timestamp_s
+        second = _next_paced(src, deadline)
+        # and it stays paced: the next analysed frame (0.2 s later at 5 fps) is not late either
+        assert abs(time.time() - second.timestamp_s) < 0.15, time.time() - second.timestamp_s
+    finally:
+        src.close()
+
+
+def test_an_explicit_start_is_kept_when_paced(table_video: Path) -> None:
+    src = FileSource("cam", table_video, analysis_fps=5.0, realtime=True, start_epoch_s=1_800_000_000.0)
+    try:
+        frame = _next_paced(src, time.monotonic() + 5.0)
+        assert frame.timestamp_s == 1_800_000_000.0
+    finally:
+        src.close()
