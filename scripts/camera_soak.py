@@ -51,7 +51,7 @@ def write_config(path: Path, args: argparse.Namespace, port: int) -> None:
     path.write_text(
         "version: 1\nstore: {id: soak}\n" + model + "cameras:\n" + cams
         + f"mqtt: {{host: 127.0.0.1, port: {port}, device_id: soak-edge}}\n"
-        + f"data_dir: {path.parent / 'data'}\n"
+        + f"data_dir: {args.data_dir or path.parent / 'data'}\n"
     )
 
 
@@ -76,6 +76,8 @@ def main() -> int:
     ap.add_argument("--warmup-s", type=float, default=30.0, help="excluded from latency and the RSS slope")
     ap.add_argument("--video")
     ap.add_argument("--json")
+    ap.add_argument("--data-dir", help="reuse a data dir that already holds the int8 copy (quantising on "
+                    "first use would fall inside the measured run)")
     args = ap.parse_args()
 
     broker = start_mosquitto()
