@@ -647,7 +647,8 @@ def test_eviction_keeps_per_track_state_flat() -> None:
             for k, v in a.per_track_state_sizes().items():
                 peak[k] = max(peak.get(k, 0), v)
 
-    run_scene(a, walkers, 6_060.0, fps=2.0, on_frame=check, finish=False)
+    # 1 fps is enough to see every visit start and end (each lasts >= 4 s); 2 fps only doubled the run time
+    run_scene(a, walkers, 6_060.0, fps=1.0, on_frame=check, finish=False)
     sizes = a.per_track_state_sizes()
     assert all(v == 0 for v in sizes.values()), sizes
     assert max(peak.values()) <= 40, peak

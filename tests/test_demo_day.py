@@ -26,7 +26,7 @@ def demo_day(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess
     out = tmp_path_factory.mktemp("demo-day")
     proc = subprocess.run(
         [sys.executable, "-m", "edge.cli", "demo", "--day", "--out", str(out), "--date", DAY, "--hours", str(HOURS),
-         "--sim-fps", "0.5"],
+         "--sim-fps", "0.25"],
         capture_output=True, text=True, timeout=600,
     )
     return out, proc
