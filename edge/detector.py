@@ -587,6 +587,12 @@ class OnnxDetector:
             self._frame_geometry[key] = hw
         return hw
 
+    def prepare(self, width_px: int, height_px: int) -> None:
+        """Open the session for frames of this size now. A camera's geometry is known when its
+        file opens; opening its session (seconds on a small CPU) inside the first frame would
+        stall every camera's loop and count against the run's frames/s."""
+        self._slot(self.geometry_for(width_px, height_px))
+
     def _slot(self, hw: tuple[int, int]) -> _Slot:
         slot = self._slots.get(hw)
         if slot is None:

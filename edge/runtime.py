@@ -120,10 +120,21 @@ def open_worker(
             realtime=realtime,
         )
 
+    def open_prepared() -> FileSource:
+        src = open_file()
+        prepare = getattr(detector, "prepare", None)
+        if prepare is not None and min(src.frame_size_px) > 0:
+            try:
+                prepare(*src.frame_size_px)
+            except Exception as exc:  # noqa: BLE001 - the first frame tries again and reports it there
+                log.warning("camera %s: could not open the detector for %dx%d frames yet: %s",
+                            camera.id, *src.frame_size_px, exc)
+        return src
+
     if not tolerate_errors:
-        return CameraWorker(camera, pipeline, open_file())
+        return CameraWorker(camera, pipeline, open_prepared())
     try:
-        return CameraWorker(camera, pipeline, open_file())
+        return CameraWorker(camera, pipeline, open_prepared())
     except SourceError as exc:
         # one camera that cannot start must not stop the store: it reports 'error' over MQTT
         # and is retried with backoff while the others run

@@ -124,6 +124,9 @@ class FileSource:
                 "give the real rate with --fps (analyze) or source_fps (config)"
             )
         self.frame_count = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        # (width, height) as the container states it; (0, 0) when it does not say
+        self.frame_size_px = (int(self._cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0),
+                              int(self._cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0))
         self.start_epoch_s = time.time() if start_epoch_s is None else float(start_epoch_s)
         # paced like a camera with no --start: the clock starts when the first frame is asked for
         # (below), not here, or every frame would carry the model's load time as MQTT latency

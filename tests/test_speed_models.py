@@ -230,3 +230,22 @@ def test_family_name_and_precision_pass_config_validation(tmp_path: Path, table_
     bad.write_text(good.read_text().replace("int8", "int4"))
     with pytest.raises(ConfigError):
         load_config(bad)
+
+
+def test_a_file_cameras_geometry_is_opened_before_its_first_frame(tmp_path: Path, table_video: Path) -> None:
+    """The per-camera session (seconds on a small CPU) is opened when the file opens, so the
+    first frame does not stall the loop and the run's frames/s counts frames, not start-up."""
+    from edge.config import parse_config
+    from edge.runtime import build_detector, build_tracker, open_worker
+
+    cfg = parse_config(
+        "version: 1\nstore: {id: s}\nmodel: {name: yolox-nano}\ncameras:\n"
+        f"  - {{id: a, source: {table_video}, fps: 5}}\n"
+    )
+    detector = build_detector(cfg)
+    assert (256, 416) not in detector.geometries  # 768x432 at width 416
+    worker = open_worker(cfg, cfg.cameras[0], detector, build_tracker(cfg), start_epoch_s=0.0)
+    try:
+        assert (256, 416) in detector.geometries
+    finally:
+        worker.source.close()
