@@ -133,6 +133,11 @@ def main() -> int:
         fps = {cam: float(np.median(v[-5:])) for cam, v in status.items() if v}
     r = np.array([(t, v) for t, v in rss if t >= args.warmup_s])
     slope = float(np.polyfit(r[:, 0], r[:, 1], 1)[0] * 600.0) if len(r) >= 3 else float("nan")
+    # the same slope over the last half only: warm-up (ORT arenas, SQLite caches, hourly windows
+    # filling) is over by then, so this is the figure that says whether memory levels off
+    half = r[r[:, 0] >= r[-1, 0] / 2] if len(r) else r
+    slope_half = float(np.polyfit(half[:, 0], half[:, 1], 1)[0] * 60.0) if len(half) >= 3 else float("nan")
+    every_5min = [round(float(v), 1) for t, v in rss if int(t) % 300 < 5]
     result = {
         "cameras": args.cameras,
         "model": f"{args.model} {args.precision}",
@@ -146,6 +151,8 @@ def main() -> int:
         "rss_start_mb": round(float(r[0, 1]), 1) if len(r) else None,
         "rss_end_mb": round(float(r[-1, 1]), 1) if len(r) else None,
         "rss_slope_mb_per_10min": round(slope, 2),
+        "rss_slope_last_half_mb_per_min": round(slope_half, 3),
+        "rss_every_5min_mb": every_5min,
         "exit_code": proc.returncode,
     }
     print(json.dumps(result, indent=2))
