@@ -280,6 +280,18 @@ def _watch_mqtt(port: int) -> tuple[mqtt.Client, list[mqtt.MQTTMessage]]:
     return client, seen
 
 
+def open_setup_logged_in(b: Browser, base_url: str) -> Any:
+    """/setup in Chromium, logged in through the real form, once the page says it is ready."""
+    page = b.new_page(base_url + "setup")
+    page.wait_for("!!document.getElementById('password')")
+    page.type_text("#password", PASSWORD)
+    mark = page.event_mark()
+    page.click_element("#login")
+    page.wait_for_load(since=mark)  # the form posts, the server answers 303 → /setup with a cookie
+    page.wait_for("document.body.dataset.ready === '1'", 20)
+    return page
+
+
 def test_installer_draws_a_zone_and_calibrates_with_real_clicks(
     setup_server: tuple[DisplayServer, Path], mosquitto: MosquittoProcess
 ) -> None:
@@ -288,13 +300,7 @@ def test_installer_draws_a_zone_and_calibrates_with_real_clicks(
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     try:
         with Browser(width_px=1500, height_px=1000) as b:
-            page = b.new_page(server.url + "setup")
-            page.wait_for("!!document.getElementById('password')")
-            page.type_text("#password", PASSWORD)
-            mark = page.event_mark()
-            page.click_element("#login")
-            page.wait_for_load(since=mark)  # the form posts, the server answers 303 → /setup with a cookie
-            page.wait_for("document.body.dataset.ready === '1'", 20)
+            page = open_setup_logged_in(b, server.url)
             page.wait_for("!!document.querySelector('#zone-list li')")
             page.clear_console()  # drop the login page's expected 401 entry; from here on the log must stay clean
             size = page.evaluate("[document.getElementById('canvas').width, document.getElementById('canvas').height]")

@@ -15,7 +15,15 @@ from edge.track_flow import BIN_S, GRID, WINDOW_S, TrackFlow
 from mqtt_bridge.display import DisplayServer
 from mqtt_bridge.setup_page import SetupPage
 from tests.browser import Browser
-from tests.test_setup_page import ARTIFACTS, PASSWORD, basic, request, setup_server, write_store  # noqa: F401
+from tests.test_setup_page import (  # noqa: F401
+    ARTIFACTS,
+    PASSWORD,
+    basic,
+    open_setup_logged_in,
+    request,
+    setup_server,
+    write_store,
+)
 from zones.overlaps import ZoneShape, double_counting_overlaps
 from zones.simulator import QueueScenario, simulate_queue
 
@@ -162,13 +170,7 @@ def test_installer_sees_where_people_appear_and_an_overlap_warning_in_chromium(
     _write_flow(tmp_path)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with Browser(width_px=1500, height_px=1000) as b:
-        page = b.new_page(server.url + "setup")
-        page.wait_for("!!document.getElementById('password')")
-        page.type_text("#password", PASSWORD)
-        mark = page.event_mark()
-        page.click_element("#login")
-        page.wait_for_load(since=mark)
-        page.wait_for("document.body.dataset.ready === '1'", 20)
+        page = open_setup_logged_in(b, server.url)
         page.clear_console()
         legend = page.evaluate("document.getElementById('flow-legend').textContent")
         assert "appear 6" in legend and "leave 6" in legend, legend
