@@ -167,6 +167,7 @@ class FileSource:
         """
         if self.prefetch <= 0:
             yield from self._decode()
+            self.stats.state = "ended"
             return
         q: queue.Queue[Frame | None | BaseException] = queue.Queue(maxsize=self.prefetch)
 
@@ -192,6 +193,9 @@ class FileSource:
             while True:
                 item = q.get()
                 if item is None:
+                    # set here, when the last prefetched frame has been handed out: set by the
+                    # decode thread, a camera read 'ended' with frames still queued
+                    self.stats.state = "ended"
                     return
                 if isinstance(item, BaseException):
                     raise item
@@ -227,8 +231,7 @@ class FileSource:
                     self._cap = cv2.VideoCapture(str(self.path))
                     consecutive_failures = 0
                     continue
-                self.stats.state = "ended"
-                self._check_complete()
+                self._check_complete()  # 'ended' is set by the consumer (frames()), not this decode thread
                 return
             consecutive_failures = 0
             index = self._index
