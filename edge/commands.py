@@ -250,7 +250,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if args.analysis_fps is not None:
         camera = camera.model_copy(update={"fps": args.analysis_fps})
     topics = Topics(cfg.store.id, cfg.mqtt.prefix)
-    detector = build_detector(cfg)
+    detector = build_detector(cfg, throughput=True)  # a file, decoded as fast as the detector goes
     worker = open_worker(
         cfg,
         camera,
@@ -384,7 +384,8 @@ def run_store(cfg: StoreConfig, *, realtime: bool = False, loop: bool = False, e
     from edge.runtime import Runtime, build_analytics, build_detector, build_tracker, open_worker
 
     topics = Topics(cfg.store.id, cfg.mqtt.prefix)
-    detector = build_detector(cfg)
+    # files not paced at their frame rate always have a frame due: frames/s matters, not latency
+    detector = build_detector(cfg, throughput=not realtime and any(not c.is_live for c in cfg.cameras if c.enabled))
     workers = []
     for camera in cfg.cameras:
         if not camera.enabled:

@@ -89,7 +89,15 @@ class ModelConfig(Strict):
     confidence_threshold: float = Field(default=0.1, gt=0.0, lt=1.0, description="lowest detector score kept; low on purpose, the tracker filters")
     nms_iou_threshold: float = Field(default=0.45, gt=0.0, le=1.0, description="boxes overlapping more than this are one detection")
     classes: list[int] = Field(default_factory=lambda: [0], min_length=1, description="detector class ids kept (0 = person in COCO)")
-    threads: int = Field(default=2, ge=1, le=64, description="ONNX Runtime intra-op threads (shared by every camera)")
+    threads: int = Field(default=2, ge=1, le=64, description="ONNX Runtime threads in all (shared by every camera)")
+    parallel_frames: int | None = Field(
+        default=None,
+        ge=1,
+        le=16,
+        description="frames on the detector at once, each on threads/parallel_frames threads: more frames/s, "
+        "more latency per frame. Default: `threads` when several cameras (or a file analysed as fast as "
+        "possible) can have frames due together, 1 for a single live camera",
+    )
 
     @model_validator(mode="after")
     def _name_or_path(self) -> ModelConfig:

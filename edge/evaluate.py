@@ -446,7 +446,7 @@ def run_pipeline(cfg: StoreConfig, camera: CameraConfig, video: Path, *, fps_ove
     from edge.runtime import Runtime, build_detector, build_tracker, open_worker
     from edge.sinks import MemorySink
 
-    worker = open_worker(cfg, camera, build_detector(cfg), build_tracker(cfg), fps_override=fps_override,
+    worker = open_worker(cfg, camera, build_detector(cfg, throughput=True), build_tracker(cfg), fps_override=fps_override,
                          source_override=str(video), start_epoch_s=0.0)
     if worker.pipeline.scenery is not None:
         worker.pipeline.scenery.report_path = None  # an audit does not touch the store's /setup files

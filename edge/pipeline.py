@@ -223,6 +223,21 @@ class CameraPipeline:
             return False
         return self.idle.unchanged(frame.image, frame.timestamp_s)
 
+    def reuse_detections(self, frame: Frame) -> Detections | None:
+        """The last detections when the idle gate says they still hold for this frame (the
+        detector is skipped and the frame counted), else None: the frame needs the detector."""
+        if not self.skip_detection(frame):
+            return None
+        assert self.idle is not None
+        self.idle.skipped += 1
+        return self._last_detections
+
+    def add_detect_times(self, preprocess_ms: float, inference_ms: float, postprocess_ms: float) -> None:
+        """Stage times of a detection made on another thread (edge.inference)."""
+        self.timer.add("preprocess", preprocess_ms)
+        self.timer.add("inference", inference_ms)
+        self.timer.add("postprocess", postprocess_ms)
+
     def process(self, frame: Frame) -> Tracks:
         if self.skip_detection(frame):
             assert self.idle is not None and self._last_detections is not None

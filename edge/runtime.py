@@ -2,9 +2,15 @@
 
 Model: a capture thread per live camera (newest frame only), and a single analysis loop that
 visits the cameras round-robin and runs detect → track → analytics on whichever camera has a
-frame due at its own analysis fps. One loop means analytics need no locks and one ONNX
-session gets all the cores. A failure while processing one camera's frame is logged and
-counted against that camera; the others carry on.
+frame due at its own analysis fps. One loop means tracking and analytics need no locks. A
+failure while processing one camera's frame is logged and counted against that camera; the
+others carry on.
+
+With ``model.parallel_frames`` > 1 the detector is an ``edge.inference.ParallelDetector``: the
+loop hands due frames to its worker threads (up to one more than there are workers, so a frame
+is ready when a worker frees up) and tracks the results in the order the frames were taken, so
+each camera's tracker still sees its frames in order. Frames are taken round-robin, one per
+camera per pass: a busy camera cannot starve the others.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -22,6 +29,7 @@ import cv2
 
 from edge.config import CameraConfig, ConfigError, StoreConfig
 from edge.contract import Detections, Frame, Message, Tracks
+from edge.inference import DetectResult, ParallelDetector
 from edge.payloads import CameraStatus
 from edge.pipeline import CameraPipeline, Detector, IdleGate, StageTimer, detect_batch
 from edge.sinks import Sink
@@ -186,6 +194,14 @@ class Runtime:
         self._last_state: dict[str, str] = {}
         self.summary = RunSummary()
         self.sink_errors = 0
+        # frames on the detector's worker threads, in the order they were taken
+        self._parallel = next((w.pipeline.detector for w in self.workers
+                               if isinstance(w.pipeline.detector, ParallelDetector)), None)
+        # (camera, frame, its detections or their future, the source's (state, reason) with it);
+        # frame None: a state change queued behind that camera's frames
+        self._in_flight: deque[tuple[CameraWorker, Frame | None, Future[DetectResult] | Detections | None,
+                                     tuple[SourceState, str]]] = deque()
+        self._next_camera = 0
 
     # -- control, thread-safe ----------------------------------------------------------------
     def stop(self) -> None:
@@ -209,6 +225,9 @@ class Runtime:
         for w in self.workers:
             self._emit_status(w, force=True)
         try:
+            if self._parallel is not None and not self.cfg.model.batch_cameras:
+                self._run_parallel(self._parallel)
+                return self.summary
             while not self._stop.is_set():
                 self._apply_commands()
                 # one frame per camera per tick: a busy camera cannot starve the others
@@ -236,6 +255,104 @@ class Runtime:
             self._finish()
             self.summary.wall_s = time.monotonic() - t_start
         return self.summary
+
+    def _run_parallel(self, detector: ParallelDetector) -> None:
+        """The loop with frames in flight on the detector's workers (module docstring)."""
+        capacity = detector.workers + 1
+        try:
+            while not self._stop.is_set():
+                self._apply_commands()
+                taken = self._take_frames(capacity)
+                finished = self._finish_ready(block=self._frames_in_flight() >= capacity or not taken)
+                for w in self.workers:
+                    self._emit_status(w)
+                if self.heartbeat is not None:
+                    self.heartbeat()
+                if not self._in_flight and self._all_done():
+                    break
+                if not taken and not finished and not self._in_flight:
+                    self._stop.wait(0.005)
+        finally:
+            # frames already taken are analysed, not dropped, when the run stops
+            while self._in_flight:
+                self._finish_ready(block=True)
+
+    def _frames_in_flight(self) -> int:
+        return sum(1 for _, frame, _, _ in self._in_flight if frame is not None)
+
+    def _take_frames(self, capacity: int) -> int:
+        """One due frame per camera per pass, starting after the camera that went first last
+        time, until ``capacity`` frames are in flight.
+
+        A camera's source state (running, ended, reconnecting...) is shown when the frames taken
+        before it are analysed, in order: a status never reports a state with earlier frames
+        still uncounted (an 'ended' camera reports every frame)."""
+        taken = 0
+        n = len(self.workers)
+        start = self._next_camera
+        in_flight = self._frames_in_flight()
+        for k in range(n):
+            if in_flight >= capacity:
+                break
+            w = self.workers[(start + k) % n]
+            if w.finished:
+                continue
+            shown = (w.state, w.reason)
+            frame = w.next_frame()
+            seen = (w.state, w.reason)
+            queued = any(q is w for q, *_ in self._in_flight)
+            if frame is None:
+                if queued and (seen != shown or w.finished):
+                    w.state, w.reason = shown
+                    self._in_flight.append((w, None, None, seen))  # a state change, in order
+                elif w.finished:
+                    self._emit_status(w, force=True)
+                continue
+            w.state, w.reason = shown  # shown once this frame is analysed
+            self._next_camera = (start + k + 1) % n
+            reused = w.pipeline.reuse_detections(frame)
+            if reused is not None:
+                self._in_flight.append((w, frame, reused, seen))
+            else:
+                detector: Any = w.pipeline.detector  # a ParallelDetector (checked in __init__)
+                self._in_flight.append((w, frame, detector.submit(frame.image), seen))
+            taken += 1
+            in_flight += 1
+        return taken
+
+    def _finish_ready(self, block: bool) -> int:
+        """Track the frames at the head of the queue whose detections are ready; with ``block``,
+        wait for the first one (briefly: a stop or a new frame should not wait long)."""
+        done = 0
+        while self._in_flight:
+            w, frame, pending, seen = self._in_flight[0]
+            if isinstance(pending, Future) and not pending.done():
+                if not block or done:
+                    break
+                wait([pending], timeout=0.05, return_when=FIRST_COMPLETED)
+                if not pending.done():
+                    break
+            self._in_flight.popleft()
+            w.state, w.reason = seen
+            if frame is None:  # a state change queued behind this camera's frames
+                if w.finished:
+                    self._emit_status(w, force=True)
+                continue
+            if isinstance(pending, Detections):
+                self._process(w, frame, pending)
+            elif pending is not None:
+                try:
+                    result = pending.result()
+                except Exception as exc:  # the same accounting as a failure in _process
+                    w.errors += 1
+                    w.last_error = f"{type(exc).__name__}: {exc}"
+                    log.error("camera %s: frame %d failed in the detector: %s", w.camera.id, frame.index,
+                              w.last_error, extra={"camera": w.camera.id})
+                    continue
+                w.pipeline.add_detect_times(result.preprocess_ms, result.inference_ms, result.postprocess_ms)
+                self._process(w, frame, result.detections)
+            done += 1
+        return done
 
     def _all_done(self) -> bool:
         """Every camera finished; a camera that never started does not keep a run of files alive
@@ -370,6 +487,8 @@ class Runtime:
             self.summary.frames_corrupt[w.camera.id] = int(w.stats.frames_corrupt)
             self.summary.timers[w.camera.id] = w.pipeline.timer
             w.close()
+        if self._parallel is not None:
+            self._parallel.close()
 
 
 def _batchable_groups(due: list[tuple[CameraWorker, Frame]]) -> list[list[tuple[CameraWorker, Frame]]]:
@@ -384,17 +503,41 @@ def _batchable_groups(due: list[tuple[CameraWorker, Frame]]) -> list[list[tuple[
     return list(groups.values())
 
 
-def build_detector(cfg: StoreConfig) -> Detector:
+def parallel_frames(cfg: StoreConfig, *, throughput: bool = False) -> int:
+    """Frames on the detector at once (``model.parallel_frames``). By default as many as there are
+    threads when frames can be due together (several cameras, or ``throughput``: a file analysed
+    as fast as it decodes), else 1: a single live camera gets every thread on each frame, the
+    lowest latency. Batching cameras into one ``session.run`` is the other way to share the CPU,
+    so ``batch_cameras`` keeps one frame at a time."""
+    if cfg.model.parallel_frames is not None:
+        return min(cfg.model.parallel_frames, cfg.model.threads)
+    if cfg.model.batch_cameras or not (throughput or sum(c.enabled for c in cfg.cameras) > 1):
+        return 1
+    return cfg.model.threads
+
+
+def build_detector(cfg: StoreConfig, *, throughput: bool = False) -> Detector:
+    """The store's detector; with more than one frame in flight (:func:`parallel_frames`), one
+    copy per worker thread, each with its share of ``model.threads``."""
     from edge.detector import OnnxDetector
 
     base = cfg.source_path.parent if cfg.source_path else None
+    lanes = parallel_frames(cfg, throughput=throughput)
+    model = cfg.model
+    if lanes > 1:
+        model = model.model_copy(update={"threads": max(1, cfg.model.threads // lanes)})
     if cfg.model.precision != "int8":
-        return OnnxDetector.from_config(cfg.model, base)
-    # int8 is calibrated on the store's own recordings when it has any (live cameras are not
-    # sampled here: quantising must not wait for streams)
-    videos = [cfg.resolve_path(str(c.source)) for c in cfg.cameras if not c.is_live]
-    videos = [v for v in videos if v.is_file()]
-    return OnnxDetector.from_config(cfg.model, base, cfg.data_path(), videos or None)
+        copies = [OnnxDetector.from_config(model, base) for _ in range(lanes)]
+    else:
+        # int8 is calibrated on the store's own recordings when it has any (live cameras are not
+        # sampled here: quantising must not wait for streams)
+        videos = [cfg.resolve_path(str(c.source)) for c in cfg.cameras if not c.is_live]
+        videos = [v for v in videos if v.is_file()]
+        copies = [OnnxDetector.from_config(model, base, cfg.data_path(), videos or None) for _ in range(lanes)]
+    if lanes == 1:
+        return copies[0]
+    log.info("detector: %d frames in flight, %d ORT thread(s) each", lanes, model.threads)
+    return ParallelDetector(copies)
 
 
 def build_staff_stage(cfg: StoreConfig) -> Any:
@@ -454,4 +597,5 @@ __all__ = [
     "build_track_flow",
     "build_tracker",
     "open_worker",
+    "parallel_frames",
 ]
