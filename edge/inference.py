@@ -4,9 +4,9 @@ Why: on a small CPU one ``session.run`` with two intra-op threads leaves cores i
 operator boundary (the threads meet, split the next operator, meet again), and the letterbox,
 box decode, NMS and tracking around it run on one core while the other waits. Two frames in
 flight, each on its own single-threaded session, keep both cores busy: measured on the 2-core
-box, 1.10-1.19x the frames/s of one two-threaded session at the same geometry for YOLOv8n int8
-and fp32 (docs/speed.md). The price is latency: one frame takes about the time of a
-single-threaded run, so a single live camera keeps one frame in flight (``model.parallel_frames``).
+box, ``storesense analyze`` ran 1.10-1.15x faster (README, Benchmarks). The price is latency:
+one frame takes about the time of a single-threaded run, so a single live camera keeps one frame
+in flight (``model.parallel_frames``).
 
 ONNX Runtime releases the GIL inside ``session.run``, so worker threads are enough; each owns
 its detector (its sessions and its preallocated letterbox buffers, which are not thread-safe).

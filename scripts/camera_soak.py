@@ -46,7 +46,8 @@ CAMERA = """  - id: cam-{i}
 
 def write_config(path: Path, args: argparse.Namespace, port: int) -> None:
     video = args.video or str(videos_dir() / "one-by-one-person-detection.mp4")
-    model = f"model: {{name: {args.model}, precision: {args.precision}, threads: {args.threads}}}\n"
+    parallel = f", parallel_frames: {args.parallel_frames}" if args.parallel_frames else ""
+    model = f"model: {{name: {args.model}, precision: {args.precision}, threads: {args.threads}{parallel}}}\n"
     cams = "".join(CAMERA.format(i=i, video=video, fps=args.fps) for i in range(args.cameras))
     path.write_text(
         "version: 1\nstore: {id: soak}\n" + model + "cameras:\n" + cams
@@ -72,6 +73,7 @@ def main() -> int:
     ap.add_argument("--model", default="yolox-nano-416")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--parallel-frames", type=int, help="model.parallel_frames (default: the config's default)")
     ap.add_argument("--duration-s", type=float, default=300.0)
     ap.add_argument("--warmup-s", type=float, default=30.0, help="excluded from latency and the RSS slope")
     ap.add_argument("--video")
