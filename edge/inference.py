@@ -16,25 +16,12 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from typing import Any
 
 from edge.contract import Detections
-from edge.pipeline import Detector
-
-
-@dataclass(frozen=True)
-class DetectResult:
-    """One frame's detections and the time its stages took on the worker (ms), for the
-    camera's stage timer (the timer is fed on the analysis loop's thread only)."""
-
-    detections: Detections
-    preprocess_ms: float
-    inference_ms: float
-    postprocess_ms: float
+from edge.pipeline import Detector, DetectResult, timed_detect
 
 
 class ParallelDetector:
@@ -84,15 +71,7 @@ class ParallelDetector:
         return self._pool.submit(self._detect, image_bgr)
 
     def _detect(self, image_bgr: Any) -> DetectResult:
-        lane: Detector = self._local.lane
-        t0 = time.perf_counter()
-        tensor, letterbox = lane.preprocess(image_bgr)
-        t1 = time.perf_counter()
-        raw = lane.infer(tensor)
-        t2 = time.perf_counter()
-        detections = lane.postprocess(raw, letterbox)
-        t3 = time.perf_counter()
-        return DetectResult(detections, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
+        return timed_detect(self._local.lane, image_bgr)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -33,6 +33,28 @@ class Detector(Protocol):
     def postprocess(self, raw: Any, letterbox: Any) -> Detections: ...
 
 
+@dataclass(frozen=True)
+class DetectResult:
+    """One frame's detections and the time each detector stage took (ms); made on a worker
+    thread with frames in flight (edge.inference), fed to the camera's timer on the loop's."""
+
+    detections: Detections
+    preprocess_ms: float
+    inference_ms: float
+    postprocess_ms: float
+
+
+def timed_detect(detector: Detector, image_bgr: Any) -> DetectResult:
+    t0 = time.perf_counter()
+    tensor, letterbox = detector.preprocess(image_bgr)
+    t1 = time.perf_counter()
+    raw = detector.infer(tensor)
+    t2 = time.perf_counter()
+    detections = detector.postprocess(raw, letterbox)
+    t3 = time.perf_counter()
+    return DetectResult(detections, (t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)
+
+
 class Tracker(Protocol):
     def update(
         self,
@@ -243,17 +265,9 @@ class CameraPipeline:
             assert self.idle is not None and self._last_detections is not None
             self.idle.skipped += 1
             return self.track(frame, self._last_detections)
-        t0 = time.perf_counter()
-        tensor, letterbox = self.detector.preprocess(frame.image)
-        t1 = time.perf_counter()
-        raw = self.detector.infer(tensor)
-        t2 = time.perf_counter()
-        detections = self.detector.postprocess(raw, letterbox)
-        t3 = time.perf_counter()
-        self.timer.add("preprocess", (t1 - t0) * 1e3)
-        self.timer.add("inference", (t2 - t1) * 1e3)
-        self.timer.add("postprocess", (t3 - t2) * 1e3)
-        return self.track(frame, detections)
+        result = timed_detect(self.detector, frame.image)
+        self.add_detect_times(result.preprocess_ms, result.inference_ms, result.postprocess_ms)
+        return self.track(frame, result.detections)
 
     def track(self, frame: Frame, detections: Detections) -> Tracks:
         """The tracking stage alone, for detections made elsewhere (a batch of cameras)."""

@@ -29,9 +29,9 @@ import cv2
 
 from edge.config import CameraConfig, ConfigError, StoreConfig
 from edge.contract import Detections, Frame, Message, Tracks
-from edge.inference import DetectResult, ParallelDetector
+from edge.inference import ParallelDetector
 from edge.payloads import CameraStatus
-from edge.pipeline import CameraPipeline, Detector, IdleGate, StageTimer, detect_batch
+from edge.pipeline import CameraPipeline, Detector, DetectResult, IdleGate, StageTimer, detect_batch
 from edge.sinks import Sink
 from edge.sources import FileSource, LiveSource, PendingSource, Source, SourceError, SourceState, SourceStats
 
