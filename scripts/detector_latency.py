@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import cv2
 
 from edge.config import ModelConfig
 from edge.detector import OnnxDetector
+from edge.pipeline import timed_detect
 from edge.resources import images_dir
 from models.registry import REGISTRY
 
@@ -39,18 +39,12 @@ def main() -> None:
         pre, inf, post = [], [], []
         n = 0
         for i in range(args.runs + 3):
-            t0 = time.perf_counter()
-            tensor, lb = det.preprocess(image)
-            t1 = time.perf_counter()
-            raw = det.infer(tensor)
-            t2 = time.perf_counter()
-            dets = det.postprocess(raw, lb)
-            t3 = time.perf_counter()
+            r = timed_detect(det, image)
             if i >= 3:  # warm-up excluded
-                pre.append((t1 - t0) * 1e3)
-                inf.append((t2 - t1) * 1e3)
-                post.append((t3 - t2) * 1e3)
-            n = len(dets)
+                pre.append(r.preprocess_ms)
+                inf.append(r.inference_ms)
+                post.append(r.postprocess_ms)
+            n = len(r.detections)
         m = [statistics.median(v) for v in (pre, inf, post)]
         print(f"{name:18s} {m[0]:9.2f}ms {m[1]:7.2f}ms {m[2]:7.2f}ms {sum(m):7.2f}ms  {n}")
 
