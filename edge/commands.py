@@ -41,7 +41,7 @@ def check_model(data: dict[str, Any], where: Where) -> None:
     model = data.get("model")
     if not isinstance(model, dict) or model.get("path") is not None:
         return
-    name = model.get("name", "yolox-nano-416")
+    name = model.get("name", "yolox-nano")
     if not isinstance(name, str):
         return
     known = {**REGISTRY, **FAMILIES}

@@ -56,11 +56,13 @@ class ModelConfig(Strict):
     """Which detector to run. ``name`` picks a file from the model registry (models/registry.py);
     ``path`` points at any exported file and then ``layout`` says how to read its output.
 
-    The default is YOLOX-Nano (Apache-2.0). YOLOv8n/YOLO11n are AGPL-3.0: fine for evaluation,
-    a closed commercial deployment needs an Ultralytics licence.
+    The default is YOLOX-Nano (Apache-2.0) with its input shaped per camera: the square 416x416
+    file spends a quarter (4:3) to two fifths (16:9) of every run on letterbox padding, for the
+    same pixels of the picture and the same tracks. YOLOv8n/YOLO11n are AGPL-3.0: fine for
+    evaluation, a closed commercial deployment needs an Ultralytics licence.
     """
 
-    name: str | None = Field(default="yolox-nano-416", description="registry name (models/registry.py): yolox-nano-416 (Apache-2.0) or an AGPL-3.0 YOLOv8n/YOLO11n")
+    name: str | None = Field(default="yolox-nano", description="registry name (models/registry.py): yolox-nano (Apache-2.0, input shaped per camera), yolox-nano-416 (square) or an AGPL-3.0 YOLOv8n/YOLO11n")
     path: str | None = Field(default=None, description="an exported .onnx file instead of a registry name; needs layout")
     layout: Literal["yolov8", "yolox"] | None = Field(default=None, description="how to read a custom model's output")
     input_size_px: int | None = Field(default=None, ge=32, le=4096, description="network input side; default: the registry's or the file's")

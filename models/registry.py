@@ -176,7 +176,7 @@ REGISTRY: dict[str, ModelSpec] = {
             416,
             APACHE,
             "e8af074932d4ed7e232278e3055cefcdea3edf178874a3694ae292649fb464dd",
-            "YOLOX-Nano, permissive licence, fastest; the default",
+            "YOLOX-Nano at a fixed square 416x416 (the default until the per-camera family)",
             BYTETRACK_SCORES,
         ),
     )
@@ -225,7 +225,7 @@ FAMILIES: dict[str, Family] = {
             "yolox-nano-416.onnx",
             {(416, 416): "yolox-nano-416.onnx"},
             {"yolox-nano-416.onnx": REGISTRY["yolox-nano-416"].sha256},
-            "YOLOX-Nano (Apache-2.0), input shaped per camera (16:9 -> 256x416 at width 416)",
+            "YOLOX-Nano (Apache-2.0), input shaped per camera (16:9 -> 256x416, 4:3 -> 320x416); the default",
             REGISTRY["yolox-nano-416"].scores,
         ),
     )

@@ -70,7 +70,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--cameras", type=int, default=12)
     ap.add_argument("--fps", type=float, default=5.0, help="analysis fps per camera")
-    ap.add_argument("--model", default="yolox-nano-416")
+    ap.add_argument("--model", default="yolox-nano")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "int8"])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--parallel-frames", type=int, help="model.parallel_frames (default: the config's default)")

@@ -2,7 +2,7 @@
 and the same for a poster composited into the footage. The static-scenery default (tracker.static_after_s)
 must sit well above the first and well below the poster's life. Prints one row per track.
 
-    python scripts/static_measure.py [--model yolox-nano-416] [--fps 5] VIDEO...
+    python scripts/static_measure.py [--model yolox-nano] [--fps 5] VIDEO...
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def measure(video: str, model: str, fps: float) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser()
     ap.add_argument("videos", nargs="+")
-    ap.add_argument("--model", default="yolox-nano-416")
+    ap.add_argument("--model", default="yolox-nano")
     ap.add_argument("--fps", type=float, default=5.0)
     a = ap.parse_args()
     for v in a.videos:
