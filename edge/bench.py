@@ -3,8 +3,9 @@
 Each row is one model x precision x geometry (``--model NAME[:PRECISION[:WIDTH]]``, e.g.
 ``yolov8n:int8:640``) and runs in a fresh subprocess (its peak RSS is its own). It prints:
 
-* frames/s end to end through the real per-camera pipeline (decode at the analysis rate,
-  letterbox, inference, decode + NMS, tracking) on one clip;
+* frames/s end to end through ``Runtime``, the loop of ``storesense analyze`` and ``run`` (decode
+  at the analysis rate, letterbox, inference, decode + NMS, tracking, scenery), with the product's
+  frames in flight (``model.parallel_frames``, or ``--parallel-frames``), on one clip;
 * the bare ``session.run`` floor of that model at its own geometry, and the reference floor
   (YOLOv8n fp32 640x640) measured in the same subprocess, before and after the run: the box is
   shared and noisy, so only ratios within one run mean anything;
@@ -95,57 +96,67 @@ def _reference_session(threads: int) -> Any:
 
 def _bench_one(
     video: str, spec: str, n_cameras: int, frames: int, threads: int, analysis_fps: float | None,
-    data_dir: str, accuracy: bool,
+    data_dir: str, accuracy: bool, parallel: int | None = None, floor_runs: int | None = None,
 ) -> dict[str, Any]:
+    """One row: N copies of the clip through ``Runtime``, the loop ``storesense analyze`` and
+    ``run`` use (frames in flight, scenery, staff and flow stages included), so the figure is the
+    product's and not a hand-written loop's."""
     import cv2
 
-    from edge.config import TrackerConfig
-    from edge.detector import OnnxDetector
-    from edge.pipeline import STAGES, CameraPipeline, StageTimer
-    from edge.sources import FileSource
-    from edge.tracker import ByteTracker
+    from edge.commands import default_store_config
+    from edge.contract import Frame, Tracks
+    from edge.pipeline import STAGES, StageTimer
+    from edge.runtime import Runtime, build_detector, build_tracker, open_worker, parallel_frames
+    from edge.sinks import MemorySink
 
     variant = Variant.parse(spec)
-    detector = OnnxDetector.from_config(variant.model_config(threads), None, Path(data_dir))
+    model_cfg = variant.model_config(threads).model_copy(update={"parallel_frames": parallel})
     cap = cv2.VideoCapture(video)
     ok, first_image = cap.read()
+    source_fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     cap.release()
     if not ok:
         raise RuntimeError(f"cannot read a frame from {video}")
-    tensor, _ = detector.preprocess(first_image)
-    geometry = (int(tensor.shape[2]), int(tensor.shape[3]))
-    n_floor = max(20, min(frames, 60))
+    n_floor = floor_runs or max(20, min(frames, 60))
     reference = _reference_session(threads)
     ref_before = _floor_ms(reference, n_floor)
-    floor = _floor_ms(lambda: detector.infer(tensor), n_floor)
+    floor, geometry = _own_floor(model_cfg, data_dir, first_image, n_floor)
 
-    sources = [FileSource(f"cam-{i}", video, start_epoch_s=0.0, analysis_fps=analysis_fps) for i in range(n_cameras)]
-    timer = StageTimer(window=frames * n_cameras + 10)
-    pipes = [CameraPipeline(s.camera_id, detector, ByteTracker(TrackerConfig()), timer) for s in sources]
-    done = 0
-    t_start = time.perf_counter()
-    for _ in range(frames):
-        for src, pipe in zip(sources, pipes, strict=True):
-            t0 = time.perf_counter()
-            frame = src.next_frame()
-            timer.add("decode", (time.perf_counter() - t0) * 1e3)
-            if frame is None:
-                continue
-            pipe.process(frame)
-            done += 1
-    wall_s = time.perf_counter() - t_start
-    for s in sources:
-        s.close()
+    base = default_store_config(str(Path(video).resolve()))
+    fps = analysis_fps or min(source_fps if source_fps > 0 else 10.0, 60.0)
+    cameras = [base.cameras[0].model_copy(update={"id": f"cam-{i}", "fps": fps}) for i in range(n_cameras)]
+    cfg = base.model_copy(update={"cameras": cameras, "model": model_cfg, "data_dir": str(Path(data_dir).resolve())})
+    detector = build_detector(cfg, throughput=True)
+    workers = []
+    for cam in cameras:
+        w = open_worker(cfg, cam, detector, build_tracker(cfg), start_epoch_s=0.0)
+        for stage in (w.pipeline.scenery, w.pipeline.flow):
+            if stage is not None:
+                stage.report_path = None  # a benchmark does not touch the store's /setup files
+        workers.append(w)
+    counts = dict.fromkeys((c.id for c in cameras), 0)
+    runtime: Runtime | None = None
+
+    def count(tracks: Tracks, _frame: Frame) -> None:
+        counts[tracks.camera_id] += 1
+        if runtime is not None and min(counts.values()) >= frames:
+            runtime.stop()
+
+    runtime = Runtime(cfg, workers, MemorySink(), None, on_tracks=count, save_reference_frames=False)
+    result = runtime.run()
+    wall_s = result.wall_s
+    done = sum(result.frames_processed.values())
     ref_after = _floor_ms(reference, n_floor)
     ref_ms = (ref_before + ref_after) / 2.0
     per_frame_ms = wall_s * 1e3 / max(done, 1)
-    summary = timer.summary()
+    summary = StageTimer(window=done + 10).merge(result.timers.values()).summary()
     row: dict[str, Any] = {
         "model": variant.label(),
         "spec": spec,
         "geometry": f"{geometry[1]}x{geometry[0]}",
         "cameras": n_cameras,
         "threads": threads,
+        "parallel_frames": parallel_frames(cfg, throughput=True),
         "frames": done,
         "fps_total": done / wall_s,
         "fps_per_camera": done / wall_s / n_cameras,
@@ -162,6 +173,16 @@ def _bench_one(
     if accuracy:
         row.update(_accuracy(variant, threads, data_dir))
     return row
+
+
+def _own_floor(model_cfg: Any, data_dir: str, image: Any, n: int) -> tuple[float, tuple[int, int]]:
+    """The row's bare ``session.run`` at its own geometry, one frame at a time on every thread
+    (the copy is dropped before the run, so it does not count in the row's RSS)."""
+    from edge.detector import OnnxDetector
+
+    probe = OnnxDetector.from_config(model_cfg.model_copy(update={"parallel_frames": None}), None, Path(data_dir))
+    tensor, _ = probe.preprocess(image)
+    return _floor_ms(lambda: probe.infer(tensor), n), (int(tensor.shape[2]), int(tensor.shape[3]))
 
 
 def _accuracy(variant: Variant, threads: int, data_dir: str) -> dict[str, Any]:
@@ -211,7 +232,7 @@ def format_row(r: dict[str, Any]) -> str:
         return f"{s['median_ms']:.1f}" if s else "-"
 
     return (
-        f"| {r['model']} | {r['geometry']} | {r['cameras']} | {r['fps_total']:.1f} | {r['floor_fps']:.1f} | "
+        f"| {r['model']} | {r['geometry']} | {r['cameras']} | {r.get('parallel_frames', 1)} | {r['fps_total']:.1f} | {r['floor_fps']:.1f} | "
         f"{r['overhead_pct']:.0f} % | {r['x_ref_floor']:.2f}x | {1e3 / r['ref_floor_ms']:.1f} | "
         f"{_cell(r.get('mota'))} | {_cell(r.get('idf1'))} | {cell('decode')} | {cell('preprocess')} | "
         f"{cell('inference')} | {cell('postprocess')} | {cell('tracking')} | {r['peak_rss_mb']:.0f} |"
@@ -219,10 +240,10 @@ def format_row(r: dict[str, Any]) -> str:
 
 
 HEADER = (
-    "| model precision width | input | cameras | frames/s end to end | own session.run floor (frames/s) | "
+    "| model precision width | input | cameras | frames in flight | frames/s end to end | own session.run floor (frames/s) | "
     "overhead vs own floor | x ref floor | ref floor yolov8n fp32 640x640 (frames/s) | MOTA | IDF1 | "
     "decode ms | preprocess | inference | postprocess | tracking | peak RSS MB |\n"
-    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -247,7 +268,7 @@ def run_bench(args: argparse.Namespace) -> int:
         for n in cameras:
             r = bench_in_subprocess(
                 video, spec, n, args.frames, args.threads, args.analysis_fps, args.data_dir,
-                not args.no_accuracy and n == cameras[0],
+                not args.no_accuracy and n == cameras[0], args.parallel_frames,
             )
             rows.append(r)
             print(format_row(r), flush=True)
@@ -265,6 +286,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--cameras", type=int, action="append", help="open the clip N times at once (repeatable)")
     ap.add_argument("--frames", type=int, default=300, help="frames per camera")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--parallel-frames", type=int, default=None,
+        help="model.parallel_frames (default: the product's for a file analysed flat out, i.e. --threads)",
+    )
     ap.add_argument("--analysis-fps", type=float, default=None, help="decode at this rate (default: every frame)")
     ap.add_argument("--data-dir", default="storesense-data", help="where int8 copies are cached")
     ap.add_argument("--no-accuracy", action="store_true", help="skip MOTA/IDF1 on the dev clip")
