@@ -514,12 +514,13 @@ TABLE_VIDEO_VISITS_S = [(6.0, 20.0), (22.0, 45.0), (50.0, 70.0), (74.0, 87.0), (
 
 @pytest.fixture(scope="module")
 def table_video_detections(table_video: Path) -> tuple[float, list[Detections], tuple[int, int]]:
-    """YOLOX-Nano on every frame, once; the scenarios subsample it. The detector floor is the
-    tracker's low_score_threshold (0.1) so the second stage sees what it is meant to see."""
+    """YOLOX-Nano (the default: 416x256 on this 16:9 clip) on every frame, once; the scenarios
+    subsample it. The detector floor is the tracker's low_score_threshold (0.1) so the second
+    stage sees what it is meant to see."""
     from edge.config import ModelConfig
     from edge.detector import OnnxDetector
 
-    detector = OnnxDetector.from_config(ModelConfig(name="yolox-nano-416", confidence_threshold=0.1), None)
+    detector = OnnxDetector.from_config(ModelConfig(name="yolox-nano", confidence_threshold=0.1), None)
     cap = cv2.VideoCapture(str(table_video))
     fps = float(cap.get(cv2.CAP_PROP_FPS))
     out: list[Detections] = []
