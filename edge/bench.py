@@ -127,13 +127,8 @@ def _bench_one(
     cameras = [base.cameras[0].model_copy(update={"id": f"cam-{i}", "fps": fps}) for i in range(n_cameras)]
     cfg = base.model_copy(update={"cameras": cameras, "model": model_cfg, "data_dir": str(Path(data_dir).resolve())})
     detector = build_detector(cfg, throughput=True)
-    workers = []
-    for cam in cameras:
-        w = open_worker(cfg, cam, detector, build_tracker(cfg), start_epoch_s=0.0)
-        for stage in (w.pipeline.scenery, w.pipeline.flow):
-            if stage is not None:
-                stage.report_path = None  # a benchmark does not touch the store's /setup files
-        workers.append(w)
+    workers = [open_worker(cfg, cam, detector, build_tracker(cfg), start_epoch_s=0.0, setup_reports=False)
+               for cam in cameras]
     counts = dict.fromkeys((c.id for c in cameras), 0)
     runtime: Runtime | None = None
 

@@ -447,11 +447,7 @@ def run_pipeline(cfg: StoreConfig, camera: CameraConfig, video: Path, *, fps_ove
     from edge.sinks import MemorySink
 
     worker = open_worker(cfg, camera, build_detector(cfg, throughput=True), build_tracker(cfg), fps_override=fps_override,
-                         source_override=str(video), start_epoch_s=0.0)
-    if worker.pipeline.scenery is not None:
-        worker.pipeline.scenery.report_path = None  # an audit does not touch the store's /setup files
-    if worker.pipeline.flow is not None:
-        worker.pipeline.flow.report_path = None
+                         source_override=str(video), start_epoch_s=0.0, setup_reports=False)
     run = PipelineRun(MotSequence(), [], {}, 0.0, 0)
     bar: Any = None
     if progress:

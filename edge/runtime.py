@@ -104,11 +104,18 @@ def open_worker(
     source_override: str | None = None,
     start_epoch_s: float | None = None,
     tolerate_errors: bool = False,
+    setup_reports: bool = True,
 ) -> CameraWorker:
+    """``setup_reports=False``: an audit or a benchmark, which must not write the store's /setup
+    files (static places, track flow)."""
     idle = IdleGate(camera.idle_refresh_s) if camera.idle_refresh_s is not None else None
     pipeline = CameraPipeline(camera.id, detector, tracker, StageTimer(), idle,
                               scenery=build_scenery(cfg, camera), staff=build_staff_stage(cfg),
                               flow=build_track_flow(cfg, camera))
+    if not setup_reports:
+        for stage in (pipeline.scenery, pipeline.flow):
+            if stage is not None:
+                stage.report_path = None
     source = source_override if source_override is not None else camera.source
     is_live = source_override is None and camera.is_live
     if is_live:
