@@ -28,6 +28,7 @@ from typing import Any, Literal, cast
 
 import numpy as np
 
+from edge.host import cpu_name, int8_note
 from edge.resources import models_dir, videos_dir
 
 DEFAULT_VIDEO = "one-by-one-person-detection.mp4"
@@ -257,6 +258,7 @@ def run_bench(args: argparse.Namespace) -> int:
         f"video {Path(video).name}, {args.frames} frames per camera, {args.threads} ORT threads, {rate}; "
         f"accuracy on devset caviar-corridor{'' if not args.no_accuracy else ' skipped'}"
     )
+    print(f"CPU: {cpu_name()}; {int8_note()}")
     print(HEADER, flush=True)
     rows = []
     for spec in specs:

@@ -52,8 +52,11 @@ def build_parser(extra_modules: Sequence[str] = ()) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None, extra_modules: Sequence[str] = ()) -> int:
     from edge.config import ConfigError
     from edge.errors import UserFacingError
+    from edge.host import MALLOC_ARENAS, cap_malloc_arenas
     from edge.logs import setup_logging
 
+    # before any camera or detector thread exists: an arena, once made, stays (edge/host.py)
+    cap_malloc_arenas(MALLOC_ARENAS)
     parser = build_parser(extra_modules)
     args = parser.parse_args(argv)
     setup_logging(args.log_level, args.log_format)

@@ -44,6 +44,7 @@ import onnxruntime as ort
 
 from edge.contract import Detections
 from edge.errors import UserFacingError
+from edge.host import int8_dot_product, int8_note
 from models.onnx_graph import with_input_hw
 
 if TYPE_CHECKING:
@@ -401,6 +402,9 @@ class OnnxDetector:
                 from models.quantize import int8_variant
 
                 resolved = int8_variant(resolved, data_dir, calibration_videos)
+                if int8_dot_product() is False:
+                    log.warning("model %s: %s; fp32 at the same geometry is the simpler choice",
+                                resolved.name, int8_note())
         except ModelResolveError as exc:
             raise ModelError(str(exc)) from None
         det = cls(

@@ -1,0 +1,102 @@
+"""The host the edge runs on: what its CPU can do, and one process-wide memory setting.
+
+Two facts decide whether settings are worth it on a given box, and neither shows in the config:
+
+* **int8 needs VNNI.** ONNX Runtime's int8 convolutions beat fp32 clearly only where the CPU has
+  dot-product instructions for bytes (x86 AVX-512 VNNI, AVX-VNNI or AMX; Arm's dot product). On
+  a plain AVX2 CPU they measured no faster than fp32 here (README, "Speed"), so ``precision:
+  int8`` there is a warning, not a speed-up.
+* **glibc malloc arenas.** Every thread that allocates gets its own arena, up to eight per core.
+  With a dozen camera decode threads and the detector workers, the arenas fill and fragment for
+  hours before they level off (docs/operations.md §8): 360 → 422 MB over 30 minutes with 12
+  cameras, against a flat 354 → 377 MB with two arenas. Capping them before any thread starts is
+  the same as ``MALLOC_ARENA_MAX`` in the environment, without every way of starting the edge
+  (systemd, Docker, a shell) having to remember it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+import os
+import platform
+from functools import lru_cache
+
+log = logging.getLogger("storesense.host")
+
+# Arenas the edge allows itself: 4 kept 12 cameras' throughput within run-to-run noise of glibc's
+# default (16 on 2 cores) where 2 cost ~5 % (docs/operations.md §8)
+MALLOC_ARENAS = 4
+# glibc's mallopt() parameter number for the arena cap (malloc.h: #define M_ARENA_MAX -8)
+_M_ARENA_MAX = -8
+# x86 and Arm flag names (as /proc/cpuinfo spells them) of byte dot-product instructions
+_INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"})
+
+
+@lru_cache(maxsize=1)
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags from /proc/cpuinfo; empty where there is none (not Linux)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("flags", "Features"):
+                    return frozenset(value.split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                    return value.strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def int8_dot_product() -> bool | None:
+    """True if the CPU has byte dot-product instructions, False if not, None if unknown."""
+    flags = cpu_flags()
+    if not flags:
+        return None
+    return bool(flags & _INT8_DOT_FLAGS)
+
+
+def int8_note() -> str:
+    """One line for logs and the bench header: will int8 pay off on this CPU?"""
+    has = int8_dot_product()
+    if has is None:
+        return "int8: CPU features unknown"
+    found = sorted(cpu_flags() & _INT8_DOT_FLAGS)
+    if has:
+        return f"int8: this CPU has {', '.join(found)}, so int8 convolutions can beat fp32"
+    return "int8: this CPU has no VNNI/AMX/dot-product instructions, so int8 is about as fast as fp32 here"
+
+
+def cap_malloc_arenas(max_arenas: int = 2) -> int | None:
+    """Cap glibc's malloc arenas for this process; the cap in force, or None if not glibc.
+
+    Must run before the camera and detector threads start: an arena, once made, stays. An operator's
+    own ``MALLOC_ARENA_MAX`` wins (glibc read it at start-up), so this never overrides a deliberate
+    choice.
+    """
+    env = os.environ.get("MALLOC_ARENA_MAX")
+    if env is not None:
+        return int(env) if env.isdigit() else None
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        ok = libc.mallopt(ctypes.c_int(_M_ARENA_MAX), ctypes.c_int(max_arenas))
+    except (OSError, AttributeError):
+        return None
+    if ok != 1:  # mallopt returns 1 on success
+        log.debug("mallopt(M_ARENA_MAX, %d) refused", max_arenas)
+        return None
+    return max_arenas
