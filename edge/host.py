@@ -8,10 +8,10 @@ Two facts decide whether settings are worth it on a given box, and neither shows
   int8`` there is a warning, not a speed-up.
 * **glibc malloc arenas.** Every thread that allocates gets its own arena, up to eight per core.
   With a dozen camera decode threads and the detector workers, the arenas fill and fragment for
-  hours before they level off (docs/operations.md §8): 360 → 422 MB over 30 minutes with 12
-  cameras, against a flat 354 → 377 MB with two arenas. Capping them before any thread starts is
-  the same as ``MALLOC_ARENA_MAX`` in the environment, without every way of starting the edge
-  (systemd, Docker, a shell) having to remember it.
+  hours (docs/operations.md §8): with 12 cameras, 359 → 421 MB over 30 minutes and still 1 MB/min
+  at the end, against 356 → 392 MB and 0.08 MB/min with four arenas, in the same hour. Capping
+  them before any thread starts is the same as ``MALLOC_ARENA_MAX`` in the environment, without
+  every way of starting the edge (systemd, Docker, a shell) having to remember it.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ def int8_note() -> str:
     return "int8: this CPU has no VNNI/AMX/dot-product instructions, so int8 is about as fast as fp32 here"
 
 
-def cap_malloc_arenas(max_arenas: int = 2) -> int | None:
+def cap_malloc_arenas(max_arenas: int = MALLOC_ARENAS) -> int | None:
     """Cap glibc's malloc arenas for this process; the cap in force, or None if not glibc.
 
     Must run before the camera and detector threads start: an arena, once made, stays. An operator's
