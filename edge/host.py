@@ -34,30 +34,27 @@ _M_ARENA_MAX = -8
 _INT8_DOT_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm"})
 
 
-@lru_cache(maxsize=1)
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags from /proc/cpuinfo; empty where there is none (not Linux)."""
+@lru_cache(maxsize=4)
+def _cpuinfo(*keys: str) -> str | None:
+    """The first /proc/cpuinfo value under one of ``keys`` (x86 and Arm name fields differently)."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
                 key, _, value = line.partition(":")
-                if key.strip() in ("flags", "Features"):
-                    return frozenset(value.split())
-    except OSError:
-        pass
-    return frozenset()
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "Model", "Hardware") and value.strip():
+                if key.strip() in keys and value.strip():
                     return value.strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine() or "unknown CPU"
+    return None
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags; empty where there is no /proc/cpuinfo (not Linux)."""
+    return frozenset((_cpuinfo("flags", "Features") or "").split())
+
+
+def cpu_name() -> str:
+    return _cpuinfo("model name", "Model", "Hardware") or platform.processor() or platform.machine() or "unknown CPU"
 
 
 def int8_dot_product() -> bool | None:
