@@ -89,13 +89,36 @@ class StaticPlace:
     last_s: float
 
 
-def _box_crop(gray: npt.NDArray[np.uint8], xyxy: Sequence[float]) -> npt.NDArray[np.uint8]:
-    h, w = gray.shape[:2]
-    x1, y1 = max(int(xyxy[0]), 0), max(int(xyxy[1]), 0)
-    x2, y2 = min(int(np.ceil(xyxy[2])), w), min(int(np.ceil(xyxy[3])), h)
-    if x2 - x1 < 2 or y2 - y1 < 2:
-        return np.zeros((_CROP_WH[1], _CROP_WH[0]), np.uint8)
-    return np.asarray(cv2.resize(gray[y1:y2, x1:x2], _CROP_WH, interpolation=cv2.INTER_AREA), dtype=np.uint8)
+class _Grey:
+    """A frame's grey, blurred picture, made only inside the boxes asked about.
+
+    Converting and blurring the whole frame for every analysed frame of every camera cost the
+    analysis loop more than the comparisons (a 768x432 frame against a few 24x48 crops), and
+    allocated two frame-sized buffers per frame; a scene without tracks now costs nothing. Each
+    box is converted with a one-pixel margin, so the blur sees the same neighbours as on the whole
+    frame and the crop is bit-identical (tests/test_scenery.py checks it). Holds the frame's
+    array, which sources allocate fresh per frame and never write again.
+    """
+
+    __slots__ = ("_image", "shape")
+
+    def __init__(self, image: npt.NDArray[np.uint8]) -> None:
+        self._image = image
+        self.shape: tuple[int, int] = (int(image.shape[0]), int(image.shape[1]))
+
+    def crop(self, xyxy: Sequence[float]) -> npt.NDArray[np.uint8]:
+        """The box, grey and blurred (3x3 Gaussian), resized to ``_CROP_WH``."""
+        h, w = self.shape
+        x1, y1 = max(int(xyxy[0]), 0), max(int(xyxy[1]), 0)
+        x2, y2 = min(int(np.ceil(xyxy[2])), w), min(int(np.ceil(xyxy[3])), h)
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            return np.zeros((_CROP_WH[1], _CROP_WH[0]), np.uint8)
+        mx1, my1 = max(x1 - 1, 0), max(y1 - 1, 0)
+        patch = self._image[my1:min(y2 + 1, h), mx1:min(x2 + 1, w)]
+        grey = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY) if patch.ndim == 3 else patch
+        blurred = cv2.GaussianBlur(grey, (3, 3), 0)
+        inner = blurred[y1 - my1:y2 - my1, x1 - mx1:x2 - mx1]
+        return np.asarray(cv2.resize(inner, _CROP_WH, interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
 
 def changed_fraction(a: npt.NDArray[np.uint8], b: npt.NDArray[np.uint8]) -> float:
@@ -130,7 +153,7 @@ class SceneryFilter:
         self.places: list[StaticPlace] = []
         self.report_path = report_path
         self._reported: tuple[Any, ...] = ()
-        self._prev_grays: deque[npt.NDArray[np.uint8]] = deque(maxlen=2)  # two grey frames per camera
+        self._prev_greys: deque[_Grey] = deque(maxlen=2)  # the two previous frames per camera
 
     # -- before the tracker ---------------------------------------------------------------------
 
@@ -168,11 +191,11 @@ class SceneryFilter:
             self._forget(tid, ts)
         if self.static_after_s <= 0 or image_bgr is None:
             return tracks
-        gray = np.asarray(cv2.GaussianBlur(cv2.cvtColor(image_bgr, cv2.COLOR_BGR2GRAY), (3, 3), 0), dtype=np.uint8)
+        grey = _Grey(image_bgr)
         keep = np.ones(len(tracks), dtype=bool)
         for k, t in enumerate(tracks):
-            keep[k] = not self._observe(t.track_id, t.xyxy, gray, ts)
-        self._prev_grays.append(gray)
+            keep[k] = not self._observe(t.track_id, t.xyxy, grey, ts)
+        self._prev_greys.append(grey)
         self._expire_places(ts)
         self._write_report()
         held = tuple(getattr(tracks, "held_ids", ()))
@@ -181,20 +204,19 @@ class SceneryFilter:
             return tracks
         return _subset(tracks, keep, held_kept)
 
-    def _observe(self, tid: int, xyxy: tuple[float, float, float, float], gray: npt.NDArray[np.uint8],
-                 ts: float) -> bool:
+    def _observe(self, tid: int, xyxy: tuple[float, float, float, float], grey: _Grey, ts: float) -> bool:
         foot = ((xyxy[0] + xyxy[2]) / 2.0, xyxy[3])
         height = max(xyxy[3] - xyxy[1], 1.0)
         st = self._tracks.get(tid)
         if st is None:
-            crop = _box_crop(gray, xyxy)
-            place = self._place_for(xyxy, gray)
+            crop = grey.crop(xyxy)
+            place = self._place_for(xyxy, grey)
             # stirred at birth if the box changed since the previous frame (someone walking in)
             # (against the last two frames: a source that repeats frames would hide a slow walker)
             # or if it touches the frame edge: people come into view there (a half-visible walker moves little)
-            stirred = place is None and (_at_edge(xyxy, gray.shape) or any(
-                prev.shape == gray.shape and changed_fraction(crop, _box_crop(prev, xyxy)) > _MOTION_FRACTION
-                for prev in self._prev_grays
+            stirred = place is None and (_at_edge(xyxy, grey.shape) or any(
+                prev.shape == grey.shape and changed_fraction(crop, prev.crop(xyxy)) > _MOTION_FRACTION
+                for prev in self._prev_greys
             ))
             self._tracks[tid] = st = _TrackState(foot, xyxy, ts, ts, crop, crop, static=place is not None,
                                                  stirred=stirred)
@@ -207,7 +229,7 @@ class SceneryFilter:
             st.anchor_foot_px, st.anchor_xyxy, st.still_since_s = foot, xyxy, ts
         # the pixels of the box where the feet settled, not of the detection box: a still box jitters
         # by a few pixels from frame to frame, and a shifted crop of a still poster differs at every edge
-        crop = _box_crop(gray, st.anchor_xyxy)
+        crop = grey.crop(st.anchor_xyxy)
         if moved:
             st.ref_crop = st.last_crop = crop
         if moved or max(changed_fraction(crop, st.last_crop), changed_fraction(crop, st.ref_crop)) > _MOTION_FRACTION:
@@ -218,7 +240,7 @@ class SceneryFilter:
         was = st.static
         long_still = ts - st.still_since_s >= self.static_after_s and ts - st.motion_at_s >= self.static_after_s
         # a remembered place that looks exactly as it did (someone walked past in front of the sign)
-        st.static = long_still or (ts > st.motion_at_s and self._place_for(st.anchor_xyxy, gray) is not None)
+        st.static = long_still or (ts > st.motion_at_s and self._place_for(st.anchor_xyxy, grey) is not None)
         if st.static:
             self._remember_place(st.anchor_xyxy, crop, ts, st.still_since_s)
         if st.static != was:
@@ -232,10 +254,10 @@ class SceneryFilter:
 
     # -- remembered places -----------------------------------------------------------------------
 
-    def _place_for(self, xyxy: Sequence[float], gray: npt.NDArray[np.uint8]) -> StaticPlace | None:
+    def _place_for(self, xyxy: Sequence[float], grey: _Grey) -> StaticPlace | None:
         """A remembered place under this box that still looks as it did (compared on its own box)."""
         for p in self.places:
-            if _iou(p.xyxy, xyxy) >= _PLACE_IOU and changed_fraction(_box_crop(gray, p.xyxy), p.crop) <= _MOTION_FRACTION:
+            if _iou(p.xyxy, xyxy) >= _PLACE_IOU and changed_fraction(grey.crop(p.xyxy), p.crop) <= _MOTION_FRACTION:
                 return p
         return None
 

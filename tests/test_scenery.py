@@ -239,3 +239,39 @@ def test_poster_in_a_dwell_and_a_queue_zone_does_not_count(poster_video: Path, t
     assert len(v_on) == len(v_off) == 1, (v_on, v_off)
     assert all(abs(a - b) <= 0.5 for a, b in zip(v_on, v_off, strict=True)), (v_on, v_off)
     assert min(v_on) >= 10.0
+
+
+def test_box_crops_equal_those_of_the_whole_grey_frame() -> None:
+    """The stage greys and blurs only the boxes it compares (with a one-pixel margin); the crops
+    must be bit-identical to cropping the whole frame greyed and blurred, at the frame's edges and
+    corners too, for fractional boxes and on real footage."""
+    import cv2
+
+    from edge.resources import videos_dir
+    from edge.scenery import _CROP_WH, _Grey
+
+    cap = cv2.VideoCapture(str(videos_dir() / "one-by-one-person-detection.mp4"))
+    cap.set(cv2.CAP_PROP_POS_FRAMES, 150)
+    ok, image = cap.read()
+    cap.release()
+    assert ok
+    h, w = image.shape[:2]
+    whole = cv2.GaussianBlur(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY), (3, 3), 0)
+
+    def reference(xyxy: tuple[float, float, float, float]) -> np.ndarray:
+        x1, y1 = max(int(xyxy[0]), 0), max(int(xyxy[1]), 0)
+        x2, y2 = min(int(np.ceil(xyxy[2])), w), min(int(np.ceil(xyxy[3])), h)
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            return np.zeros((_CROP_WH[1], _CROP_WH[0]), np.uint8)
+        return cv2.resize(whole[y1:y2, x1:x2], _CROP_WH, interpolation=cv2.INTER_AREA)
+
+    rng = np.random.default_rng(7)
+    boxes = [(0.0, 0.0, 40.0, 90.0), (w - 30.5, h - 70.2, w + 5.0, h + 3.0), (-4.0, 100.0, 25.0, h),
+             (300.2, 0.0, 340.7, 2.9), (10.0, 10.0, 11.5, 50.0), (0.0, 0.0, float(w), float(h))]
+    for _ in range(200):
+        x1, y1 = rng.uniform(-10, w - 5), rng.uniform(-10, h - 5)
+        boxes.append((x1, y1, x1 + rng.uniform(1, 300), y1 + rng.uniform(1, 400)))
+    grey = _Grey(image)
+    assert grey.shape == (h, w)
+    for box in boxes:
+        np.testing.assert_array_equal(grey.crop(box), reference(box), err_msg=str(box))
