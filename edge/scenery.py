@@ -65,6 +65,8 @@ _MAX_PLACES = 32
 _PLACE_FORGET_S = 600.0
 # A new track is on a remembered place when its box overlaps it this much and its crop matches.
 _PLACE_IOU = 0.6
+# A track born now is compared with this many previous frames ("stirred at birth", below).
+_PREV_FRAMES = 2
 
 
 @dataclass
@@ -90,33 +92,30 @@ class StaticPlace:
 
 
 class _Grey:
-    """A frame's grey, blurred picture, made only inside the boxes asked about.
+    """A frame in grey, blurred only inside the boxes asked about.
 
-    Converting and blurring the whole frame for every analysed frame of every camera cost the
-    analysis loop more than the comparisons (a 768x432 frame against a few 24x48 crops), and
-    allocated two frame-sized buffers per frame; a scene without tracks now costs nothing. Each
-    box is converted with a one-pixel margin, so the blur sees the same neighbours as on the whole
-    frame and the crop is bit-identical (tests/test_scenery.py checks it). Holds the frame's
-    array, which sources allocate fresh per frame and never write again.
+    Blurring the whole frame for every analysed frame of every camera cost the analysis loop more
+    than the comparisons (a 768x432 frame against a few 24x48 crops). The grey conversion is cheap
+    and goes into a buffer the camera reuses (no frame-sized allocation per frame); the blur runs
+    per box with a one-pixel margin, so it sees the same neighbours as on the whole frame and the
+    crop is bit-identical (tests/test_scenery.py checks it).
     """
 
-    __slots__ = ("_image", "shape")
+    __slots__ = ("_grey", "shape")
 
-    def __init__(self, image: npt.NDArray[np.uint8]) -> None:
-        self._image = image
-        self.shape: tuple[int, int] = (int(image.shape[0]), int(image.shape[1]))
+    def __init__(self, grey: npt.NDArray[np.uint8]) -> None:
+        self._grey = grey
+        self.shape: tuple[int, int] = (int(grey.shape[0]), int(grey.shape[1]))
 
     def crop(self, xyxy: Sequence[float]) -> npt.NDArray[np.uint8]:
-        """The box, grey and blurred (3x3 Gaussian), resized to ``_CROP_WH``."""
+        """The box, blurred (3x3 Gaussian) and resized to ``_CROP_WH``."""
         h, w = self.shape
         x1, y1 = max(int(xyxy[0]), 0), max(int(xyxy[1]), 0)
         x2, y2 = min(int(np.ceil(xyxy[2])), w), min(int(np.ceil(xyxy[3])), h)
         if x2 - x1 < 2 or y2 - y1 < 2:
             return np.zeros((_CROP_WH[1], _CROP_WH[0]), np.uint8)
         mx1, my1 = max(x1 - 1, 0), max(y1 - 1, 0)
-        patch = self._image[my1:min(y2 + 1, h), mx1:min(x2 + 1, w)]
-        grey = cv2.cvtColor(patch, cv2.COLOR_BGR2GRAY) if patch.ndim == 3 else patch
-        blurred = cv2.GaussianBlur(grey, (3, 3), 0)
+        blurred = cv2.GaussianBlur(self._grey[my1:min(y2 + 1, h), mx1:min(x2 + 1, w)], (3, 3), 0)
         inner = blurred[y1 - my1:y2 - my1, x1 - mx1:x2 - mx1]
         return np.asarray(cv2.resize(inner, _CROP_WH, interpolation=cv2.INTER_AREA), dtype=np.uint8)
 
@@ -153,7 +152,10 @@ class SceneryFilter:
         self.places: list[StaticPlace] = []
         self.report_path = report_path
         self._reported: tuple[Any, ...] = ()
-        self._prev_greys: deque[_Grey] = deque(maxlen=2)  # the two previous frames per camera
+        self._prev_greys: deque[_Grey] = deque(maxlen=_PREV_FRAMES)
+        # grey frames written in turn: the current one and the two in _prev_greys
+        self._grey_buffers: list[npt.NDArray[np.uint8]] = []
+        self._next_buffer = 0
 
     # -- before the tracker ---------------------------------------------------------------------
 
@@ -191,7 +193,7 @@ class SceneryFilter:
             self._forget(tid, ts)
         if self.static_after_s <= 0 or image_bgr is None:
             return tracks
-        grey = _Grey(image_bgr)
+        grey = _Grey(self._to_grey(image_bgr))
         keep = np.ones(len(tracks), dtype=bool)
         for k, t in enumerate(tracks):
             keep[k] = not self._observe(t.track_id, t.xyxy, grey, ts)
@@ -203,6 +205,18 @@ class SceneryFilter:
         if keep.all() and held_kept == held:
             return tracks
         return _subset(tracks, keep, held_kept)
+
+    def _to_grey(self, image: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+        shape = image.shape[:2]
+        if not self._grey_buffers or self._grey_buffers[0].shape != shape:
+            self._grey_buffers = [np.empty(shape, np.uint8) for _ in range(_PREV_FRAMES + 1)]
+        buf = self._grey_buffers[self._next_buffer]
+        self._next_buffer = (self._next_buffer + 1) % len(self._grey_buffers)
+        if image.ndim == 3:
+            cv2.cvtColor(image, cv2.COLOR_BGR2GRAY, dst=buf)
+        else:
+            np.copyto(buf, image)
+        return buf
 
     def _observe(self, tid: int, xyxy: tuple[float, float, float, float], grey: _Grey, ts: float) -> bool:
         foot = ((xyxy[0] + xyxy[2]) / 2.0, xyxy[3])

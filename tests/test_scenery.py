@@ -242,8 +242,8 @@ def test_poster_in_a_dwell_and_a_queue_zone_does_not_count(poster_video: Path, t
 
 
 def test_box_crops_equal_those_of_the_whole_grey_frame() -> None:
-    """The stage greys and blurs only the boxes it compares (with a one-pixel margin); the crops
-    must be bit-identical to cropping the whole frame greyed and blurred, at the frame's edges and
+    """The stage blurs only the boxes it compares (with a one-pixel margin); the crops must be
+    bit-identical to cropping the whole frame greyed and blurred, at the frame's edges and
     corners too, for fractional boxes and on real footage."""
     import cv2
 
@@ -271,7 +271,26 @@ def test_box_crops_equal_those_of_the_whole_grey_frame() -> None:
     for _ in range(200):
         x1, y1 = rng.uniform(-10, w - 5), rng.uniform(-10, h - 5)
         boxes.append((x1, y1, x1 + rng.uniform(1, 300), y1 + rng.uniform(1, 400)))
-    grey = _Grey(image)
+    grey = _Grey(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY))
     assert grey.shape == (h, w)
     for box in boxes:
         np.testing.assert_array_equal(grey.crop(box), reference(box), err_msg=str(box))
+
+
+def test_grey_buffers_are_reused_without_overwriting_the_previous_frames() -> None:
+    """Grey frames go into three buffers in turn: the current frame must never overwrite one of
+    the two previous frames a newborn track is compared with."""
+    import cv2
+
+    rng = np.random.default_rng(3)
+    frames = [_texture(rng, H, W) for _ in range(7)]
+    f = SceneryFilter(static_after_s=20.0)
+    for k, img in enumerate(frames):
+        f.update(_tracks(0.2 * k, [(1, POSTER)]), img)
+        if k >= 1:
+            prev = [g._grey for g in f._prev_greys]
+            want = [cv2.cvtColor(frames[j], cv2.COLOR_BGR2GRAY) for j in range(max(0, k - 1), k + 1)]
+            assert len(prev) == len(want)
+            for got, exp in zip(prev, want, strict=True):
+                np.testing.assert_array_equal(got, exp)
+    assert len({id(b) for b in f._grey_buffers}) == 3  # allocated once, not per frame
