@@ -1,4 +1,4 @@
-"""The host the edge runs on: what its CPU can do, and one process-wide memory setting.
+"""The host the edge runs on: what its CPU can do, and how glibc's malloc is kept in check.
 
 Two facts decide whether settings are worth it on a given box, and neither shows in the config:
 
@@ -12,6 +12,12 @@ Two facts decide whether settings are worth it on a given box, and neither shows
   at the end, against 356 → 392 MB and 0.08 MB/min with four arenas, in the same hour. Capping
   them before any thread starts is the same as ``MALLOC_ARENA_MAX`` in the environment, without
   every way of starting the edge (systemd, Docker, a shell) having to remember it.
+* **Freed memory stays resident.** Even with four arenas, glibc gives freed memory back to the
+  kernel only from the top of a heap, so RSS follows the high-water mark of fragmentation rather
+  than what the edge holds. With 12 cameras analysing all they can, RSS before and after a
+  ``malloc_trim`` every minute was 444-459 MB and 433-441 MB: the "after" figure is flat from the
+  fifth minute, while without trimming RSS had grown 0.5 MB/min for 30 minutes. The runtime trims
+  once a minute (a 1-11 ms call).
 """
 
 from __future__ import annotations
@@ -76,6 +82,33 @@ def int8_note() -> str:
     return "int8: this CPU has no VNNI/AMX/dot-product instructions, so int8 is about as fast as fp32 here"
 
 
+@lru_cache(maxsize=1)
+def _glibc() -> ctypes.CDLL | None:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return None
+
+
+def release_free_memory() -> bool | None:
+    """Hand the pages malloc holds free back to the kernel (glibc ``malloc_trim(0)``).
+
+    glibc returns freed memory to the kernel only from the top of each heap; frame-sized buffers
+    freed in the middle stay resident, so RSS climbs towards the high-water mark of fragmentation
+    and stops saying how much memory the edge really uses. Trimming walks the arenas and releases
+    whole free pages (a few ms). True if something was released, None where it is not glibc.
+    """
+    libc = _glibc()
+    if libc is None:
+        return None
+    try:
+        return bool(libc.malloc_trim(ctypes.c_size_t(0)))
+    except AttributeError:
+        return None
+
+
 def cap_malloc_arenas(max_arenas: int = MALLOC_ARENAS) -> int | None:
     """Cap glibc's malloc arenas for this process; the cap in force, or None if not glibc.
 
@@ -86,12 +119,12 @@ def cap_malloc_arenas(max_arenas: int = MALLOC_ARENAS) -> int | None:
     env = os.environ.get("MALLOC_ARENA_MAX")
     if env is not None:
         return int(env) if env.isdigit() else None
-    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+    libc = _glibc()
+    if libc is None:
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         ok = libc.mallopt(ctypes.c_int(_M_ARENA_MAX), ctypes.c_int(max_arenas))
-    except (OSError, AttributeError):
+    except AttributeError:
         return None
     if ok != 1:  # mallopt returns 1 on success
         log.debug("mallopt(M_ARENA_MAX, %d) refused", max_arenas)

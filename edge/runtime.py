@@ -29,6 +29,7 @@ import cv2
 
 from edge.config import CameraConfig, ConfigError, StoreConfig
 from edge.contract import Detections, Frame, Message, Tracks
+from edge.host import release_free_memory
 from edge.inference import ParallelDetector
 from edge.payloads import CameraStatus
 from edge.pipeline import CameraPipeline, Detector, DetectResult, IdleGate, StageTimer, detect_batch
@@ -38,6 +39,9 @@ from edge.sources import FileSource, LiveSource, PendingSource, Source, SourceEr
 log = logging.getLogger("storesense.runtime")
 
 STATUS_INTERVAL_S = 10.0
+# glibc keeps freed frame buffers resident (edge.host.release_free_memory); trimming this often
+# costs a few ms a minute and keeps RSS at what the edge uses (docs/operations.md §8)
+MEMORY_TRIM_INTERVAL_S = 60.0
 MAX_PENDING_COMMANDS = 1000
 
 
@@ -209,6 +213,7 @@ class Runtime:
         self._in_flight: deque[tuple[CameraWorker, Frame | None, Future[DetectResult] | Detections | None,
                                      tuple[SourceState, str]]] = deque()
         self._next_camera = 0
+        self._trimmed_mono = time.monotonic()
 
     # -- control, thread-safe ----------------------------------------------------------------
     def stop(self) -> None:
@@ -252,8 +257,7 @@ class Runtime:
                 self._process_tick(due)
                 for w in self.workers:
                     self._emit_status(w)
-                if self.heartbeat is not None:
-                    self.heartbeat()
+                self._housekeeping()
                 if self._all_done():
                     break
                 if not worked:
@@ -273,8 +277,7 @@ class Runtime:
                 finished = self._finish_ready(block=self._frames_in_flight() >= capacity or not taken)
                 for w in self.workers:
                     self._emit_status(w)
-                if self.heartbeat is not None:
-                    self.heartbeat()
+                self._housekeeping()
                 if not self._in_flight and self._all_done():
                     break
                 if not taken and not finished and not self._in_flight:
@@ -283,6 +286,15 @@ class Runtime:
             # frames already taken are analysed, not dropped, when the run stops
             while self._in_flight:
                 self._finish_ready(block=True)
+
+    def _housekeeping(self) -> None:
+        """Once per loop pass: the watchdog ping, and now and then the malloc trim."""
+        if self.heartbeat is not None:
+            self.heartbeat()
+        now = time.monotonic()
+        if now - self._trimmed_mono >= MEMORY_TRIM_INTERVAL_S:
+            self._trimmed_mono = now
+            release_free_memory()
 
     def _frames_in_flight(self) -> int:
         return sum(1 for _, frame, _, _ in self._in_flight if frame is not None)
