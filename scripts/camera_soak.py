@@ -149,6 +149,15 @@ def main() -> int:
     half = r[r[:, 0] >= r[-1, 0] / 2] if len(r) else r
     slope_half = float(np.polyfit(half[:, 0], half[:, 1], 1)[0] * 60.0) if len(half) >= 3 else float("nan")
     every_5min = [round(float(v), 1) for t, v in rss if int(t) % 300 < 5]
+    # the edge trims malloc once a minute, so raw RSS is a sawtooth of freed-but-not-returned
+    # memory; the lowest sample of each minute is what it holds, and its slope is the leak test
+    by_minute: dict[int, float] = {}
+    for t, v in rss:
+        if t >= args.warmup_s:
+            by_minute[int(t // 60)] = min(v, by_minute.get(int(t // 60), v))
+    minima = np.array(sorted(by_minute.items()), dtype=float)
+    late = minima[minima[:, 0] >= minima[-1, 0] / 2] if len(minima) else minima
+    floor_slope = float(np.polyfit(late[:, 0], late[:, 1], 1)[0]) if len(late) >= 3 else float("nan")
     result = {
         "cameras": args.cameras,
         "model": f"{args.model} {args.precision}",
@@ -167,6 +176,8 @@ def main() -> int:
         "rss_slope_mb_per_10min": round(slope, 2),
         "rss_slope_last_half_mb_per_min": round(slope_half, 3),
         "rss_every_5min_mb": every_5min,
+        "rss_min_per_minute_mb": [round(float(v), 1) for _, v in minima],
+        "rss_min_slope_last_half_mb_per_min": round(floor_slope, 3),
         "exit_code": proc.returncode,
     }
     print(json.dumps(result, indent=2))
