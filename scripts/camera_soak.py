@@ -151,11 +151,12 @@ def main() -> int:
     every_5min = [round(float(v), 1) for t, v in rss if int(t) % 300 < 5]
     # the edge trims malloc once a minute, so raw RSS is a sawtooth of freed-but-not-returned
     # memory; the lowest sample of each minute is what it holds, and its slope is the leak test
-    by_minute: dict[int, float] = {}
+    by_minute: dict[int, list[float]] = {}
     for t, v in rss:
         if t >= args.warmup_s:
-            by_minute[int(t // 60)] = min(v, by_minute.get(int(t // 60), v))
-    minima = np.array(sorted(by_minute.items()), dtype=float)
+            by_minute.setdefault(int(t // 60), []).append(v)
+    # whole minutes only: a minute cut short by the warm-up or the end may hold no trim
+    minima = np.array([(m, min(vs)) for m, vs in sorted(by_minute.items()) if len(vs) >= 11], dtype=float)
     late = minima[minima[:, 0] >= minima[-1, 0] / 2] if len(minima) else minima
     floor_slope = float(np.polyfit(late[:, 0], late[:, 1], 1)[0]) if len(late) >= 3 else float("nan")
     result = {
