@@ -6,7 +6,13 @@
 
 Starts a private Mosquitto, writes a store config with N cameras (the sample clip, looped and
 paced at its real frame rate like a camera, 5 analysis fps, a dwell and an entrance zone each),
-runs ``storesense run`` in a subprocess and subscribes to everything. Printed: analysed
+runs ``storesense run`` in a subprocess and subscribes to everything. With ``--live`` each camera
+is instead a real HTTP MJPEG stream on loopback (the clip pre-encoded to JPEG, served at its own
+frame rate, each camera from its own offset), so the edge reads it through its live path: a
+capture thread that drains the stream and keeps only the newest frame. That is how an overloaded
+box behaves in a store: it drops frames instead of falling behind, so frame-to-MQTT latency means
+something even above capacity (paced files keep every frame, and their backlog only grows).
+Printed: analysed
 frames/s per camera and in total (from ``camera_status``), frame-to-MQTT latency (arrival wall
 time minus the frame timestamp in each zone-state payload) p50/p95, and the RSS of the edge
 process sampled every few seconds with its slope (MB per 10 minutes, least squares after a
@@ -18,15 +24,21 @@ as a ratio to it: absolute frames/s on a shared machine change with the hour.
 from __future__ import annotations
 
 import argparse
+import collections
+import http.server
 import json
 import os
+import re
+import socketserver
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
@@ -39,7 +51,7 @@ from edge.resources import videos_dir  # noqa: E402
 from mqtt_bridge.broker import start_mosquitto  # noqa: E402
 
 CAMERA = """  - id: cam-{i}
-    source: {video}
+    source: {source}
     fps: {fps}
     zones:
       - {{id: table-{i}, kind: dwell, label: "Table {i}", polygon: [[0.42, 0.6], [0.75, 0.6], [0.75, 1.0], [0.42, 1.0]]}}
@@ -47,16 +59,101 @@ CAMERA = """  - id: cam-{i}
 """
 
 
-def write_config(path: Path, args: argparse.Namespace, port: int) -> None:
+def write_config(path: Path, args: argparse.Namespace, port: int, live_port: int | None = None) -> None:
     video = args.video or str(videos_dir() / "one-by-one-person-detection.mp4")
     parallel = f", parallel_frames: {args.parallel_frames}" if args.parallel_frames else ""
     model = f"model: {{name: {args.model}, precision: {args.precision}, threads: {args.threads}{parallel}}}\n"
-    cams = "".join(CAMERA.format(i=i, video=video, fps=args.fps) for i in range(args.cameras))
+    def source(i: int) -> str:
+        return f"http://127.0.0.1:{live_port}/cam-{i}.mjpg" if live_port is not None else video
+
+    cams = "".join(CAMERA.format(i=i, source=source(i), fps=args.fps) for i in range(args.cameras))
     path.write_text(
         "version: 1\nstore: {id: soak}\n" + model + "cameras:\n" + cams
         + f"mqtt: {{host: 127.0.0.1, port: {port}, device_id: soak-edge}}\n"
         + f"data_dir: {args.data_dir or path.parent / 'data'}\n"
     )
+
+
+class MjpegCameras:
+    """N live cameras as HTTP MJPEG streams on loopback: ``/cam-I.mjpg`` serves the clip from
+    offset ``I * len / N``, looped, paced at the clip's frame rate by a monotonic schedule (a
+    reader that falls behind is not waited for: frames due while it was blocked are skipped)."""
+
+    def __init__(self, video: Path, cameras: int) -> None:
+        cap = cv2.VideoCapture(str(video))
+        self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 10.0)
+        self.jpegs: list[bytes] = []
+        while True:
+            ok, image = cap.read()
+            if not ok:
+                break
+            self.jpegs.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
+        cap.release()
+        if not self.jpegs:
+            raise SystemExit(f"cannot read {video}")
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 - http.server API
+                m = re.fullmatch(r"/cam-(\d+)\.mjpg", self.path)
+                if m is None:
+                    self.send_error(404)
+                    return
+                n = len(outer.jpegs)
+                offset = int(m.group(1)) * n // max(cameras, 1)
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                t0 = time.monotonic()
+                try:
+                    while True:
+                        k = int((time.monotonic() - t0) * outer.fps)
+                        j = outer.jpegs[(offset + k) % n]
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(j))
+                        self.wfile.write(j + b"\r\n")
+                        time.sleep(max(0.0, t0 + (k + 1) / outer.fps - time.monotonic()))
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        socketserver.ThreadingTCPServer.allow_reuse_address = True
+        self.httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = int(self.httpd.server_address[1])
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def smaps_kb(pid: int) -> dict[str, int]:
+    """Resident KB of the process by kind of mapping: the heap, anonymous mappings (glibc's 64 MB
+    per-thread arenas apart from the rest), each shared library, other files. A step in RSS then
+    names its owner: a new arena means a new thread allocating, a library means code paged in."""
+    out: collections.Counter[str] = collections.Counter()
+    key = "[anon]"
+    try:
+        text = Path(f"/proc/{pid}/smaps").read_text()
+    except OSError:
+        return {}
+    for line in text.splitlines():
+        head = line.split(maxsplit=5)
+        if head and "-" in head[0] and len(head) >= 5 and ":" in head[3]:
+            lo, hi = (int(x, 16) for x in head[0].split("-"))
+            name = head[5].strip() if len(head) > 5 else ""
+            size_kb = (hi - lo) // 1024
+            if not name:
+                key = "[anon] arena-sized" if 60000 <= size_kb <= 65536 else "[anon]"
+            elif name.startswith("/"):
+                key = ("lib " if ".so" in name else "file ") + name.rsplit("/", 1)[-1]
+            else:
+                key = name
+        elif line.startswith("Rss:"):
+            out[key] += int(line.split()[1])
+    return dict(out)
 
 
 def rss_mb(pid: int) -> float | None:
@@ -84,6 +181,10 @@ def main() -> int:
     ap.add_argument("--data-dir", help="reuse a data dir that already holds the int8 copy (quantising on "
                     "first use would fall inside the measured run)")
     ap.add_argument("--no-floor", action="store_true", help="skip the session.run floor before and after")
+    ap.add_argument("--live", action="store_true", help="cameras are MJPEG streams on loopback (the edge's live "
+                    "path: newest frame kept, frames dropped when behind) instead of paced files")
+    ap.add_argument("--smaps", action="store_true", help="also attribute RSS to mappings (heap, arenas, libraries) "
+                    "at each minute's lowest sample, and print what grew over the last half")
     args = ap.parse_args()
 
     reference = None if args.no_floor else _reference_session(args.threads)
@@ -91,9 +192,12 @@ def main() -> int:
     broker = start_mosquitto()
     tmp = Path(tempfile.mkdtemp(prefix="storesense-soak-"))
     cfg = tmp / "store.yaml"
-    write_config(cfg, args, broker.port)
+    cameras = MjpegCameras(Path(args.video or videos_dir() / "one-by-one-person-detection.mp4"),
+                           args.cameras) if args.live else None
+    write_config(cfg, args, broker.port, cameras.port if cameras else None)
     latencies: list[tuple[float, float]] = []  # (arrival, latency_s)
     status: dict[str, list[float]] = {}
+    last_status: dict[str, dict[str, Any]] = {}
     lock = threading.Lock()
 
     def on_message(_c: mqtt.Client, _u: object, msg: mqtt.MQTTMessage) -> None:
@@ -107,6 +211,7 @@ def main() -> int:
         with lock:
             if payload.get("schema", "").startswith("storesense.camera_status") and payload.get("state") == "running":
                 status.setdefault(payload["camera_id"], []).append(float(payload.get("fps_measured", 0.0)))
+                last_status[payload["camera_id"]] = payload
             elif payload.get("schema", "").startswith("storesense.zone_state") and not msg.retain:
                 latencies.append((now, now - float(payload["timestamp_s"])))
 
@@ -116,15 +221,20 @@ def main() -> int:
     client.subscribe("#", qos=0)
     client.loop_start()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "edge.cli", "--log-level", "WARNING", "run", "--config", str(cfg), "--realtime", "--loop"]
+    cmd = [sys.executable, "-m", "edge.cli", "--log-level", "WARNING", "run", "--config", str(cfg)]
+    if not args.live:
+        cmd += ["--realtime", "--loop"]
     t0 = time.time()
     proc = subprocess.Popen(cmd, env=env)
     rss: list[tuple[float, float]] = []
+    maps: list[dict[str, int]] = []  # with --smaps, one per RSS sample
     try:
         while time.time() - t0 < args.duration_s and proc.poll() is None:
             time.sleep(5.0)
             v = rss_mb(proc.pid)
             if v is not None:
+                if args.smaps:
+                    maps.append(smaps_kb(proc.pid))
                 rss.append((time.time() - t0, v))
     finally:
         proc.terminate()
@@ -135,6 +245,8 @@ def main() -> int:
         client.loop_stop()
         client.disconnect()
         broker.stop()
+        if cameras is not None:
+            cameras.close()
 
     floor_fps = None
     if reference is not None and floor_before_ms is not None:
@@ -151,12 +263,13 @@ def main() -> int:
     every_5min = [round(float(v), 1) for t, v in rss if int(t) % 300 < 5]
     # the edge trims malloc once a minute, so raw RSS is a sawtooth of freed-but-not-returned
     # memory; the lowest sample of each minute is what it holds, and its slope is the leak test
-    by_minute: dict[int, list[float]] = {}
-    for t, v in rss:
+    by_minute: dict[int, list[tuple[float, int]]] = {}
+    for k, (t, v) in enumerate(rss):
         if t >= args.warmup_s:
-            by_minute.setdefault(int(t // 60), []).append(v)
+            by_minute.setdefault(int(t // 60), []).append((v, k))
     # whole minutes only: a minute cut short by the warm-up or the end may hold no trim
-    minima = np.array([(m, min(vs)) for m, vs in sorted(by_minute.items()) if len(vs) >= 11], dtype=float)
+    lowest = [(m, min(vs)) for m, vs in sorted(by_minute.items()) if len(vs) >= 11]
+    minima = np.array([(m, v) for m, (v, _) in lowest], dtype=float)
     late = minima[minima[:, 0] >= minima[-1, 0] / 2] if len(minima) else minima
     floor_slope = float(np.polyfit(late[:, 0], late[:, 1], 1)[0]) if len(late) >= 3 else float("nan")
     result = {
@@ -180,7 +293,21 @@ def main() -> int:
         "rss_min_per_minute_mb": [round(float(v), 1) for _, v in minima],
         "rss_min_slope_last_half_mb_per_min": round(floor_slope, 3),
         "exit_code": proc.returncode,
+        # from each camera's last status: live frames the loop could not keep up with, and reconnects
+        "frames_dropped_total": sum(int(p.get("frames_dropped") or 0) for p in last_status.values()),
+        "reconnects_total": sum(int(p.get("reconnects") or 0) for p in last_status.values()),
     }
+    if args.live:
+        result["source"] = f"live MJPEG over HTTP, {cameras.fps:g} frames/s per camera" if cameras else "live"
+    if args.smaps and len(lowest) >= 2 and maps:
+        # the mappings at the lowest sample of the middle minute and of the last one: what grew
+        mid, last = maps[lowest[len(lowest) // 2][1][1]], maps[lowest[-1][1][1]]
+        grew = {k: last.get(k, 0) - mid.get(k, 0) for k in set(mid) | set(last)}
+        result["smaps_growth_last_half_kb"] = dict(sorted(((k, v) for k, v in grew.items() if abs(v) >= 64),
+                                                          key=lambda kv: -abs(kv[1])))
+        result["smaps_per_minute_kb"] = [
+            {"minute": m, **{k: v for k, v in sorted(maps[k_].items(), key=lambda kv: -kv[1])[:8]}}
+            for m, (_, k_) in lowest]
     print(json.dumps(result, indent=2))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2))
