@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 import cv2
 import numpy as np
@@ -275,7 +275,8 @@ class LiveSource:
     Timestamps: a wall-clock anchor taken once at start plus ``time.monotonic()`` elapsed, so
     differences are monotonic durations even if NTP steps the clock. With ``analysis_fps`` the
     capture thread still grabs every frame (a stream must be drained) but converts only those
-    due at that rate.
+    due at that rate, plus one fresher frame just before a lagging loop comes back for it
+    (:meth:`_wanted`).
     """
 
     camera_id: str
@@ -288,12 +289,20 @@ class LiveSource:
     stats: SourceStats = field(default_factory=SourceStats)
     analysis_fps: float | None = None
     drops_frames = True
+    # smoothing of the loop's interval between takes and of the stream's frame interval
+    INTERVAL_EWMA: ClassVar[float] = 0.3
 
     def __post_init__(self) -> None:
         self._gate = FpsGate(self.analysis_fps) if self.analysis_fps is not None else None
         self._lock = threading.Lock()
         self._latest: Frame | None = None
         self._taken_index = -1
+        # the loop's takes and the stream's frames: when the next take is due, for _wanted()
+        self._last_take_mono: float | None = None
+        self._take_interval_s: float | None = None
+        self._grab_interval_s: float | None = None
+        self._refreshed = False  # the waiting frame is already a just-in-time replacement
+        self._refreshes = 0  # replacements since the last take: fresher, not dropped, frames
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # a stalled read cannot be interrupted (OpenCV's FFmpeg backend blocks ~30 s whatever
@@ -340,8 +349,13 @@ class LiveSource:
             if f is None or f.index == self._taken_index:
                 return None
             if self._taken_index >= 0:
-                self.stats.frames_skipped += max(0, f.index - self._taken_index - 1)
+                self.stats.frames_skipped += max(0, f.index - self._taken_index - 1 - self._refreshes)
             self._taken_index = f.index
+            self._refreshes = 0
+            now = time.monotonic()
+            if self._last_take_mono is not None:
+                self._take_interval_s = _ewma(self._take_interval_s, now - self._last_take_mono, self.INTERVAL_EWMA)
+            self._last_take_mono = now
             return f
 
     def close(self) -> None:
@@ -401,10 +415,17 @@ class LiveSource:
                 break
             self._set_state("running")
             got_frame = False
+            last_grab_mono: float | None = None
             while current():
                 if not cap.grab() or not current():
                     break
-                if self._gate is not None and not self._gate.due(self._now_s()):
+                grabbed_mono = time.monotonic()
+                if last_grab_mono is not None:
+                    self._grab_interval_s = _ewma(self._grab_interval_s, grabbed_mono - last_grab_mono,
+                                                  self.INTERVAL_EWMA)
+                last_grab_mono = grabbed_mono
+                why = "due" if self._gate is None else self._wanted(self._gate, self._now_s())
+                if why is None:
                     with self._lock:  # the stream is alive: not a stall
                         self._last_frame_mono = time.monotonic()
                     continue  # not due at the analysis fps: not a drop, and never converted
@@ -416,6 +437,8 @@ class LiveSource:
                     continue
                 got_frame = True
                 with self._lock:
+                    self._refreshed = why == "refresh"
+                    self._refreshes += why == "refresh"
                     frame = Frame(self.camera_id, self._index, self._now_s(), image)
                     self._index += 1
                     self.stats.frames_read += 1
@@ -433,6 +456,31 @@ class LiveSource:
         if self._stop.is_set() and generation == self._generation:  # superseded threads just leave
             self._set_state("ended", "stopped")
 
+    def _wanted(self, gate: FpsGate, now_s: float) -> Literal["due", "refresh"] | None:
+        """Convert this grabbed frame? ``due`` at the analysis fps, as always (a due frame that
+        overwrites one the loop never took counts as dropped); ``refresh`` once per due frame,
+        just before the loop is expected back, while that frame still waits for it.
+
+        Why: when the loop falls behind (more cameras than the box analyses at their fps), each
+        camera's frame is converted when due but taken up to a loop round later, so the loop
+        detected on frames already ~100-250 ms old, all of it frame-to-MQTT latency. The loop's
+        takes come at a steady interval (it visits the cameras in turn), so the frame grabbed
+        within about one stream frame of the next expected take replaces the waiting one. It
+        costs at most one extra conversion per due frame, and only on a box that lags: one that
+        keeps up takes each frame within a few ms, before the refresh is due. Every frame
+        converted before still is, so no frame the loop takes is older than before."""
+        if gate.due(now_s):
+            return "due"
+        with self._lock:
+            pending = self._latest
+            waiting = pending is not None and pending.index != self._taken_index
+            refreshed, last_take, take_iv, grab_iv = (self._refreshed, self._last_take_mono,
+                                                      self._take_interval_s, self._grab_interval_s)
+        if not waiting or refreshed or last_take is None or take_iv is None or grab_iv is None:
+            return None
+        # the loop is due within about one stream frame: this may be the last frame before it comes
+        return "refresh" if time.monotonic() >= last_take + take_iv - 1.5 * grab_iv else None
+
     def _describe(self) -> str:
         if isinstance(self.source, int):
             return f"USB camera {self.source}"
@@ -442,6 +490,10 @@ class LiveSource:
             scheme, rest = s.split("://", 1)
             s = f"{scheme}://***@{rest.split('@', 1)[1]}"
         return s
+
+
+def _ewma(previous: float | None, sample: float, alpha: float) -> float:
+    return sample if previous is None else (1.0 - alpha) * previous + alpha * sample
 
 
 class PendingSource:

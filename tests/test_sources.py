@@ -143,6 +143,78 @@ def test_unreachable_camera_backs_off_without_blocking() -> None:
     assert states[0] == "reconnecting"
 
 
+class PacedCapture:
+    """A capture whose stream delivers a frame every ``interval_s`` (grab blocks until then), as a
+    camera does; counts the frames converted."""
+
+    def __init__(self, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self.next_mono = time.monotonic()
+        self.retrieved = 0
+        self.image = np.full((36, 64, 3), 128, np.uint8)
+
+    def isOpened(self) -> bool:  # noqa: N802 - cv2.VideoCapture's API
+        return True
+
+    def grab(self) -> bool:
+        self.next_mono += self.interval_s
+        time.sleep(max(0.0, self.next_mono - time.monotonic()))
+        return True
+
+    def retrieve(self) -> tuple[bool, np.ndarray]:
+        self.retrieved += 1
+        return True, self.image.copy()
+
+    def release(self) -> None:
+        pass
+
+
+def _ages_taken(src: LiveSource, take_every_s: float, takes: int) -> list[float]:
+    ages = []
+    next_take = time.monotonic() + take_every_s
+    while len(ages) < takes:
+        time.sleep(max(0.0, next_take - time.monotonic()))
+        next_take += take_every_s
+        f = src.latest()
+        if f is not None:
+            ages.append(src._now_s() - f.timestamp_s)
+    return ages
+
+
+def test_a_lagging_loop_gets_a_fresh_frame_not_the_one_due_long_ago() -> None:
+    """5 analysis fps from a 50 fps stream, but the loop (an overloaded box) comes only every
+    330 ms. Converting only the frames due at 5 fps, it took frames 95 ms old at the median (up to
+    190 ms) before detection began. Now the frame grabbed just before the loop is expected back
+    replaces the waiting one: about one stream frame old, for at most one extra conversion each."""
+    cap = PacedCapture(0.02)
+    t0 = time.monotonic()
+    src = LiveSource("till", "rtsp://cam/stream", analysis_fps=5.0, capture_factory=lambda: cap).start()
+    try:
+        ages = _ages_taken(src, 0.33, 12)
+    finally:
+        src.close()
+    due = (time.monotonic() - t0) * 5.0  # frames due at 5 fps meanwhile
+    assert float(np.median(ages)) < 0.06, ages
+    assert cap.retrieved <= 2 * due + 1, (cap.retrieved, due)  # at most one refresh per due frame
+    # dropped = due frames the loop never took (it lagged); a refreshed frame replaces its own
+    # due frame, which is not a drop
+    assert 0 < src.stats.frames_skipped <= due - len(ages) + 1, (src.stats.frames_skipped, due)
+
+
+def test_a_loop_that_keeps_up_converts_only_the_frames_due() -> None:
+    """The refresh costs nothing on a box that keeps up: 5 fps from a 50 fps stream, the loop
+    polling every 5 ms, converts one frame per take and drops none."""
+    cap = PacedCapture(0.02)
+    src = LiveSource("till", "rtsp://cam/stream", analysis_fps=5.0, capture_factory=lambda: cap).start()
+    try:
+        ages = _ages_taken(src, 0.005, 10)
+    finally:
+        src.close()
+    assert cap.retrieved <= len(ages) + 2, cap.retrieved
+    assert src.stats.frames_skipped == 0
+    assert max(ages) < 0.05, ages
+
+
 def test_credentials_in_rtsp_url_are_never_logged() -> None:
     src = LiveSource("c", "rtsp://admin:secret@10.0.0.5/stream")
     assert "secret" not in src._describe() and "10.0.0.5/stream" in src._describe()
