@@ -25,11 +25,8 @@ from __future__ import annotations
 
 import argparse
 import collections
-import http.server
 import json
 import os
-import re
-import socketserver
 import subprocess
 import sys
 import tempfile
@@ -49,6 +46,7 @@ sys.path.insert(0, str(REPO))
 from edge.bench import _floor_ms, _reference_session  # noqa: E402
 from edge.resources import videos_dir  # noqa: E402
 from mqtt_bridge.broker import start_mosquitto  # noqa: E402
+from tests.mjpeg import MjpegServer, jpegs_of  # noqa: E402
 
 CAMERA = """  - id: cam-{i}
     source: {source}
@@ -59,12 +57,12 @@ CAMERA = """  - id: cam-{i}
 """
 
 
-def write_config(path: Path, args: argparse.Namespace, port: int, live_port: int | None = None) -> None:
+def write_config(path: Path, args: argparse.Namespace, port: int, live: MjpegServer | None = None) -> None:
     video = args.video or str(videos_dir() / "one-by-one-person-detection.mp4")
     parallel = f", parallel_frames: {args.parallel_frames}" if args.parallel_frames else ""
     model = f"model: {{name: {args.model}, precision: {args.precision}, threads: {args.threads}{parallel}}}\n"
     def source(i: int) -> str:
-        return f"http://127.0.0.1:{live_port}/cam-{i}.mjpg" if live_port is not None else video
+        return live.camera_url(i) if live is not None else video
 
     cams = "".join(CAMERA.format(i=i, source=source(i), fps=args.fps) for i in range(args.cameras))
     path.write_text(
@@ -72,61 +70,6 @@ def write_config(path: Path, args: argparse.Namespace, port: int, live_port: int
         + f"mqtt: {{host: 127.0.0.1, port: {port}, device_id: soak-edge}}\n"
         + f"data_dir: {args.data_dir or path.parent / 'data'}\n"
     )
-
-
-class MjpegCameras:
-    """N live cameras as HTTP MJPEG streams on loopback: ``/cam-I.mjpg`` serves the clip from
-    offset ``I * len / N``, looped, paced at the clip's frame rate by a monotonic schedule (a
-    reader that falls behind is not waited for: frames due while it was blocked are skipped)."""
-
-    def __init__(self, video: Path, cameras: int) -> None:
-        cap = cv2.VideoCapture(str(video))
-        self.fps = float(cap.get(cv2.CAP_PROP_FPS) or 10.0)
-        self.jpegs: list[bytes] = []
-        while True:
-            ok, image = cap.read()
-            if not ok:
-                break
-            self.jpegs.append(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes())
-        cap.release()
-        if not self.jpegs:
-            raise SystemExit(f"cannot read {video}")
-        outer = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
-                m = re.fullmatch(r"/cam-(\d+)\.mjpg", self.path)
-                if m is None:
-                    self.send_error(404)
-                    return
-                n = len(outer.jpegs)
-                offset = int(m.group(1)) * n // max(cameras, 1)
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                t0 = time.monotonic()
-                try:
-                    while True:
-                        k = int((time.monotonic() - t0) * outer.fps)
-                        j = outer.jpegs[(offset + k) % n]
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(j))
-                        self.wfile.write(j + b"\r\n")
-                        time.sleep(max(0.0, t0 + (k + 1) / outer.fps - time.monotonic()))
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        socketserver.ThreadingTCPServer.allow_reuse_address = True
-        self.httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = int(self.httpd.server_address[1])
-        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 def smaps_kb(pid: int) -> dict[str, int]:
@@ -192,9 +135,15 @@ def main() -> int:
     broker = start_mosquitto()
     tmp = Path(tempfile.mkdtemp(prefix="storesense-soak-"))
     cfg = tmp / "store.yaml"
-    cameras = MjpegCameras(Path(args.video or videos_dir() / "one-by-one-person-detection.mp4"),
-                           args.cameras) if args.live else None
-    write_config(cfg, args, broker.port, cameras.port if cameras else None)
+    cameras = None
+    if args.live:
+        video = Path(args.video or videos_dir() / "one-by-one-person-detection.mp4")
+        cap = cv2.VideoCapture(str(video))
+        stream_fps = float(cap.get(cv2.CAP_PROP_FPS) or 10.0)
+        cap.release()
+        cameras = MjpegServer(jpegs_of(video, None, None, quality=90), frame_interval_s=1.0 / stream_fps,
+                              cameras=args.cameras)
+    write_config(cfg, args, broker.port, cameras)
     latencies: list[tuple[float, float]] = []  # (arrival, latency_s)
     status: dict[str, list[float]] = {}
     last_status: dict[str, dict[str, Any]] = {}
@@ -298,7 +247,7 @@ def main() -> int:
         "reconnects_total": sum(int(p.get("reconnects") or 0) for p in last_status.values()),
     }
     if args.live:
-        result["source"] = f"live MJPEG over HTTP, {cameras.fps:g} frames/s per camera" if cameras else "live"
+        result["source"] = f"live MJPEG over HTTP, {stream_fps:g} frames/s per camera"
     if args.smaps and len(lowest) >= 2 and maps:
         # the mappings at the lowest sample of the middle minute and of the last one: what grew
         mid, last = maps[lowest[len(lowest) // 2][1][1]], maps[lowest[-1][1][1]]

@@ -21,7 +21,7 @@ from edge.config import parse_config
 from edge.contract import Detections
 from edge.runtime import Runtime, build_detector, build_tracker, open_worker
 from edge.sinks import MemorySink
-from tests.test_sources import MjpegServer, _jpegs
+from tests.mjpeg import MjpegServer, jpegs_of
 
 
 def _store(tmp_path: Path, cameras_yaml: str, extra: str = "") -> str:
@@ -35,7 +35,7 @@ def _store(tmp_path: Path, cameras_yaml: str, extra: str = "") -> str:
 
 
 def test_a_dying_camera_does_not_disturb_the_others(tmp_path: Path, videos_path: Path) -> None:
-    server = MjpegServer(_jpegs(videos_path / "people-detection.gif"), frames_per_connection=10)
+    server = MjpegServer(jpegs_of(videos_path / "people-detection.gif"), frames_per_connection=10)
     gif = videos_path / "people-detection.gif"
     cfg = parse_config(
         _store(

@@ -3,78 +3,21 @@ reconnects with backoff and is reported, without disturbing other cameras."""
 
 from __future__ import annotations
 
-import http.server
-import socketserver
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 
 from edge.pipeline import FpsGate
 from edge.sources import FileSource, LiveSource, SourceError
-
-
-class MjpegServer:
-    """A real HTTP MJPEG camera on loopback that drops every connection after ``frames_per_connection``."""
-
-    def __init__(self, jpegs: list[bytes], frames_per_connection: int, frame_interval_s: float = 0.02) -> None:
-        self.jpegs = jpegs
-        self.frames_per_connection = frames_per_connection
-        self.connections = 0
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server API
-                server.connections += 1
-                self.send_response(200)
-                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
-                self.end_headers()
-                try:
-                    for i in range(server.frames_per_connection):
-                        j = server.jpegs[i % len(server.jpegs)]
-                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n" % len(j))
-                        self.wfile.write(j + b"\r\n")
-                        time.sleep(frame_interval_s)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        socketserver.ThreadingTCPServer.allow_reuse_address = True
-        self.httpd = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = int(self.httpd.server_address[1])
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/stream.mjpg"
-
-    def close(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
-def _jpegs(video: Path, n: int = 10) -> list[bytes]:
-    cap = cv2.VideoCapture(str(video))
-    out = []
-    while len(out) < n:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        out.append(cv2.imencode(".jpg", cv2.resize(frame, (320, 180)))[1].tobytes())
-    return out
+from tests.mjpeg import MjpegServer, jpegs_of
 
 
 @pytest.fixture
 def dying_camera(videos_path: Path) -> Iterator[MjpegServer]:
-    server = MjpegServer(_jpegs(videos_path / "people-detection.gif"), frames_per_connection=15)
+    server = MjpegServer(jpegs_of(videos_path / "people-detection.gif"), frames_per_connection=15)
     yield server
     server.close()
 
