@@ -174,7 +174,9 @@ def main() -> int:
     if not args.live:
         cmd += ["--realtime", "--loop"]
     t0 = time.time()
-    proc = subprocess.Popen(cmd, env=env)
+    # cwd: ``-m`` puts the working directory first on sys.path, ahead of PYTHONPATH, so from any other
+    # directory (another checkout, say) the edge measured would not be this checkout's
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO)
     rss: list[tuple[float, float]] = []
     maps: list[dict[str, int]] = []  # with --smaps, one per RSS sample
     try:

@@ -71,7 +71,7 @@ def analyze_fps(clip: Path, config: Path) -> float:
     out = subprocess.run(
         [sys.executable, "-m", "edge.cli", "--log-level", "WARNING", "analyze", str(clip), "--config", str(config),
          "--no-progress", "--no-history"],
-        env=env, capture_output=True, text=True, check=True,
+        env=env, cwd=REPO, capture_output=True, text=True, check=True,  # cwd: -m puts it first on sys.path
     ).stdout
     m = re.search(r"\(([\d.]+) frames/s\)", out)
     if m is None:
