@@ -17,6 +17,7 @@ from edge.contract import Detections, Frame, Tracks
 from edge.inference import ParallelDetector
 from edge.runtime import Runtime, build_detector, build_tracker, open_worker, parallel_frames
 from edge.sinks import MemorySink
+from tests.mjpeg import MjpegServer, jpegs_of
 from tests.test_runtime import FailsOnFrame, _store
 
 
@@ -110,15 +111,16 @@ def test_stopping_analyses_the_frames_already_taken(tmp_path: Path, videos_path:
 
 
 class _Lane:
-    """A detector that records the thread each call comes from."""
+    """A detector that records the thread each call comes from; each frame takes ``sleep_s``."""
 
-    def __init__(self) -> None:
+    def __init__(self, sleep_s: float = 0.01) -> None:
         self.threads: set[int] = set()
         self.prepared: list[tuple[int, int]] = []
+        self.sleep_s = sleep_s
 
     def preprocess(self, image: Any) -> tuple[Any, Any]:
         self.threads.add(threading.get_ident())
-        time.sleep(0.01)
+        time.sleep(self.sleep_s)
         return image, None
 
     def infer(self, tensor: Any) -> Any:
@@ -164,3 +166,43 @@ def test_frames_in_flight_by_default(tmp_path: Path, model: str, cameras: int, t
     cams = "".join(f"- {{id: c{i}, source: rtsp://cam{i}/live, fps: 5}}\n" for i in range(cameras))
     cfg = parse_config(_store(tmp_path, cams, extra=f"model: {model}\n"))
     assert parallel_frames(cfg, throughput=throughput) == expected
+
+
+def _peak_in_flight(cfg: Any, seconds: float) -> tuple[int, int]:
+    """Run ``cfg``'s cameras on two slow detector lanes (0.1 s a frame: fewer than are due) for
+    ``seconds``; the most frames in flight seen after any pass, and the frames tracked."""
+    detector = ParallelDetector([_Lane(0.1), _Lane(0.1)])
+    workers = [open_worker(cfg, cam, detector, build_tracker(cfg)) for cam in cfg.cameras]
+    runtime = Runtime(cfg, workers, MemorySink(), analytics=None, save_reference_frames=False)
+    peak = 0
+    take = runtime._take_frames
+
+    def recording_take(capacity: int) -> int:
+        nonlocal peak
+        taken = take(capacity)
+        peak = max(peak, runtime._frames_in_flight())
+        return taken
+
+    runtime._take_frames = recording_take  # type: ignore[method-assign]
+    threading.Timer(seconds, runtime.stop).start()
+    summary = runtime.run()
+    detector.close()
+    return peak, sum(summary.frames_processed.values())
+
+
+def test_live_cameras_queue_no_frame_ahead_of_the_workers(tmp_path: Path, videos_path: Path) -> None:
+    """A live frame queued behind busy workers waits a whole inference after it was taken: pure
+    latency. Files keep one queued (no clock to keep); live cameras take a frame only for a free
+    worker."""
+    server = MjpegServer(jpegs_of(videos_path / "one-by-one-person-detection.mp4", 20), frame_interval_s=0.05,
+                         cameras=3)
+    try:
+        cams = "".join(f"- {{id: live{i}, source: {server.camera_url(i)}, fps: 10}}\n" for i in range(3))
+        live_peak, live_frames = _peak_in_flight(_cfg(tmp_path, cams), 3.0)
+    finally:
+        server.close()
+    clip = videos_path / "one-by-one-person-detection.mp4"
+    files = "".join(f"- {{id: file{i}, source: {clip}, fps: 10}}\n" for i in range(3))
+    file_peak, file_frames = _peak_in_flight(_cfg(tmp_path, files), 1.5)
+    assert live_frames > 10 and file_frames > 10  # the lanes were busy, not idle
+    assert (live_peak, file_peak) == (2, 3)
