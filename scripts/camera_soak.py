@@ -61,10 +61,8 @@ def write_config(path: Path, args: argparse.Namespace, port: int, live: MjpegSer
     video = args.video or str(videos_dir() / "one-by-one-person-detection.mp4")
     parallel = f", parallel_frames: {args.parallel_frames}" if args.parallel_frames else ""
     model = f"model: {{name: {args.model}, precision: {args.precision}, threads: {args.threads}{parallel}}}\n"
-    def source(i: int) -> str:
-        return live.camera_url(i) if live is not None else video
-
-    cams = "".join(CAMERA.format(i=i, source=source(i), fps=args.fps) for i in range(args.cameras))
+    cams = "".join(CAMERA.format(i=i, source=live.camera_url(i) if live is not None else video, fps=args.fps)
+                   for i in range(args.cameras))
     path.write_text(
         "version: 1\nstore: {id: soak}\n" + model + "cameras:\n" + cams
         + f"mqtt: {{host: 127.0.0.1, port: {port}, device_id: soak-edge}}\n"
