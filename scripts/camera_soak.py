@@ -128,6 +128,14 @@ def main() -> int:
                     "at each minute's lowest sample, and print what grew over the last half")
     args = ap.parse_args()
 
+    if args.live:  # read the clip first: a bad --video is a clear error, before any broker starts
+        video = Path(args.video or videos_dir() / "one-by-one-person-detection.mp4")
+        cap = cv2.VideoCapture(str(video))
+        stream_fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0) or 10.0
+        cap.release()
+        jpegs = jpegs_of(video, None, None, quality=90)
+        if not jpegs:
+            raise SystemExit(f"camera_soak: --live: no frame could be read from {video} (expected a video file)")
     reference = None if args.no_floor else _reference_session(args.threads)
     floor_before_ms = _floor_ms(reference, 20) if reference is not None else None
     broker = start_mosquitto()
@@ -135,12 +143,7 @@ def main() -> int:
     cfg = tmp / "store.yaml"
     cameras = None
     if args.live:
-        video = Path(args.video or videos_dir() / "one-by-one-person-detection.mp4")
-        cap = cv2.VideoCapture(str(video))
-        stream_fps = float(cap.get(cv2.CAP_PROP_FPS) or 10.0)
-        cap.release()
-        cameras = MjpegServer(jpegs_of(video, None, None, quality=90), frame_interval_s=1.0 / stream_fps,
-                              cameras=args.cameras)
+        cameras = MjpegServer(jpegs, frame_interval_s=1.0 / stream_fps, cameras=args.cameras)
     write_config(cfg, args, broker.port, cameras)
     latencies: list[tuple[float, float]] = []  # (arrival, latency_s)
     status: dict[str, list[float]] = {}
