@@ -43,6 +43,10 @@ STATUS_INTERVAL_S = 10.0
 # costs a few ms a minute and keeps RSS at what the edge uses (docs/operations.md §8)
 MEMORY_TRIM_INTERVAL_S = 60.0
 MAX_PENDING_COMMANDS = 1000
+# a live camera is overloaded when the box drops more than this share of its due frames over a
+# window, and keeps up again below half of it (hysteresis: one line each way, not one per window)
+OVERLOAD_DROPPED_SHARE = 0.10
+OVERLOAD_WINDOW_S = 60.0
 
 
 class Analytics(Protocol):
@@ -51,6 +55,40 @@ class Analytics(Protocol):
     def set_lane_state(self, lane_id: str, state: str, timestamp_s: float) -> list[Message]: ...
 
     def finish(self, timestamp_s: float) -> list[Message]: ...
+
+
+@dataclass
+class OverloadWatch:
+    """Says when a live camera starts, and stops, losing due frames because the box cannot keep up.
+
+    Why: above capacity nothing fails. Each camera is analysed at, say, 3.9 of its 5 frames/s,
+    frame-to-MQTT latency rises and service timings get coarser, and only a counter
+    (``frames_dropped``) shows it. The person sizing the box needs one line in the journal saying
+    which camera, how much and what to do, and one when it recovers; Prometheus alerts on the
+    same counters (``StoreSenseOverloaded``)."""
+
+    window_s: float = OVERLOAD_WINDOW_S
+    share: float = OVERLOAD_DROPPED_SHARE
+    overloaded: bool = False
+    _since: tuple[float, int, int] | None = None  # (monotonic s, analysed, dropped) at the window's start
+
+    def update(self, now_s: float, analysed: int, dropped: int) -> tuple[bool, float, float] | None:
+        """Feed the camera's counters; returns ``(overloaded, dropped share, window s)`` when the
+        verdict changes at the end of a window, else None."""
+        if self._since is None:
+            self._since = (now_s, analysed, dropped)
+            return None
+        t0, a0, d0 = self._since
+        if now_s - t0 < self.window_s:
+            return None
+        self._since = (now_s, analysed, dropped)
+        due = (analysed - a0) + (dropped - d0)
+        share = (dropped - d0) / due if due > 0 else 0.0
+        now_overloaded = share > self.share if not self.overloaded else share > self.share / 2
+        if now_overloaded == self.overloaded:
+            return None
+        self.overloaded = now_overloaded
+        return now_overloaded, share, now_s - t0
 
 
 @dataclass
@@ -68,6 +106,7 @@ class CameraWorker:
     last_timestamp_s: float | None = None
     reference_saved: bool = False
     _status_counts: tuple[float, int] = (0.0, 0)
+    overload: OverloadWatch = field(default_factory=OverloadWatch)
 
     @property
     def started(self) -> bool:
@@ -498,6 +537,24 @@ class Runtime:
             reason=w.reason,
         )
         self._emit([Message("camera_status", w.camera.id, status.to_dict(), "state")])
+        if w.source.drops_frames and state == "running":
+            self._watch_overload(w, now, frames, status.frames_dropped)
+
+    def _watch_overload(self, w: CameraWorker, now_s: float, analysed: int, dropped: int) -> None:
+        verdict = w.overload.update(now_s, analysed, dropped)
+        if verdict is None:
+            return
+        overloaded, share, window_s = verdict
+        if overloaded:
+            log.warning(
+                "camera %s: the box cannot keep up: %.0f%% of the frames due at %g frames/s were dropped over "
+                "the last %.0f s; latency grows and timings get coarser. Give this box fewer cameras, a lower "
+                "cameras[].fps or a lighter model (README, 'Sizing a box')",
+                w.camera.id, share * 100, w.camera.fps, window_s, extra={"camera": w.camera.id},
+            )
+        else:
+            log.info("camera %s: keeps up again (%.0f%% of due frames dropped over the last %.0f s)",
+                     w.camera.id, share * 100, window_s, extra={"camera": w.camera.id})
 
     def _finish(self) -> None:
         if self.analytics is not None:
