@@ -22,14 +22,14 @@ import json
 import multiprocessing as mp
 import resource
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any
 
 import numpy as np
 
 from edge.host import cpu_name, int8_note
 from edge.resources import models_dir, videos_dir
+from models.registry import ModelChoice
 
 DEFAULT_VIDEO = "one-by-one-person-detection.mp4"
 REFERENCE_FLOOR = ("yolov8n-640.onnx", (640, 640))
@@ -45,29 +45,11 @@ DEFAULT_FRONTIER = [
 ]
 
 
-@dataclass(frozen=True)
-class Variant:
-    name: str
-    precision: Literal["fp32", "int8"] = "fp32"
-    width_px: int | None = None
+def _model_config(choice: ModelChoice, threads: int) -> Any:
+    """The row's whole ``model:`` section: the choice on the defaults, nothing from a store."""
+    from edge.config import ModelConfig
 
-    @classmethod
-    def parse(cls, spec: str) -> Variant:
-        parts = spec.split(":")
-        if len(parts) > 3 or (len(parts) > 1 and parts[1] not in ("fp32", "int8")):
-            from edge.errors import UserFacingError
-
-            raise UserFacingError(f"--model {spec!r}: expected NAME[:fp32|int8[:WIDTH_PX]], e.g. yolov8n:int8:640")
-        precision = cast(Literal["fp32", "int8"], parts[1] if len(parts) > 1 else "fp32")
-        return cls(parts[0], precision, int(parts[2]) if len(parts) > 2 else None)
-
-    def model_config(self, threads: int) -> Any:
-        from edge.config import ModelConfig
-
-        return ModelConfig(name=self.name, precision=self.precision, input_width_px=self.width_px, threads=threads)
-
-    def label(self) -> str:
-        return f"{self.name} {self.precision}" + (f" w{self.width_px}" if self.width_px else "")
+    return ModelConfig(**choice.update(), threads=threads)
 
 
 def _floor_ms(run: Any, n: int) -> float:
@@ -110,8 +92,8 @@ def _bench_one(
     from edge.runtime import Runtime, build_detector, build_tracker, open_worker, parallel_frames
     from edge.sinks import MemorySink
 
-    variant = Variant.parse(spec)
-    model_cfg = variant.model_config(threads).model_copy(update={"parallel_frames": parallel})
+    variant = ModelChoice.parse(spec)
+    model_cfg = _model_config(variant, threads).model_copy(update={"parallel_frames": parallel})
     cap = cv2.VideoCapture(video)
     ok, first_image = cap.read()
     source_fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
@@ -181,7 +163,7 @@ def _own_floor(model_cfg: Any, data_dir: str, image: Any, n: int) -> tuple[float
     return _floor_ms(lambda: probe.infer(tensor), n), (int(tensor.shape[2]), int(tensor.shape[3]))
 
 
-def _accuracy(variant: Variant, threads: int, data_dir: str) -> dict[str, Any]:
+def _accuracy(variant: ModelChoice, threads: int, data_dir: str) -> dict[str, Any]:
     """MOTA/IDF1 on the dev clip through ``storesense evaluate``'s function (if it is installed)."""
     try:
         from edge.evaluate import devset, evaluate
@@ -191,7 +173,7 @@ def _accuracy(variant: Variant, threads: int, data_dir: str) -> dict[str, Any]:
 
     case = devset("caviar-corridor")
     cfg = load_config(case.config)
-    cfg.model = variant.model_config(threads)
+    cfg.model = _model_config(variant, threads)
     cfg.data_dir = str(Path(data_dir).resolve())
     rep = evaluate(case.video, case.gt, config=cfg, ignore=case.ignore)
     return {"mota": rep.tracking.get("MOTA"), "idf1": rep.tracking.get("IDF1")}
@@ -251,7 +233,7 @@ def run_bench(args: argparse.Namespace) -> int:
         raise UserFacingError(f"benchmark video not found: {video}")
     specs = args.model or DEFAULT_FRONTIER
     for spec in specs:
-        Variant.parse(spec)  # a typo fails before minutes of benchmarking
+        ModelChoice.parse(spec)  # a typo fails before minutes of benchmarking
     cameras = args.cameras or [1]
     rate = f"at {args.analysis_fps:g} analysis fps" if args.analysis_fps else "every frame analysed"
     print(

@@ -32,9 +32,10 @@ import numpy as np
 import numpy.typing as npt
 from scipy.optimize import linear_sum_assignment
 
-from edge.config import CameraConfig, StoreConfig, load_config
+from edge.config import CameraConfig, ModelConfig, StoreConfig, load_config
 from edge.contract import Frame, Tracks
 from edge.errors import UserFacingError
+from models.registry import ModelChoice
 
 F64 = npt.NDArray[np.float64]
 I64 = npt.NDArray[np.int64]
@@ -547,6 +548,14 @@ def _pred_frames(pred: MotSequence, count: int, frame_step: int | None, analysis
     return picked if set(pred.frames) <= set(picked) else list(range(1, last + 1))
 
 
+def model_label(model: ModelConfig) -> str:
+    """The model a report was made with: name (or file), plus int8 and the width when set, so two
+    audits of one family side by side say which is which."""
+    base = model.name if model.path is None else model.path
+    return f"{base}" + (" int8" if model.precision == "int8" else "") + (
+        f" w{model.input_width_px}" if model.input_width_px else "")
+
+
 def evaluate(
     video: str | Path,
     gt: str | Path,
@@ -574,7 +583,8 @@ def evaluate(
         raise EvaluationInputError(f"video not found: {video_p}")
     cfg = _load_cfg(config, video_p)
     if model is not None:
-        cfg.model = cfg.model.model_copy(update={"name": model, "path": None})
+        choice = ModelChoice.parse(model)
+        cfg.model = cfg.model.model_copy(update=choice.update())
     cam = cfg.camera(camera) if camera else cfg.cameras[0]
     if analysis_fps is not None:
         cam = cam.model_copy(update={"fps": analysis_fps})
@@ -604,7 +614,7 @@ def evaluate(
     pred_tl = zone_timeline(pred_f, frames, src_fps, points, cam, held=held or None)
     return EvalReport(
         video=str(video_p), gt=str(gt), config=str(cfg.source_path) if cfg.source_path else None, camera=cam.id,
-        model=cfg.model.name if cfg.model.path is None else cfg.model.path,
+        model=model_label(cfg.model),
         analysis_fps=None if pred is not None else cam.fps, source=str(pred) if pred is not None else "pipeline",
         tracking=tracking, zones=zone_metrics(gt_tl, pred_tl, frames, min_visit_s),
         ignore={"min_height_px": ignore.min_height_px, "regions_px": [list(r) for r in ignore.regions_px]},
@@ -709,7 +719,9 @@ def register(sub: Any) -> None:
     p.add_argument("--devset", choices=["caviar-corridor"], help="the dev clip with its ground truth, zones and ignore band")
     p.add_argument("--config", help="store config whose camera zones are scored (default: no zones)")
     p.add_argument("--camera", help="camera id in the config (default: first)")
-    p.add_argument("--model", action="append", help="override model.name (repeatable: one audit per model)")
+    p.add_argument("--model", action="append",
+                   help=f"{ModelChoice.SYNTAX}: the model instead of the config's (repeatable: one audit per "
+                   "model, e.g. --model yolov8n-640 --model yolov8n:int8)")
     p.add_argument("--pred", help="score this MOT file instead of running the pipeline")
     p.add_argument("--frame-step", type=int,
                    help="--pred: it was computed on every N-th frame (default: the camera's analysis fps, "

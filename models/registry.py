@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal, cast
 
 from edge.config import ModelConfig
 from edge.errors import UserFacingError
@@ -230,6 +230,45 @@ FAMILIES: dict[str, Family] = {
         ),
     )
 }
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """``NAME[:fp32|int8[:WIDTH_PX]]``: one point of the speed/accuracy frontier, as the command
+    lines that compare models take it (``storesense bench --model``, ``storesense evaluate
+    --model``), so the row a user picks in one is the audit they run in the other."""
+
+    name: str
+    precision: Literal["fp32", "int8"] = "fp32"
+    width_px: int | None = None
+
+    SYNTAX: ClassVar[str] = "NAME[:fp32|int8[:WIDTH_PX]], e.g. yolov8n:int8 or yolov8n:fp32:512"
+
+    @classmethod
+    def parse(cls, spec: str) -> ModelChoice:
+        parts = spec.split(":")
+        name = parts[0].strip()
+        if not name or len(parts) > 3 or (len(parts) > 1 and parts[1] not in ("fp32", "int8")):
+            raise ModelResolveError(f"model {spec!r}: expected {cls.SYNTAX}")
+        width: int | None = None
+        if len(parts) == 3:
+            try:
+                width = int(parts[2])
+            except ValueError:
+                width = None
+            if width is None or width % 32 or not 64 <= width <= 4096:
+                raise ModelResolveError(
+                    f"model {spec!r}: the width must be a multiple of 32 from 64 to 4096 px; found {parts[2]!r}"
+                )
+        return cls(name, cast(Literal["fp32", "int8"], parts[1] if len(parts) > 1 else "fp32"), width)
+
+    def update(self) -> dict[str, Any]:
+        """The ``model:`` fields this choice sets; the config's other model settings stay."""
+        return {"name": self.name, "path": None, "precision": self.precision,
+                **({"input_width_px": self.width_px} if self.width_px is not None else {})}
+
+    def label(self) -> str:
+        return f"{self.name} {self.precision}" + (f" w{self.width_px}" if self.width_px else "")
 
 
 def score_thresholds(cfg: ModelConfig) -> ScoreThresholds:

@@ -175,3 +175,30 @@ def test_offline_gap_filling_only_where_the_track_was_held_or_briefly_missed() -
     # a short miss is filled even without a hold; frames never analysed are never invented
     short = {1: (0.0, 0.0, 10.0, 20.0), 4: (3.0, 0.0, 13.0, 20.0)}
     assert sorted(fill_gaps({3: short}, [1, 3, 4], {}, max_unheld_gap_frames=5)[3]) == [3]
+
+
+def test_model_choice_is_the_frontier_syntax_and_refuses_typos() -> None:
+    from models.registry import ModelChoice, ModelResolveError
+
+    assert ModelChoice.parse("yolov8n") == ModelChoice("yolov8n", "fp32", None)
+    assert ModelChoice.parse("yolov8n:int8").update() == {"name": "yolov8n", "path": None, "precision": "int8"}
+    assert ModelChoice.parse("yolo11n:fp32:512").update()["input_width_px"] == 512
+    for typo, says in (("yolov8n:int4", "expected NAME"), (":int8", "expected NAME"), ("a:int8:640:1", "expected NAME"),
+                       ("yolov8n:int8:wide", "found 'wide'"), ("yolov8n:fp32:500", "multiple of 32")):
+        with pytest.raises(ModelResolveError, match=says):
+            ModelChoice.parse(typo)
+
+
+def test_evaluate_runs_the_model_chosen_on_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--model NAME[:fp32|int8[:WIDTH_PX]]``, as ``storesense bench`` prints its rows: the audit of
+    a frontier point, its width included, and the report says which point it was."""
+    out = tmp_path / "audit.json"
+    code = main(["--log-level", "INFO", "evaluate", "--devset", "caviar-corridor", "--no-progress",
+                 "--model", "yolox-nano:fp32:320", "--json", str(out)])
+    assert code == 0
+    rep = json.loads(out.read_text())
+    assert rep["model"] == "yolox-nano w320" and rep["tracking"]["frames"] > 100
+    # the 384x288 dev clip at width 320: a 320x256 input (416x320 at the family's default width)
+    assert "new input geometry 320x256" in capsys.readouterr().err
+    assert main(["evaluate", "--devset", "caviar-corridor", "--no-progress", "--model", "yolov8n:int4"]) == 2
+    assert "model 'yolov8n:int4': expected NAME[:fp32|int8[:WIDTH_PX]]" in capsys.readouterr().err
