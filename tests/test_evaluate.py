@@ -202,3 +202,14 @@ def test_evaluate_runs_the_model_chosen_on_the_command_line(tmp_path: Path, caps
     assert "new input geometry 320x256" in capsys.readouterr().err
     assert main(["evaluate", "--devset", "caviar-corridor", "--no-progress", "--model", "yolov8n:int4"]) == 2
     assert "model 'yolov8n:int4': expected NAME[:fp32|int8[:WIDTH_PX]]" in capsys.readouterr().err
+
+
+def test_the_devset_config_keeps_its_data_outside_the_package() -> None:
+    """An int8 copy quantised for the audit (or anything else written to data_dir) must not land
+    inside an installed package, which is read-only on a store box."""
+    import edge
+    from edge.config import load_config
+
+    cfg = load_config(devset("caviar-corridor").config)
+    data_dir = cfg.resolve_path(cfg.data_dir).resolve()
+    assert not data_dir.is_relative_to(Path(edge.__file__).resolve().parent), data_dir
