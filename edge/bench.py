@@ -225,6 +225,21 @@ HEADER = (
 )
 
 
+# share of the measured capacity to plan on: the rest absorbs the decoding of live streams (a
+# file decodes only what it needs) and busy hours (more people: more tracking and analytics)
+SIZING_HEADROOM = 0.8
+
+
+def sizing_line(row: dict[str, Any], analysis_fps: float) -> str:
+    """README "Sizing a box" as a sentence for this box: cameras at ``analysis_fps`` it can take."""
+    cameras = int(SIZING_HEADROOM * row["fps_total"] / analysis_fps)
+    return (
+        f"sizing: {row['model']} analysed {row['fps_total']:.1f} frames/s with {row['cameras']} cameras here, so plan "
+        f"on at most {cameras} camera(s) at {analysis_fps:g} frames/s on this box ({SIZING_HEADROOM:.0%} of it; "
+        "README, 'Sizing a box')"
+    )
+
+
 def run_bench(args: argparse.Namespace) -> int:
     video = args.video or str(videos_dir() / DEFAULT_VIDEO)
     if not Path(video).exists():
@@ -251,6 +266,10 @@ def run_bench(args: argparse.Namespace) -> int:
             )
             rows.append(r)
             print(format_row(r), flush=True)
+    if args.analysis_fps:
+        for r in rows:
+            if "error" not in r and r["cameras"] > 1:
+                print(sizing_line(r, args.analysis_fps))
     if getattr(args, "json", None):
         Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0 if all("error" not in r for r in rows) else 1

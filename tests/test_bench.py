@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edge.bench import _bench_one, format_row
+from edge.bench import _bench_one, format_row, sizing_line
 from edge.resources import videos_dir
 
 VIDEO = str(videos_dir() / "one-by-one-person-detection.mp4")
@@ -20,3 +20,10 @@ def test_bench_row_runs_the_product_loop(tmp_path: Path) -> None:
     assert row["fps_total"] > 0 and row["floor_ms"] > 0 and row["ref_floor_ms"] > 0
     assert {"decode", "preprocess", "inference", "postprocess", "tracking"} <= set(row["stages"])
     assert f"| {expected_lanes} |" in format_row(row)
+
+
+def test_sizing_plans_on_four_fifths_of_the_measured_capacity() -> None:
+    row = {"model": "yolox-nano fp32", "fps_total": 51.8, "cameras": 12}
+    line = sizing_line(row, 5.0)
+    assert "at most 8 camera(s) at 5 frames/s" in line  # 0.8 x 51.8 / 5 = 8.3
+    assert "at most 4 camera(s) at 10 frames/s" in sizing_line(row, 10.0)
