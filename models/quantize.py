@@ -34,6 +34,16 @@ log = logging.getLogger("storesense.quantize")
 
 CALIBRATION_FRAMES = 48
 VALIDATION_FRAMES = 24
+# DequantizeLinear takes a per-channel ``axis`` from this opset on
+PER_CHANNEL_OPSET = 13
+# an int8 copy is used only if it finds at least this share of the people fp32 finds on frames
+# not used for calibration: YOLOv8n's and YOLO11n's copies find 0.97-1.00; YOLOX-Nano's
+# (depthwise convolutions, one activation scale for channels of very different ranges) found
+# 0.49, and a box that silently loses half its people is worse than one that refuses to start.
+# The line catches a broken copy, not a marginal one: a few dozen boxes judge it, so below
+# MIN_JUDGED_BOXES it only warns
+MIN_RECALL_VS_FP32 = 0.8
+MIN_JUDGED_BOXES = 20
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".gif", ".webm", ".m4v")
 
 
@@ -142,6 +152,15 @@ def quantize(
     hw = calibration_hw or fp32.geometry_for(images[0].shape[1], images[0].shape[0])
     tensors = [_letterboxed(fp32, img, hw) for img in images]
     model = onnx.load(str(resolved.path))
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < PER_CHANNEL_OPSET:
+        # per-channel weights need DequantizeLinear's axis (opset 13); quantize_static writes it
+        # into an older graph anyway and ONNX Runtime then refuses the file (YOLOX-Nano is opset 11)
+        from onnx import version_converter
+
+        log.info("%s is opset %d: converting it to opset %d for per-channel int8", resolved.path.name, opset,
+                 PER_CHANNEL_OPSET)
+        model = version_converter.convert_version(model, PER_CHANNEL_OPSET)
     resizable = fp32.resizable
     if resizable:
         set_input_hw(model, hw)
@@ -171,6 +190,7 @@ def quantize(
         if resizable:
             set_input_hw(q, None)  # one file for every camera geometry
         onnx.save(q, str(staged))
+        _check_loads(staged, resolved.path.name)  # a file that cannot run never replaces the cache
         staged.replace(target)
     meta: dict[str, Any] = {
         "sha256": sha256_file(target),
@@ -193,6 +213,18 @@ def quantize(
     target.with_suffix(".json").write_text(json.dumps(meta, indent=2))
     log.info("int8 model %s: %s", target, meta["accuracy_delta"])
     return Quantised(target, meta)
+
+
+def _check_loads(path: Path, source: str) -> None:
+    import onnxruntime as ort
+
+    try:
+        ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # ORT raises its own exception types per failure
+        raise ModelResolveError(
+            f"quantising {source} produced a model ONNX Runtime cannot load ({str(exc)[:300]}); "
+            "use precision: fp32 for this model"
+        ) from None
 
 
 def _letterboxed(det: Any, image: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
@@ -278,7 +310,28 @@ def int8_variant(
             resolved.name or resolved.path.name, out_dir, len(sources), resolved.name or resolved.path,
         )
         found = quantize(resolved, out_dir, sources, frames=frames)
+    check_agreement(found, resolved.name or resolved.path.name)
     return with_file(resolved, found.path, found.meta["sha256"])
+
+
+def check_agreement(found: Quantised, name: str) -> None:
+    """Refuse an int8 copy that loses people fp32 finds (``MIN_RECALL_VS_FP32``), with the figure."""
+    delta = found.meta.get("accuracy_delta") or {}
+    recall = float(delta.get("recall_vs_fp32", 1.0))
+    if recall >= MIN_RECALL_VS_FP32:
+        return
+    if float(delta.get("fp32_boxes", 0.0)) < MIN_JUDGED_BOXES:
+        log.warning(
+            "model %s: its int8 copy finds %.0f%% of the people fp32 finds, but on only %d boxes: too few to "
+            "judge it; check it with `storesense evaluate --model %s:int8` on footage with ground truth",
+            name, recall * 100, int(delta.get("fp32_boxes", 0.0)), name,
+        )
+        return
+    raise ModelResolveError(
+        f"model {name}: its int8 copy finds {recall:.0%} of the people fp32 finds on "
+        f"{int(delta.get('frames', 0))} frames not used for calibration (at least {MIN_RECALL_VS_FP32:.0%} "
+        f"needed; {found.path.with_suffix('.json')}), so it is not used: set precision: fp32 for this model"
+    )
 
 
 # ------------------------------------------------------------------------------ command line
@@ -308,6 +361,7 @@ def cmd_quantize(args: argparse.Namespace) -> int:
     if found is None:
         found = quantize(resolved, out_dir, videos, frames=args.frames)
     print(f"{found.path}\n{json.dumps(found.meta, indent=2)}")
+    check_agreement(found, resolved.name or resolved.path.name)
     return 0
 
 
@@ -324,4 +378,4 @@ def register(sub: Any) -> None:
     q.set_defaults(func=cmd_quantize)
 
 
-__all__ = ["Quantised", "agreement", "cached", "decode_tail", "int8_variant", "quantize", "sample_frames"]
+__all__ = ["Quantised", "agreement", "cached", "check_agreement", "decode_tail", "int8_variant", "quantize", "sample_frames"]

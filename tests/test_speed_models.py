@@ -17,8 +17,8 @@ import pytest
 
 from edge.config import ModelConfig
 from edge.detector import OnnxDetector, input_geometry
-from models.quantize import cached, decode_tail, int8_variant, quantize
-from models.registry import REGISTRY, resolve_model
+from models.quantize import Quantised, cached, check_agreement, decode_tail, int8_variant, quantize
+from models.registry import REGISTRY, ModelResolveError, resolve_model
 
 
 @pytest.fixture(scope="module")
@@ -141,6 +141,36 @@ def test_int8_on_first_use_is_cached_and_redone_when_damaged(
     assert "quantising it now" in caplog.text
     assert again.path == path and path.stat().st_mtime_ns != mtime
     assert cached(resolved, data_dir / "models") is not None
+
+
+def test_an_old_opset_model_quantises_to_a_file_onnx_runtime_loads(tmp_path: Path, table_video: Path) -> None:
+    """YOLOX-Nano is opset 11; per-channel int8 needs DequantizeLinear's axis (opset 13). Without
+    the conversion ONNX Runtime refused the copy ("Unrecognized attribute: axis")."""
+    import onnxruntime as ort
+
+    q = quantize(resolve_model(ModelConfig(name="yolox-nano")), tmp_path / "models", [table_video], frames=6)
+    model = onnx.load(str(q.path))
+    assert max(o.version for o in model.opset_import if o.domain in ("", "ai.onnx")) >= 13
+    assert any(n.op_type == "DequantizeLinear" for n in model.graph.node)
+    ort.InferenceSession(str(q.path), providers=["CPUExecutionProvider"])  # loads: it raised before
+    assert 0.0 <= q.meta["accuracy_delta"]["recall_vs_fp32"] <= 1.0
+
+
+def test_an_int8_copy_that_loses_people_is_refused_with_its_figure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    def copy(recall: float, boxes: float = 37.0) -> Quantised:
+        delta = {"frames": 24.0, "fp32_boxes": boxes, "recall_vs_fp32": recall}
+        return Quantised(tmp_path / "m-int8.onnx", {"accuracy_delta": delta})
+
+    check_agreement(copy(0.97), "yolov8n")  # YOLOv8n's copy: used
+    with pytest.raises(ModelResolveError, match=r"yolox-nano: its int8 copy finds 49% of the people fp32 finds on "
+                       r"24 frames .*at least 80% needed.*m-int8.json.*set precision: fp32"):
+        check_agreement(copy(0.4865), "yolox-nano")
+    # a handful of boxes cannot judge a copy: one miss in five is not a broken model
+    with caplog.at_level(logging.WARNING, logger="storesense.quantize"):
+        check_agreement(copy(0.6, boxes=5.0), "yolov8n")
+    assert "on only 5 boxes: too few to judge it" in caplog.text
 
 
 def _short_clip(src: Path, dst: Path, frames: int, skip: int = 0) -> Path:
