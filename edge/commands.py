@@ -49,6 +49,10 @@ def check_model(data: dict[str, Any], where: Where) -> None:
         where.add(("model", "name"), f"unknown model name {short(name)}{did_you_mean(name, known)}; "
                   f"known: {', '.join(sorted(known))} (or set model.path to an .onnx file)")
         return
+    spec = REGISTRY.get(name) or FAMILIES[name]
+    if model.get("precision") == "int8" and spec.no_int8:
+        where.add(("model", "precision"), f"precision int8 is not offered for {name}: {spec.no_int8}; use "
+                  "precision: fp32, or name: yolov8n / yolo11n for int8")
     filename = REGISTRY[name].filename if name in REGISTRY else FAMILIES[name].resizable_file
     if not (models_dir() / filename).is_file():
         where.add(("model", "name"), f"model file {filename} not found in {models_dir()} "

@@ -136,6 +136,21 @@ def test_unknown_model_name_is_a_validate_config_error(tmp_path: Path, capsys: p
     assert "store.yaml:12: model.name: unknown model name 'yolox-nano-41'" in err and "Traceback" not in err
 
 
+def test_int8_of_a_model_whose_copy_is_refused_is_a_validate_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """YOLOX-Nano's int8 copy loses half its people: say so at validate-config, with the line,
+    not after a minute of quantising at start-up."""
+    path = tmp_path / "store.yaml"
+    path.write_text(BASE + "model: {name: yolox-nano, precision: int8}\n", encoding="utf-8")
+    assert main(["validate-config", str(path)]) != 0
+    err = capsys.readouterr().err
+    assert "store.yaml:12: model.precision: precision int8 is not offered for yolox-nano: its int8 copy finds 49 %" in err
+    assert "use precision: fp32, or name: yolov8n / yolo11n for int8" in err and "Traceback" not in err
+    path.write_text(BASE + "model: {name: yolov8n, precision: int8}\n", encoding="utf-8")
+    load_run_config(path)  # offered for YOLOv8n
+
+
 def test_good_base_is_valid() -> None:
     cfg = parse_config(textwrap.dedent(BASE), "store.yaml")
     assert [z.id for z in cfg.cameras[0].zones] == ["lane-1", "till-1", "entrance"]
