@@ -95,6 +95,7 @@ class StoreFigures:
     greeted_in_sla: int = 0
     peak_hour: str = "–"
     offline_h: float = 0.0
+    dropped_pct: float | None = None  # of the frames due at the cameras' fps; None: no camera rows
     mean_wait_by_hour: dict[float, float] = field(default_factory=dict)  # chain-tz hour start -> mean wait s
     summary: dict[str, Any] = field(default_factory=dict)  # edge.report.summary_numbers of the store
 
@@ -150,7 +151,33 @@ def store_figures(conn: psycopg.Connection, entry: StoreEntry, start_s: float, e
             sums.setdefault(chain_hours[i], []).append(w)
     f.mean_wait_by_hour = {h: sum(v) / len(v) for h, v in sums.items()}
     f.offline_h = offline_hours(conn, entry.id, start_s, end_s)
+    f.dropped_pct = dropped_pct(conn.execute(
+        "SELECT entity_id, metric, sum / n, min, max FROM state_minute WHERE store_id = %s AND kind = 'camera' "
+        "AND metric IN ('fps_measured', 'frames_dropped') AND minute >= %s AND minute < %s ORDER BY entity_id, minute",
+        (entry.id, dt.datetime.fromtimestamp(start_s, dt.timezone.utc),
+         dt.datetime.fromtimestamp(end_s, dt.timezone.utc))).fetchall())
     return f
+
+
+def dropped_pct(rows: list[tuple[str, str, float, float, float]]) -> float | None:
+    """Share of the frames due at the cameras' analysis fps that a store's box could not analyse.
+
+    Why: a chain compares stores, and a box with more cameras than it can analyse still reports,
+    only coarser (each camera at, say, 3.9 of its 5 frames/s). This says which stores' figures
+    come from an overloaded box. From the per-minute camera rows ``(camera, metric, mean, min,
+    max)`` in time order: analysed ≈ mean ``fps_measured`` x 60 s; dropped from the cumulative
+    ``frames_dropped`` counter, minute to minute (a counter that went down is a restarted edge)."""
+    analysed = dropped = 0.0
+    last_max: dict[str, float] = {}
+    for camera, metric, mean, low, high in rows:
+        if metric == "fps_measured":
+            analysed += float(mean) * 60.0
+            continue
+        before = last_max.get(camera)
+        dropped += float(high) - (before if before is not None and high >= before else float(low))
+        last_max[camera] = float(high)
+    due = analysed + dropped
+    return 100.0 * dropped / due if due > 0 else None
 
 
 def _hour_index(hours: list[float], t: float) -> int | None:

@@ -167,6 +167,9 @@ def test_chain_report_totals_equal_the_stores_own_reports(lab: HqLab, tmp_path: 
         assert shown["total_footfall"] == sum(shown["footfall"]) == sum(n["footfall_total"] for n in own.values())
         assert shown["total_waited"] == sum(shown["waited"]) == sum(n["waits_count"] for n in own.values())
         assert shown["total_greeted"] == sum(n["sla_count"].get("greeting", 0) for n in own.values())
+        # file cameras keep every frame: the boxes kept up, and the report says so per store
+        assert page.evaluate("Array.from(document.querySelectorAll('#availability td.dropped'))"
+                             ".map(td => td.textContent)") == ["0.0%"] * len(lab.stores)
         assert page.console_errors() == []
         assert page.evaluate("performance.getEntriesByType('resource').map(e => e.name)"
                              ".filter(n => !n.startsWith('data:'))") == []

@@ -96,3 +96,21 @@ def test_state_metrics_keep_only_the_listed_fields() -> None:
     row = classify(f"{P}/s1/lane/l1/state", json.dumps(payload).encode(), prefix=P, now_s=NOW, accept_future_s=0,
                    retention_days=1, state_metrics={"lane": ["queue_length", "open"]})
     assert isinstance(row, StateSample) and dict(row.metrics) == {"queue_length": 2.0, "open": 0.0}
+
+
+def test_dropped_share_follows_the_cameras_counters_across_minutes_and_restarts() -> None:
+    from hq.report import dropped_pct
+
+    assert dropped_pct([]) is None  # no camera rows: unknown, not 0 %
+    steady = [("cam-1", "fps_measured", 5.0, 5.0, 5.0), ("cam-1", "frames_dropped", 0.0, 0.0, 0.0)]
+    assert dropped_pct(steady) == 0.0
+    # 3.9 of 5 frames/s for two minutes: the counter goes 0 -> 60 in the first, 70 -> 130 in the second
+    # (the 10 dropped between the minutes' samples count too); then the edge restarts (counter 0 -> 10)
+    over = [("cam-1", "fps_measured", 3.9, 3.8, 4.0), ("cam-1", "frames_dropped", 30.0, 0.0, 60.0),
+            ("cam-1", "fps_measured", 3.9, 3.8, 4.0), ("cam-1", "frames_dropped", 100.0, 70.0, 130.0),
+            ("cam-1", "fps_measured", 3.9, 3.8, 4.0), ("cam-1", "frames_dropped", 5.0, 0.0, 10.0)]
+    analysed, dropped = 3 * 3.9 * 60.0, 60.0 + 70.0 + 10.0
+    assert dropped_pct(over) == pytest.approx(100.0 * dropped / (analysed + dropped))
+    # cameras are counted apart: cam-2's counter is not cam-1's
+    both = [*over[:2], ("cam-2", "fps_measured", 5.0, 5.0, 5.0), ("cam-2", "frames_dropped", 500.0, 500.0, 500.0)]
+    assert dropped_pct(both) == pytest.approx(100.0 * 60.0 / (3.9 * 60.0 + 5.0 * 60.0 + 60.0))
