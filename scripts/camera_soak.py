@@ -27,6 +27,7 @@ import argparse
 import collections
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -177,7 +178,20 @@ def main() -> int:
     t0 = time.time()
     # cwd: ``-m`` puts the working directory first on sys.path, ahead of PYTHONPATH, so from any other
     # directory (another checkout, say) the edge measured would not be this checkout's
-    proc = subprocess.Popen(cmd, env=env, cwd=REPO)
+    proc = subprocess.Popen(cmd, env=env, cwd=REPO, stderr=subprocess.PIPE, text=True, bufsize=1)
+    # the edge's log goes on to this script's stderr, and its overload warnings are counted per camera
+    overloaded: dict[str, int] = {}
+
+    def relay_log() -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            sys.stderr.write(line)
+            m = re.search(r"camera (\S+): the box cannot keep up", line)
+            if m:
+                overloaded[m.group(1)] = overloaded.get(m.group(1), 0) + 1
+
+    relay = threading.Thread(target=relay_log, daemon=True)
+    relay.start()
     rss: list[tuple[float, float]] = []
     maps: list[dict[str, int]] = []  # with --smaps, one per RSS sample
     try:
@@ -194,6 +208,7 @@ def main() -> int:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+        relay.join(timeout=5)
         client.loop_stop()
         client.disconnect()
         broker.stop()
@@ -248,6 +263,8 @@ def main() -> int:
         # from each camera's last status: live frames the loop could not keep up with, and reconnects
         "frames_dropped_total": sum(int(p.get("frames_dropped") or 0) for p in last_status.values()),
         "reconnects_total": sum(int(p.get("reconnects") or 0) for p in last_status.values()),
+        # "the box cannot keep up" warnings in the edge's log, per camera (one per overload episode)
+        "overload_warnings": dict(sorted(overloaded.items())),
     }
     if args.live:
         result["source"] = f"live MJPEG over HTTP, {stream_fps:g} frames/s per camera"
