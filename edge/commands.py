@@ -36,7 +36,7 @@ def check_model(data: dict[str, Any], where: Where) -> None:
     """``model.name`` must be in the registry and its file present: otherwise ``run`` fails at start."""
     from edge.config_checks import did_you_mean, short
     from edge.resources import models_dir
-    from models.registry import FAMILIES, REGISTRY
+    from models.registry import FAMILIES, REGISTRY, Family
 
     model = data.get("model")
     if not isinstance(model, dict) or model.get("path") is not None:
@@ -53,7 +53,7 @@ def check_model(data: dict[str, Any], where: Where) -> None:
     if model.get("precision") == "int8" and spec.no_int8:
         where.add(("model", "precision"), f"precision int8 is not offered for {name}: {spec.no_int8}; use "
                   "precision: fp32, or name: yolov8n / yolo11n for int8")
-    filename = REGISTRY[name].filename if name in REGISTRY else FAMILIES[name].resizable_file
+    filename = spec.resizable_file if isinstance(spec, Family) else spec.filename
     if not (models_dir() / filename).is_file():
         where.add(("model", "name"), f"model file {filename} not found in {models_dir()} "
                   "(set STORESENSE_MODELS_DIR to the folder that holds it)")
