@@ -64,6 +64,9 @@ SUPPORTED_SHAPES = (
 _CLASS_OFFSET_PX = 8192.0
 # Raw YOLOX log-size values beyond this would mean boxes of exp(20) strides: clip, do not overflow.
 _MAX_LOG_SIZE = 20.0
+# models already warned about int8 on a CPU without byte dot products: each camera worker and
+# frame in flight builds its own detector, and the journal needs the advice once
+_INT8_WARNED: set[str] = set()
 
 FloatArray = npt.NDArray[np.float32]
 Candidates = tuple[FloatArray, FloatArray, npt.NDArray[np.int64]]
@@ -402,7 +405,8 @@ class OnnxDetector:
                 from models.quantize import int8_variant
 
                 resolved = int8_variant(resolved, data_dir, calibration_videos)
-                if int8_dot_product() is False:
+                if int8_dot_product() is False and str(resolved.path) not in _INT8_WARNED:
+                    _INT8_WARNED.add(str(resolved.path))
                     log.warning("model %s: %s; fp32 at the same geometry is the simpler choice",
                                 resolved.name, int8_note())
         except ModelResolveError as exc:

@@ -139,8 +139,25 @@ def test_int8_on_first_use_is_cached_and_redone_when_damaged(
     with caplog.at_level(logging.WARNING, logger="storesense.quantize"):
         again = int8_variant(resolved, data_dir, [table_video], frames=6)
     assert "quantising it now" in caplog.text
+    assert "pre-processing" not in caplog.text  # ORT's advice, measured to change nothing here
     assert again.path == path and path.stat().st_mtime_ns != mtime
     assert cached(resolved, data_dir / "models") is not None
+
+
+def test_the_int8_speed_warning_is_logged_once_for_all_workers(
+    int8_320: tuple[Path, dict], caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every camera worker and frame in flight builds its own detector; the journal said the
+    same 'no VNNI' advice once per detector."""
+    import edge.detector as detector_module
+
+    monkeypatch.setattr(detector_module, "int8_dot_product", lambda: False)
+    monkeypatch.setattr(detector_module, "_INT8_WARNED", set())
+    data_dir = int8_320[0].parent.parent
+    with caplog.at_level(logging.WARNING, logger="edge.detector"):
+        for _ in range(3):
+            OnnxDetector.from_config(ModelConfig(name="yolov8n-320", precision="int8"), data_dir=data_dir)
+    assert sum("no VNNI" in r.getMessage() for r in caplog.records) == 1
 
 
 def test_an_old_opset_model_quantises_to_a_file_onnx_runtime_loads(tmp_path: Path, table_video: Path) -> None:
