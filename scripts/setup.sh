@@ -9,6 +9,7 @@ APT_PACKAGES=(
   chromium                      # headless browser for display/report/setup tests (never downloaded by a tool)
   fonts-wqy-zenhei              # CJK glyphs for Chinese labels in the display and reports
   systemd                       # systemd-analyze verify of the service units (works without systemd as PID 1)
+  libseccomp2                   # tests run the services under their units' SystemCallFilter (tests/seccomp_sandbox.py)
   prometheus                    # promtool: checks the sample scrape config and unit-tests the alert rules
   postgresql                    # chain HQ database; the hq tests start their own cluster (initdb/pg_ctl)
 )
