@@ -30,7 +30,17 @@ command -v initdb >/dev/null 2>&1 || ls -d /usr/lib/postgresql/*/bin >/dev/null 
   || { echo "setup: PostgreSQL's initdb not found after installing postgresql" >&2; exit 1; }
 
 PY=${PYTHON:-python3}
-echo "setup: pip install -e .[dev]"
+# Debian 12's own python3 refuses pip installs (PEP 668, EXTERNALLY-MANAGED): say what to do
+# instead of pip's long error. A virtual environment is never externally managed.
+if $PY -c 'import os, sys, sysconfig; sys.exit(sys.prefix == sys.base_prefix and os.path.exists(os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")))'; then
+  :
+else
+  echo "setup: $($PY -c 'import sys; print(sys.executable)') is the system's Python, which refuses pip installs (PEP 668)." >&2
+  echo "setup: make a virtual environment and give it to this script, e.g." >&2
+  echo "setup:   python3 -m venv /opt/storesense/venv && PYTHON=/opt/storesense/venv/bin/python $0" >&2
+  exit 1
+fi
+echo "setup: pip install -e .[dev] with $PY"
 $PY -m pip install -q --disable-pip-version-check -e ".[dev]"
 # the accuracy audit's metrics (storesense evaluate); --no-deps: see pyproject.toml
 $PY -m pip install -q --disable-pip-version-check --no-deps "trackeval==1.3.0"
