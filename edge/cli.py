@@ -57,8 +57,10 @@ def main(argv: Sequence[str] | None = None, extra_modules: Sequence[str] = ()) -
 
     # before any camera or detector thread exists: an arena, once made, stays (edge/host.py)
     cap_malloc_arenas(MALLOC_ARENAS)
+    from edge.ops_cli import relative_time_values
+
     parser = build_parser(extra_modules)
-    args = parser.parse_args(argv)
+    args = parser.parse_args(relative_time_values(sys.argv[1:] if argv is None else argv))
     setup_logging(args.log_level, args.log_format)
     try:
         return int(args.func(args) or 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import re
 import time
+from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,24 @@ FORMS = (
     "an ISO date (2024-05-01), an ISO date-time (2024-05-01T09:00 or '2024-05-01 09:00'), now, today, "
     "yesterday, or -24h / -7d / -30m / -2w"
 )
+
+
+def relative_time_values(argv: Sequence[str]) -> list[str]:
+    """``argv`` with ``--from -7d`` written ``--from=-7d``.
+
+    argparse takes a token starting with ``-`` for an option unless it is a plain negative
+    number, so the documented ``--from -7d`` failed with "expected one argument"."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("--from", "--to") and i + 1 < len(argv) and _REL_RE.match(argv[i + 1].strip().lower()):
+            out.append(f"{arg}={argv[i + 1]}")
+            i += 2
+            continue
+        out.append(arg)
+        i += 1
+    return out
 
 
 def store_zone(timezone: str) -> ZoneInfo:

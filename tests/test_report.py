@@ -337,6 +337,10 @@ def test_heatmap_cli_renders_the_period_over_the_reference_frame(
     assert code == 2 and not (tmp_path / "none.png").exists()
     code = cli_main(["heatmap", "--config", str(cfg.source_path), "--camera", "nope", "--out", str(tmp_path / "x.png")])
     assert code == 2
+    # relative times as the docs write them: "--from -7d" was read as an option ("expected one argument")
+    code = cli_main(["heatmap", "--config", str(cfg.source_path), "--camera", "cam-1", "--from", "-20000d",
+                     "--to", "-1h", "--out", str(tmp_path / "rel.png")])
+    assert code == 0 and (tmp_path / "rel.png").exists()
 
 
 def test_heatmap_privacy_threshold_hides_sparse_cells(day: tuple[StoreConfig, Path, Truth], tmp_path: Path) -> None:
