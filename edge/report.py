@@ -182,6 +182,9 @@ class ReportData:
     # why a headline figure is missing, or what it assumes, shown next to its card:
     # card key ("footfall", "peak", "wait", "greeting", "assist") -> reason (issue 13 item 11)
     why: dict[str, str] = field(default_factory=dict)
+    # SLA kinds ("greeting", "assist") whose outcomes say nothing: nobody identifies staff, so every
+    # customer is "missed"; their cards show a dash with the reason, not 0 %
+    unmeasured: set[str] = field(default_factory=set)
     # lanes whose open/closed state was mostly the default (nobody identified staff or sent a command)
     lanes_assumed_open: set[str] = field(default_factory=set)
 
@@ -501,7 +504,7 @@ def plot_sla(data: ReportData) -> bytes:
 
     with plt.rc_context(plot_style()):
         fig, ax = plt.subplots(figsize=(FIG_W_IN, 3.6))
-        kinds = [k for k in ("greeting", "assist") if k in data.sla] or ["greeting"]
+        kinds = [k for k in ("greeting", "assist") if k in data.sla and k not in data.unmeasured] or ["greeting"]
         names = {"greeting": bi("进店问候", "greeting"), "assist": bi("导购响应", "assistant response")}
         colors = {"greeting": PALETTE["teal"], "assist": PALETTE["purple"]}
         width = 0.8 / len(kinds)
@@ -519,8 +522,8 @@ def plot_sla(data: ReportData) -> bytes:
         ax.set_ylim(0, 105)
         ax.set_ylabel(bi("达标率 %", "within SLA %"))
         ax.set_title(bi("每小时服务达标率", "SLA compliance per hour"), loc="left")
-        if not data.sla:
-            _no_data(ax, data.why.get("greeting") or bi("此时段没有问候或导购记录", "no greeting or assistance outcomes"))
+        if not data.sla or set(data.sla) <= data.unmeasured:
+            _no_data(ax, data.why.get("greeting") or data.why.get("assist") or bi("此时段没有问候或导购记录", "no greeting or assistance outcomes"))
         ax.grid(axis="x", visible=False)
         _top_legend(fig, *ax.get_legend_handles_labels())
         return fig_png(fig)
@@ -698,8 +701,7 @@ def summary_numbers(data: ReportData) -> dict[str, Any]:
 
 def _cards(data: ReportData, numbers: dict[str, Any]) -> list[dict[str, str]]:
     peaks = numbers["peak_footfall"]
-    greet = numbers["sla_pct"].get("greeting")
-    assist = numbers["sla_pct"].get("assist")
+    greet, assist = (None if k in data.unmeasured else numbers["sla_pct"].get(k) for k in ("greeting", "assist"))
 
     def card(key: str, k: str, v: str, s: str = "") -> dict[str, str]:
         return {"key": key, "k": k, "v": v, "s": s, "why": data.why.get(key, "")}
@@ -860,6 +862,7 @@ def collect_report_data(
     if not any(ld.times_s for ld in data.lanes):
         data.notes.append(bi("此时段没有收银通道数据", "No lane states in this period."))
     data.why = card_reasons(data, cfg)
+    data.unmeasured = set() if _staff_known(cfg) else {"greeting", "assist"}
     return data
 
 
@@ -871,8 +874,7 @@ def card_reasons(data: ReportData, cfg: Any) -> dict[str, str]:
     reasons the data gives."""
     configured = bool(cfg.cameras)
     kinds = {z.kind for cam in cfg.cameras for z in cam.zones}
-    staff = getattr(cfg, "staff", None)
-    staff_known = not configured or staff is None or bool(staff.methods)
+    staff_known = _staff_known(cfg)
     why: dict[str, str] = {}
     if configured and "entrance" not in kinds:
         why["footfall"] = why["peak"] = why["greeting"] = bi("未配置入口区域", "no entrance zone configured")
@@ -900,6 +902,13 @@ def card_reasons(data: ReportData, cfg: Any) -> dict[str, str]:
         elif not sla_n.get(key):
             why[key] = none
     return why
+
+
+def _staff_known(cfg: Any) -> bool:
+    """Whether greeting and assistance outcomes mean anything: some staff identification method is
+    configured (a config without cameras is HQ's stand-in, which cannot tell)."""
+    staff = getattr(cfg, "staff", None)
+    return not cfg.cameras or staff is None or bool(staff.methods)
 
 
 def _door_zones(cfg: Any, entrance_zones: set[str]) -> set[str]:

@@ -45,7 +45,7 @@ def _lane_state(ts: float, queue: int, source: str = "default") -> Message:
         "recommended": True}, "state")
 
 
-def _thin_history(cfg: StoreConfig, *, waits: bool) -> None:
+def _thin_history(cfg: StoreConfig, *, waits: bool, missed_assists: int = 0) -> None:
     msgs = [_lane_state(DAY_S + 10 * 3600 + 60 * k, 0) for k in range(60)]
     if waits:
         for k in range(3):
@@ -54,6 +54,14 @@ def _thin_history(cfg: StoreConfig, *, waits: bool) -> None:
                 "schema": "storesense.event.queue_wait/1", "store_id": "thin-store", "timestamp_s": t,
                 "event_id": f"w{k}", "type": "queue_wait", "lane_id": "lane-1", "camera_id": "cam-1",
                 "joined_s": t - 40, "served_s": t, "wait_s": 40.0, "outcome": "served"}, "event"))
+    # customers who stopped at the shelf: with nobody identifying staff, each one comes out "missed"
+    for k in range(missed_assists):
+        t = DAY_S + 11 * 3600 + 300 * k
+        msgs.append(Message("event", "assist", {
+            "schema": "storesense.event.assist/1", "store_id": "thin-store", "timestamp_s": t,
+            "event_id": f"a{k}", "type": "assist", "zone_id": "shelf", "camera_id": "cam-1", "track_id": k,
+            "outcome": "missed", "started_s": t - 40, "latency_s": None, "sla_s": 30.0, "within_sla": False,
+            "customer_left": True, "distance_method": "image_approx"}, "event"))
     with HistorySink(cfg.data_path("history.db"), topics=Topics(cfg.store.id, cfg.mqtt.prefix)) as sink:
         sink.emit(msgs)
 
@@ -67,7 +75,7 @@ def test_each_card_says_why_next_to_it_in_chromium(tmp_path: Path) -> None:
     """No entrance zone, no staff identification, one lane left at its default state: the cards
     show what they can and say why beside each dash or assumption."""
     cfg = _store(tmp_path, THIN)
-    _thin_history(cfg, waits=True)
+    _thin_history(cfg, waits=True, missed_assists=4)
     data = _report(cfg)
     out = write_report(data, tmp_path / "report.html")
     with Browser(width_px=1280, height_px=900) as b:
@@ -81,6 +89,8 @@ def test_each_card_says_why_next_to_it_in_chromium(tmp_path: Path) -> None:
     assert cards["peak"] == ["–", "未配置入口区域 no entrance zone configured"]
     assert cards["greeting"] == ["–", "未配置入口区域 no entrance zone configured"]
     assert cards["wait"][0] == "40 s" and cards["wait"][1].endswith("no staff identification: lanes assumed open")
+    # four "missed" outcomes, but nobody identifies staff: a dash with the reason, not 0 %
+    assert data.sla["assist"] and not any(ok for _, ok in data.sla["assist"].values())
     assert cards["assist"] == ["–", "未识别员工：无法测量导购响应 no staff identification: assistance cannot be measured"]
     assert "100% (假定 assumed)" in lane_row
     for value, why in cards.values():  # every dash is explained
