@@ -275,8 +275,8 @@ def render_calibration(
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from edge.config import load_config
 
-    if not args.grid_m > 0:
-        raise UserFacingError(f"--grid-m must be positive, got {args.grid_m}")
+    if not 0.05 <= args.grid_m <= 100.0:  # also refuses nan/inf; 1e-9 m would be 6e9 grid lines
+        raise UserFacingError(f"--grid-m: expected a spacing from 0.05 to 100 m, got {args.grid_m}")
     cfg = load_config(args.config)
     try:
         cam = cfg.camera(args.camera)
@@ -312,8 +312,14 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else Path(f"calibrate-{cam.id}.png")
     title = f"camera {cam.id}  {frame_desc}  {w}x{h}"
     canvas = render_calibration(image, cal, cam.zones, title=title, step_m=args.grid_m)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), canvas):
+    if out.is_dir() or out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise UserFacingError(f"--out {out}: expected a .png (or .jpg) file name")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        written = cv2.imwrite(str(out), canvas)
+    except (OSError, cv2.error) as exc:
+        raise UserFacingError(f"cannot write {out}: {exc}") from None
+    if not written:
         raise UserFacingError(f"cannot write {out}")
     print(cal.summary())
     for i, (img_pt, flo_pt, err) in enumerate(zip(cal.image_points_px, cal.floor_points_m, cal.errors_m, strict=True)):

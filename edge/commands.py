@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
+import math
 import os
 import signal
 import sys
@@ -15,7 +16,7 @@ from typing import IO, Any
 from edge.config import ConfigError, StoreConfig, load_config, parse_config
 from edge.config_checks import Where
 from edge.contract import Frame, Tracks
-from edge.errors import UserFacingError
+from edge.errors import UserFacingError, tcp_port_arg
 from edge.history import history_sink_from_config
 from edge.resources import videos_dir
 from edge.sd_notify import SystemdNotifier
@@ -163,8 +164,11 @@ class MotWriter:
 
     def __init__(self, path: str | Path, *, interpolate: bool = True, max_unheld_gap_frames: int = 0) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[str] = self.path.open("w", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh: IO[str] = self.path.open("w", encoding="utf-8")
+        except OSError as exc:
+            raise UserFacingError(f"--mot {self.path}: cannot write: {exc.strerror}") from None
         self.rows = 0
         self.filled = 0
         self.ids: set[int] = set()
@@ -219,6 +223,8 @@ def parse_start(value: str | None) -> float | None:
         raise UserFacingError(f"--start {value!r}: expected an ISO date/time such as 2026-11-23T09:00:00") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=dt.timezone.utc)
+    if not 1970 <= when.year <= 9000:  # hour and day buckets must stay inside datetime's years
+        raise UserFacingError(f"--start {value!r}: expected a year from 1970 to 9000")
     return when.timestamp()
 
 
@@ -250,7 +256,13 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if not video.exists():
         raise UserFacingError(f"video not found: {video}")
     cfg = load_run_config(args.config) if args.config else default_store_config(str(video.resolve()))
-    camera = cfg.camera(args.camera) if args.camera else cfg.cameras[0]
+    try:
+        camera = cfg.camera(args.camera) if args.camera else cfg.cameras[0]
+    except KeyError as exc:
+        raise UserFacingError(str(exc.args[0])) from None
+    for flag, value in (("--analysis-fps", args.analysis_fps), ("--fps", args.fps)):
+        if value is not None and not (math.isfinite(value) and 0.0 < value <= 240.0):
+            raise UserFacingError(f"{flag}: expected frames per second in (0, 240], found {value!r}")
     if args.analysis_fps is not None:
         camera = camera.model_copy(update={"fps": args.analysis_fps})
     topics = Topics(cfg.store.id, cfg.mqtt.prefix)
@@ -492,9 +504,10 @@ def cmd_demo_day(args: argparse.Namespace) -> int:
 
     day = args.date or (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
     try:
-        dt.date.fromisoformat(day)
+        if not 1971 <= dt.date.fromisoformat(day).year <= 9000:
+            raise ValueError(day)
     except ValueError:
-        raise UserFacingError(f"--date: expected a date like 2026-11-26, found {day!r}") from None
+        raise UserFacingError(f"--date: expected a date like 2026-11-26 (years 1971..9000), found {day!r}") from None
     if not 1 <= args.hours <= len(PROFILE):
         raise UserFacingError(f"--hours: expected 1..{len(PROFILE)} (08:00 onwards), found {args.hours}")
     if not 0.2 <= args.sim_fps <= 10:
@@ -562,7 +575,7 @@ def register(sub: Any) -> None:
                        "--day: a simulated trading day and its report")
     p.add_argument("--config", help="default: the embedded demo store")
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--port", type=tcp_port_arg, default=8080)
     p.add_argument("--fast", action="store_true", help="do not pace the clip at real time")
     p.add_argument("--once", action="store_true", help="stop at the end of the clip instead of looping")
     p.add_argument("--duration-s", type=float, default=None, help="stop after this many seconds")

@@ -391,6 +391,10 @@ def expand_env(value: Any, path: tuple[Any, ...], where: Where) -> Any:
     return value
 
 
+MAX_YAML_DEPTH = 64
+MAX_YAML_ENTRIES = 200_000
+
+
 def _line_index(
     node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int], problems: list[str], filename: str
 ) -> None:
@@ -400,6 +404,14 @@ def _line_index(
     second ``mqtt:`` block would silently replace the first.
     """
     out[path] = node.start_mark.line + 1
+    # aliases make the node tree a graph: `a: &a [*a]` is a cycle, nine nested lists of nine
+    # aliases are 9^9 entries; both would otherwise recurse forever / exhaust memory here
+    if len(path) > MAX_YAML_DEPTH:
+        raise ConfigError([f"{filename}:{out[path]}: not valid YAML here: nested more than {MAX_YAML_DEPTH} "
+                           "levels (an alias that contains itself?)"])
+    if len(out) > MAX_YAML_ENTRIES:
+        raise ConfigError([f"{filename}:{out[path]}: not valid YAML here: the file expands to more than "
+                           f"{MAX_YAML_ENTRIES} entries (aliases of aliases?)"])
     if isinstance(node, yaml.MappingNode):
         first_line: dict[Any, int] = {}
         for key_node, value_node in node.value:

@@ -1,5 +1,27 @@
 """Errors phrased for the operator; the CLI prints them without a traceback."""
 
+from __future__ import annotations
+
+import argparse
+
 
 class UserFacingError(Exception):
     """An error whose message is complete for the operator: what, where, what to do."""
+
+
+def tcp_port_arg(text: str, *, allow_zero: bool = True) -> int:
+    """argparse ``type=`` for a TCP port: ``--port 99999`` reached the socket as an OverflowError
+    traceback. argparse prints this message with the usage line and exits 2."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    low = 0 if allow_zero else 1
+    if not low <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number {low}..65535, found {text!r}")
+    return port
+
+
+def broker_port_arg(text: str) -> int:
+    """``tcp_port_arg`` without 0: 0 means "any free port" for a server, but a broker has a real one."""
+    return tcp_port_arg(text, allow_zero=False)

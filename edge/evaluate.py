@@ -76,6 +76,9 @@ class MotSequence:
         return sum(len(ids) for ids, _ in self.frames.values())
 
 
+MAX_MOT_FRAME = 10_000_000  # > 4 days at 25 fps; a larger frame number is a typo, not a recording
+
+
 def read_mot(path: str | Path, *, what: str = "MOT file") -> MotSequence:
     """Read ``frame,id,x,y,w,h[,conf,...]`` rows (frames from 1). GT rows whose 7th column is 0 are
     "do not consider" in MOTChallenge and are skipped. Errors name the file and line."""
@@ -85,34 +88,41 @@ def read_mot(path: str | Path, *, what: str = "MOT file") -> MotSequence:
     seq = MotSequence()
     rows: dict[int, tuple[list[int], list[list[float]]]] = {}
     seen: set[tuple[int, int]] = set()
-    with p.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            text = line.strip()
-            if not text or text.startswith("#"):
-                continue
-            parts = [s.strip() for s in text.split(",")]
-            try:
-                if len(parts) < 6:
-                    raise ValueError(f"{len(parts)} fields")
-                frame, tid = int(float(parts[0])), int(float(parts[1]))
-                x, y, w, h = (float(v) for v in parts[2:6])
-                flag = float(parts[6]) if len(parts) > 6 else 1.0
-            except ValueError as exc:
-                raise EvaluationInputError(
-                    f"{p}:{lineno}: expected 'frame,id,x,y,w,h[,conf,...]' with numbers, found {text[:80]!r} ({exc})"
-                ) from None
-            if frame < 1 or not all(math.isfinite(v) for v in (x, y, w, h)) or w < 0 or h < 0:
-                raise EvaluationInputError(
-                    f"{p}:{lineno}: expected frame >= 1 and a finite box with w, h >= 0, found {text[:80]!r}"
-                )
-            if (frame, tid) in seen:
-                raise EvaluationInputError(f"{p}:{lineno}: id {tid} appears twice in frame {frame}")
-            seen.add((frame, tid))
-            if flag == 0.0 and what.startswith("ground"):
-                continue
-            ids, boxes = rows.setdefault(frame, ([], []))
-            ids.append(tid)
-            boxes.append([x, y, x + w, y + h])
+    try:
+        text_all = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise EvaluationInputError(f"{p}: not a UTF-8 text file (byte {exc.start}); expected MOTChallenge rows") from None
+    except OSError as exc:
+        raise EvaluationInputError(f"{p}: cannot read {what}: {exc.strerror}") from None
+    for lineno, line in enumerate(text_all.split("\n"), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        parts = [s.strip() for s in text.split(",")]
+        try:
+            if len(parts) < 6:
+                raise ValueError(f"{len(parts)} fields")
+            frame, tid = int(float(parts[0])), int(float(parts[1]))
+            x, y, w, h = (float(v) for v in parts[2:6])
+            flag = float(parts[6]) if len(parts) > 6 else 1.0
+        except (ValueError, OverflowError) as exc:
+            raise EvaluationInputError(
+                f"{p}:{lineno}: expected 'frame,id,x,y,w,h[,conf,...]' with numbers, found {text[:80]!r} ({exc})"
+            ) from None
+        if (not 1 <= frame <= MAX_MOT_FRAME or abs(tid) >= 2**62
+                or not all(math.isfinite(v) for v in (x, y, w, h)) or w < 0 or h < 0):
+            raise EvaluationInputError(
+                f"{p}:{lineno}: expected frame 1..{MAX_MOT_FRAME}, an id within ±2^62 and a finite box "
+                f"with w, h >= 0, found {text[:80]!r}"
+            )
+        if (frame, tid) in seen:
+            raise EvaluationInputError(f"{p}:{lineno}: id {tid} appears twice in frame {frame}")
+        seen.add((frame, tid))
+        if flag == 0.0 and what.startswith("ground"):
+            continue
+        ids, boxes = rows.setdefault(frame, ([], []))
+        ids.append(tid)
+        boxes.append([x, y, x + w, y + h])
     for frame, (ids, boxes) in rows.items():
         seq.add(frame, ids, boxes)
     return seq
@@ -174,6 +184,8 @@ class IgnoreRules:
             ) from None
         if len(pts) < 3:
             raise EvaluationInputError(f"--ignore-region {text!r}: a polygon needs at least 3 points, found {len(pts)}")
+        if not all(math.isfinite(v) for pt in pts for v in pt):
+            raise EvaluationInputError(f"--ignore-region {text!r}: every coordinate must be a finite number of pixels")
         return pts
 
     def ignored(self, xyxy: F64) -> npt.NDArray[np.bool_]:
@@ -585,7 +597,15 @@ def evaluate(
     if model is not None:
         choice = ModelChoice.parse(model)
         cfg.model = cfg.model.model_copy(update=choice.update())
-    cam = cfg.camera(camera) if camera else cfg.cameras[0]
+    try:
+        cam = cfg.camera(camera) if camera else cfg.cameras[0]
+    except KeyError as exc:
+        raise EvaluationInputError(str(exc.args[0])) from None
+    for flag, value in (("--analysis-fps", analysis_fps), ("--fps", fps)):
+        if value is not None and not (math.isfinite(value) and 0.0 < value <= 240.0):
+            raise EvaluationInputError(f"{flag}: expected frames per second in (0, 240], found {value!r}")
+    if frame_step is not None and frame_step < 1:
+        raise EvaluationInputError(f"--frame-step: expected 1 or more, found {frame_step}")
     if analysis_fps is not None:
         cam = cam.model_copy(update={"fps": analysis_fps})
     src_fps, size, count = _video_info(video_p, fps or cam.source_fps)
@@ -647,8 +667,12 @@ def _load_cfg(config: str | Path | StoreConfig | None, video: Path) -> StoreConf
 
 def _write_mot(seq: MotSequence, path: str | Path) -> None:
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    with p.open("w", encoding="utf-8") as fh:
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fh = p.open("w", encoding="utf-8")
+    except OSError as exc:
+        raise EvaluationInputError(f"--mot {p}: cannot write: {exc.strerror}") from None
+    with fh:
         for f in sorted(seq.frames):
             ids, boxes = seq.frames[f]
             for tid, (x1, y1, x2, y2) in zip(ids.tolist(), boxes.tolist(), strict=True):
@@ -708,7 +732,10 @@ def cmd_evaluate(args: Any) -> int:
         if args.json == "-":
             print(text)
         else:
-            Path(args.json).write_text(text + "\n", encoding="utf-8")
+            try:
+                Path(args.json).write_text(text + "\n", encoding="utf-8")
+            except OSError as exc:
+                raise EvaluationInputError(f"--json {args.json}: cannot write: {exc.strerror}") from None
     return 0
 
 

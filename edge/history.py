@@ -392,6 +392,7 @@ class HistoryReader:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        self.damaged_rows = 0  # rows whose payload is not a JSON object: skipped by rows()
         if not self.path.exists():
             raise UserFacingError(
                 f"history database {self.path} does not exist: run the edge pipeline with history enabled "
@@ -467,8 +468,24 @@ class HistoryReader:
         if limit is not None:
             sql += " LIMIT ?"
             args.append(int(limit))
-        for rid, ts, tp, sc, kd, text in self._conn.execute(sql, args):
-            yield HistoryRow(int(rid), float(ts), str(tp), str(sc), str(kd), json.loads(text))
+        try:
+            for rid, ts, tp, sc, kd, text in self._conn.execute(sql, args):
+                try:
+                    payload = json.loads(text)
+                except (TypeError, ValueError):
+                    payload = None
+                if not isinstance(payload, dict):
+                    # one damaged row must not cost the whole report: skip it, say so once per reader
+                    self.damaged_rows += 1
+                    if self.damaged_rows == 1:
+                        log.warning("history database %s: row %s (%s) is not a JSON object; skipping it and any "
+                                    "other damaged row", self.path, rid, sc)
+                    continue
+                yield HistoryRow(int(rid), float(ts), str(tp), str(sc), str(kd), payload)
+        except sqlite3.DatabaseError as exc:
+            raise UserFacingError(
+                f"history database {self.path} cannot be read: {exc} (not a StoreSense history file, or damaged)"
+            ) from None
 
     def payloads(self, schema: str, **filters: Any) -> list[dict[str, Any]]:
         return [r.payload for r in self.rows(schema=schema, **filters)]

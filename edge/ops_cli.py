@@ -9,6 +9,7 @@ local shop hours. A bare date in ``--to`` means *through the end of that day*, s
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -59,6 +60,15 @@ def _midnight(day: date, tz: ZoneInfo) -> float:
 
 def parse_when(text: str, tz: ZoneInfo, *, end: bool = False, now_s: float | None = None) -> float:
     """Epoch seconds of one ``--from``/``--to`` value; with ``end`` whole days are inclusive."""
+    try:
+        value_s = _parse_when(text, tz, end=end, now_s=now_s)
+        datetime.fromtimestamp(value_s, tz)  # must also print back as a date (years 1..9999)
+    except (OverflowError, OSError, ValueError):
+        raise UserFacingError(f"{text!r} is too far in the past or future to be a date; expected {FORMS}") from None
+    return value_s
+
+
+def _parse_when(text: str, tz: ZoneInfo, *, end: bool = False, now_s: float | None = None) -> float:
     value = text.strip().lower()
     now = time.time() if now_s is None else now_s
     today = datetime.fromtimestamp(now, tz).date()
@@ -146,6 +156,14 @@ def cmd_heatmap(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from edge.report import add_heatmaps, collect_report_data, summary_numbers, write_report
 
+    if not (math.isfinite(args.target_wait_s) and args.target_wait_s >= 0):
+        raise UserFacingError(f"--target-wait-s: expected 0 or more seconds, found {args.target_wait_s}")
+    if not 0 < args.greet_time_s <= 3600:
+        raise UserFacingError(f"--greet-time-s: expected 0 < seconds <= 3600, found {args.greet_time_s}")
+    if not 0.0 < args.greet_level < 1.0:
+        raise UserFacingError(f"--greet-level: expected a share between 0 and 1 (e.g. 0.8), found {args.greet_level}")
+    if Path(args.out).is_dir():
+        raise UserFacingError(f"--out {args.out} is a folder; give the HTML file to write, e.g. {Path(args.out) / 'report.html'}")
     cfg, reader, tz = _open(args)
     with reader:
         start_s, end_s = parse_range(args.start, args.stop, tz)

@@ -27,8 +27,13 @@ class JsonlSink:
     def __init__(self, path: str | Path, topics: Topics) -> None:
         self.path = Path(path)
         self.topics = topics
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fh: IO[str] = self.path.open("w", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._fh: IO[str] = self.path.open("w", encoding="utf-8")
+        except OSError as exc:
+            from edge.errors import UserFacingError
+
+            raise UserFacingError(f"--events {self.path}: cannot write: {exc.strerror}") from None
         self.count = 0
 
     def emit(self, messages: Sequence[Message]) -> None:

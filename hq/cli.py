@@ -11,7 +11,15 @@ import logging
 import signal
 from typing import Any
 
+from edge.errors import UserFacingError
+
 log = logging.getLogger("storesense.hq")
+
+
+def _pg_problem(what: str, cfg: Any, exc: Exception) -> str:
+    """Same wording as hq ingest: the DSN without its password, and libpq's reason."""
+    return (f"{what}: cannot use PostgreSQL ({cfg.postgres.redacted_dsn()}): "
+            f"{str(exc).strip()} (check postgres.dsn in the config and that the server is up)")
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -38,18 +46,26 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from hq.schema import migrate
 
     cfg = load_hq_config(args.config)
-    with psycopg.connect(cfg.postgres.dsn, autocommit=True) as conn:
-        version = migrate(conn)
+    try:
+        with psycopg.connect(cfg.postgres.dsn, autocommit=True) as conn:
+            version = migrate(conn)
+    except psycopg.Error as exc:
+        raise UserFacingError(_pg_problem("hq migrate", cfg, exc)) from None
     print(f"hq schema version {version}")
     return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    import psycopg
+
     from hq.config import load_hq_config
     from hq.report import write_chain_report
 
     cfg = load_hq_config(args.config)
-    out = write_chain_report(cfg, args.out, start=args.start, end=args.end)
+    try:
+        out = write_chain_report(cfg, args.out, start=args.start, end=args.end)
+    except psycopg.Error as exc:
+        raise UserFacingError(_pg_problem("hq report", cfg, exc)) from None
     print(out)
     return 0
 

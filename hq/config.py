@@ -65,6 +65,18 @@ class PostgresConfig(Strict):
     retention_days: int = Field(default=400, ge=1, le=10 * 366)
     reconnect_max_backoff_s: float = Field(default=10.0, gt=0.0, le=300.0)
 
+    def redacted_dsn(self) -> str:
+        """The DSN for an error message, without its password: cutting the text at "password"
+        kept it in URL form (``postgresql://user:secret@host/db``)."""
+        from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+        try:
+            parts = conninfo_to_dict(self.dsn)
+        except Exception:  # psycopg.ProgrammingError: the DSN itself is malformed
+            return "postgres.dsn (malformed)"
+        parts.pop("password", None)
+        return make_conninfo("", **parts)
+
 
 DEFAULT_STATE_METRICS: dict[str, tuple[str, ...]] = {
     "lane": ("queue_length", "predicted_wait_s", "open", "measured_wait_recent_s", "service_rate_per_min"),

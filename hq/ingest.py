@@ -266,7 +266,7 @@ class Ingester:
         try:
             self.writer.connect()
         except psycopg.OperationalError as exc:
-            raise UserFacingError(f"hq ingest: cannot reach PostgreSQL ({self.cfg.postgres.dsn.split('password')[0]}): "
+            raise UserFacingError(f"hq ingest: cannot reach PostgreSQL ({self.cfg.postgres.redacted_dsn()}): "
                                   f"{str(exc).strip()}") from None
         m = self.cfg.mqtt
         try:

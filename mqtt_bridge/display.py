@@ -43,7 +43,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge.config import StoreConfig
-from edge.errors import UserFacingError
+from edge.errors import UserFacingError, broker_port_arg, tcp_port_arg
 from edge.sd_notify import SystemdNotifier
 from mqtt_bridge.http_server import HardenedHttpServer, HardenedRequestHandler
 from mqtt_bridge.topics import Topics, topic_id
@@ -956,7 +956,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("display", help="serve the checkout screen page (live wait per lane from MQTT)")
     p.add_argument("--config", required=True, help="store config (lanes, mqtt, display sections)")
     p.add_argument("--host", default=None, help="listen address (default: display.host)")
-    p.add_argument("--port", type=int, default=None, help="listen port, 0 = any free (default: display.port)")
+    p.add_argument("--port", type=tcp_port_arg, default=None, help="listen port, 0 = any free (default: display.port)")
     p.add_argument("--mqtt-host", default=None, help="broker host (default: mqtt.host)")
-    p.add_argument("--mqtt-port", type=int, default=None, help="broker port (default: mqtt.port)")
+    p.add_argument("--mqtt-port", type=broker_port_arg, default=None, help="broker port (default: mqtt.port)")
     p.set_defaults(func=cmd_display)

@@ -64,6 +64,12 @@ class _ZoneBase(Strict):
                         f"point ({x}, {y}) is outside 0..1; with units: norm, points are fractions "
                         "of the image width/height (use units: m for floor metres)"
                     )
+        else:
+            from calibration.config import MAX_COORDINATE
+
+            for x, y in v:
+                if abs(x) > MAX_COORDINATE or abs(y) > MAX_COORDINATE:
+                    raise ValueError(f"point ({x:.3g}, {y:.3g}) is beyond ±{MAX_COORDINATE:.0f} m: not a floor position")
 
         poly = Polygon(v)
         if not poly.is_valid or poly.area <= 0:
