@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import tempfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -199,23 +200,51 @@ def check_display_zones(data: dict[str, Any], where: Where) -> None:
             where.add(("display", "capacity_zones", k), f"{short(zone)} is not a zone with a capacity{hint}")
 
 
-def check_data_dir(data: dict[str, Any], where: Where, base_dir: Path | None) -> None:
-    """``data_dir`` must be a folder we can create and write: the outbox lives there."""
-    value = data.get("data_dir", "storesense-data")
-    if not isinstance(value, str) or not value.strip():
-        return
-    p = Path(value).expanduser()
-    if not p.is_absolute() and base_dir is not None:
-        p = base_dir / p
+def _folder_problem(p: Path) -> str | None:
+    """Why folder ``p`` cannot be created (or written), or None: the nearest existing ancestor
+    must be a folder in which a file can really be created (root passes os.access on /proc)."""
     probe = p
     while not probe.exists():
         if probe.parent == probe:
             break
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        where.add(("data_dir",), f"{short(value)} cannot be a folder: {probe} is a file")
-    elif probe.exists() and not os.access(probe, os.W_OK | os.X_OK):
-        where.add(("data_dir",), f"{short(value)}: no permission to write in {probe}")
+        return f"cannot be a folder: {probe} is a file"
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".storesense-probe-")
+    except OSError as exc:
+        return f"cannot create files in {probe}: {exc.strerror or exc}"
+    os.close(fd)
+    os.unlink(tmp)
+    return None
+
+
+def check_data_dir(data: dict[str, Any], where: Where, base_dir: Path | None) -> None:
+    """``data_dir`` must be a folder we can create and write: the outbox lives there; so must the
+    folders of ``mqtt.outbox_path`` and ``history.path`` (relative to it, or absolute)."""
+    value = data.get("data_dir", "storesense-data")
+    if not isinstance(value, str) or not value.strip():
+        return
+    p = Path(value).expanduser()
+    if not p.is_absolute() and base_dir is not None:
+        p = base_dir / p
+    problem = _folder_problem(p)
+    if problem is not None:
+        where.add(("data_dir",), f"{short(value)} {problem}")
+        return
+    mqtt, history = data.get("mqtt"), data.get("history")
+    files = [(("mqtt", "outbox_path"), "outbox.db", mqtt.get("outbox_path") if isinstance(mqtt, dict) else None),
+             (("history", "path"), "history.db", history.get("path") if isinstance(history, dict) else None)]
+    for key, default, name in files:
+        if not isinstance(name, str) or not name.strip():
+            continue
+        f = p / Path(name).expanduser()  # an absolute name replaces data_dir
+        if f.is_dir():
+            where.add(key, f"{short(name)} is a folder; give a file name (e.g. {default})")
+            continue
+        problem = _folder_problem(f.parent)
+        if problem is not None:
+            where.add(key, f"{short(name)}: its folder {problem}")
 
 
 def check_files(data: dict[str, Any], where: Where, base_dir: Path | None) -> None:

@@ -40,6 +40,13 @@ CASES = [
     ("empty prefix", BASE + "mqtt: {prefix: ''}\n", ["store.yaml:12:", "mqtt.prefix", "non-empty levels"]),
     ("prefix with wildcard", BASE + "mqtt: {prefix: 'a/#'}\n", ["mqtt.prefix", "'#'"]),
     ("data_dir under a file", BASE + "data_dir: /dev/null/x\n", ["store.yaml:12:", "data_dir", "/dev/null is a file"]),
+    # audit: the same faults through the other paths run opens at start passed and crashed in run
+    ("outbox_path under a file", BASE + "mqtt: {outbox_path: /dev/null/x/outbox.db}\n",
+     ["store.yaml:12:", "mqtt.outbox_path", "/dev/null is a file"]),
+    ("outbox_path is a folder", BASE + "mqtt: {outbox_path: /tmp}\n", ["store.yaml:12:", "mqtt.outbox_path", "is a folder"]),
+    ("history.path under a file", BASE + "history: {path: /dev/null/x/history.db}\n",
+     ["store.yaml:12:", "history.path", "/dev/null is a file"]),
+    ("data_dir where no file can be made", BASE + "data_dir: /proc/storesense\n", ["store.yaml:12:", "data_dir", "/proc"]),
     ("zone ids differing in case across cameras",
      BASE + "  - id: cam-2\n    source: b.mp4\n    zones:\n"
      "      - {id: ENTRANCE, kind: entrance, polygon: [[0.0, 0.0], [0.3, 0.0], [0.3, 0.2]]}\n",
