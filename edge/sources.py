@@ -31,6 +31,8 @@ from edge.errors import UserFacingError
 from edge.pipeline import FpsGate
 
 log = logging.getLogger("storesense.sources")
+# FFmpeg's probe of an RTSP stream can take a few seconds on a healthy camera: never cut it shorter
+OPEN_TIMEOUT_MIN_MS = 5000
 
 SourceState = Literal["starting", "running", "stalled", "reconnecting", "ended", "error"]
 
@@ -382,14 +384,17 @@ class LiveSource:
     def _open(self) -> cv2.VideoCapture:
         if self.capture_factory is not None:
             return self.capture_factory()
-        cap = cv2.VideoCapture(self.source)
-        # bounded waits so a dead RTSP server cannot hang the thread for minutes (not every
-        # backend honours them: check_stalled() is the guarantee)
+        # bounded waits so a dead or silent server cannot hang the thread: they must be given to
+        # the constructor, which is where FFmpeg opens and probes the stream. Set afterwards (as
+        # before) they came too late for the open, and a server that answered but sent no frame
+        # kept the camera 'starting' for ~30 s whatever read_timeout_s said. Not every backend
+        # honours them: check_stalled() covers a running stream.
         timeout_ms = int(self.read_timeout_s * 1000)
-        for prop, value_ms in (("CAP_PROP_OPEN_TIMEOUT_MSEC", max(timeout_ms, 5000)), ("CAP_PROP_READ_TIMEOUT_MSEC", timeout_ms)):
-            if hasattr(cv2, prop):
-                cap.set(getattr(cv2, prop), value_ms)
-        return cap
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, max(timeout_ms, OPEN_TIMEOUT_MIN_MS),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+        if isinstance(self.source, int) or str(self.source).startswith("/dev/"):
+            return cv2.VideoCapture(self.source)  # a USB camera (V4L2): local, no network waits
+        return cv2.VideoCapture(self.source, cv2.CAP_FFMPEG, params)
 
     def _run(self, generation: int) -> None:
         backoff_s = self.initial_backoff_s
@@ -449,8 +454,17 @@ class LiveSource:
                 break  # stopped, or superseded by the stall watchdog
             if got_frame:
                 backoff_s = self.initial_backoff_s  # it worked for a while: start backoff afresh
-            self.stats.reconnects += 1
-            self._set_state("reconnecting", f"stream from {self._describe()} dropped; retry in {backoff_s:.1f} s")
+            with self._lock:
+                idle_s = time.monotonic() - self._last_frame_mono
+                # the read timeout ended a silent stream (connected, no frames): call it what it is
+                silent = idle_s >= 0.9 * self.read_timeout_s
+                self.stalls += int(silent)
+                self.stats.reconnects += 1
+            if silent:
+                self._set_state("stalled", f"no frame from {self._describe()} for {idle_s:.1f} s "
+                                f"(read timeout {self.read_timeout_s:g} s); reconnecting in {backoff_s:.1f} s")
+            else:
+                self._set_state("reconnecting", f"stream from {self._describe()} dropped; retry in {backoff_s:.1f} s")
             self._stop.wait(backoff_s)
             backoff_s = min(backoff_s * 2, self.max_backoff_s)
         if self._stop.is_set() and generation == self._generation:  # superseded threads just leave

@@ -243,3 +243,29 @@ def test_a_camera_that_could_not_start_is_retried_with_backoff(tmp_path: Path, v
     assert worker.started and pending.opened is not None and worker.state == "running"
     assert worker.next_frame() is not None  # frames flow
     worker.close()
+
+
+def test_a_stream_that_answers_but_never_sends_a_frame_is_not_starting_for_30_s() -> None:
+    """An HTTP camera that sends its headers and then nothing: OpenCV's open blocked ~30 s, and the
+    camera said 'starting' all along, because the open/read timeouts were set after the open.
+    Given to the constructor, the open gives up at the open timeout (5 s at least) and the camera
+    reports 'reconnecting' with the reason, then retries."""
+    from edge.sources import OPEN_TIMEOUT_MIN_MS, LiveSource
+
+    cam = _StallingCamera(b"", frames_before_stall=0)
+    states: list[tuple[float, str, str]] = []
+    src = LiveSource("door", cam.url, read_timeout_s=1.0, initial_backoff_s=0.1,
+                     on_state=lambda _c, state, reason: states.append((time.monotonic(), state, reason)))
+    try:
+        t0 = time.monotonic()
+        src.start()
+        while time.monotonic() - t0 < 20 and src.stats.state in ("starting", "connecting"):
+            src.latest()
+            time.sleep(0.05)
+        elapsed_s = time.monotonic() - t0
+        assert src.stats.state == "reconnecting", states
+        assert "cannot open" in states[-1][2]
+        assert elapsed_s < OPEN_TIMEOUT_MIN_MS / 1000 + 4.0, (elapsed_s, states)  # was ~30 s
+    finally:
+        src.close()
+        cam.close()
