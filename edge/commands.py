@@ -369,7 +369,13 @@ def build_live_sinks(cfg: StoreConfig, topics: Topics, runtime_ref: list[Any]) -
             retained_on_connect=discovery,
         )
         sinks.append(publisher)
-    history = history_sink_from_config(cfg)
+    from edge.history import HistoryDiskFull
+
+    try:
+        history = history_sink_from_config(cfg)
+    except HistoryDiskFull as exc:  # history is sacrificed before events: the store still runs
+        log.error("%s; running without history until the next start (events are still sent)", exc)
+        history = None
     if history is not None:
         sinks.append(history)
     return sinks, publisher

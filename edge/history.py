@@ -178,6 +178,8 @@ class HistorySink:
             self._conn = _connect(self.path, synchronous=synchronous)
             migrate(self._conn, self.path)
         except sqlite3.DatabaseError as exc:
+            if any(t in str(exc).lower() for t in ("full", "disk i/o", "no space")):
+                raise HistoryDiskFull(f"history database {self.path} cannot be opened: {exc}") from None
             raise UserFacingError(f"history database {self.path} cannot be opened: {exc}") from None
         self.written = 0
         self.pruned = 0
@@ -510,6 +512,10 @@ class HistoryReader:
 def history_path(cfg: Any) -> Path:
     """Where the store config keeps its history file (``data_dir``/``history.path``)."""
     return Path(cfg.data_path(cfg.history.path))
+
+
+class HistoryDiskFull(UserFacingError):
+    """The history database cannot be opened because the disk is full: the store runs without it."""
 
 
 def history_sink_from_config(cfg: Any) -> HistorySink | None:

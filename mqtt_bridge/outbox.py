@@ -85,27 +85,71 @@ class Outbox:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_messages = max_messages
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
-        mode = self._db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise RuntimeError(f"outbox {self.path}: SQLite refused WAL mode (got {mode!r})")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        # A queue read from its head: SQLite's default 2 MB page cache only fills during an outage
-        # and then stays, a step in the box's RSS (issue 12 item 19). 512 KiB serves it as well.
-        self._db.execute("PRAGMA cache_size=-512")
-        self._db.executescript(_SCHEMA)
-        self._count = int(self._db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
-        row = self._db.execute("SELECT value FROM meta WHERE key='dropped_total'").fetchone()
-        self._dropped_total = int(row[0]) if row else 0
+        self._file_pending = False  # the file could not be opened at start (disk full): memory only
+        self.rewind = False  # rows appeared below ids already handed out: the sender starts over
+        try:
+            self._db, self._count, self._dropped_total = self._open_file()
+        except (sqlite3.Error, OSError) as exc:
+            if not is_storage_error(exc):
+                raise
+            # a box restarted on a full disk must still run and send its events (issue 12 item 1)
+            self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+            self._db.executescript(_SCHEMA)
+            self._count, self._dropped_total = 0, 0
+            self._file_pending = True
+            log.error("outbox %s: cannot be opened, disk full (%s); events wait in memory (up to %d) and are "
+                      "still sent; retrying the disk every %.0f s", self.path, exc, max_memory_rows, DISK_RETRY_S)
         self.dropped = 0  # in this process (file full, or memory queue full while the disk was)
         self.max_memory_rows = max_memory_rows
         self._memory: dict[int, OutboxRow] = {}  # rows the disk refused, by the id they will keep
         self._last_memory_id = 0
         self._pending_acks: set[int] = set()  # acknowledged, but the delete could not be written
-        self._disk_full_since_mono: float | None = None
-        self._last_try_mono = 0.0
+        self._disk_full_since_mono: float | None = time.monotonic() if self._file_pending else None
+        self._last_try_mono = time.monotonic() if self._file_pending else 0.0
         if self._count:
             log.info("outbox %s: %d event(s) left from a previous run will be sent first", self.path, self._count)
+
+    def _open_file(self) -> tuple[sqlite3.Connection, int, int]:
+        db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        try:
+            mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise RuntimeError(f"outbox {self.path}: SQLite refused WAL mode (got {mode!r})")
+            db.execute("PRAGMA synchronous=NORMAL")
+            # A queue read from its head: SQLite's default 2 MB page cache only fills during an outage
+            # and then stays, a step in the box's RSS (issue 12 item 19). 512 KiB serves it as well.
+            db.execute("PRAGMA cache_size=-512")
+            db.executescript(_SCHEMA)
+            count = int(db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+            row = db.execute("SELECT value FROM meta WHERE key='dropped_total'").fetchone()
+        except BaseException:
+            db.close()
+            raise
+        return db, count, int(row[0]) if row else 0
+
+    def _reopen_file_locked(self) -> None:
+        """Disk space is back after a start on a full disk: move from the memory database to the file."""
+        try:
+            db, count, dropped_total = self._open_file()
+        except (sqlite3.Error, OSError) as exc:
+            if is_storage_error(exc):
+                raise StorageFull(f"outbox {self.path}: {exc}") from exc
+            raise
+        # memory rows keep their ids: lift them above the file's, so none collides or hides
+        top = max(int(db.execute("SELECT max(id) FROM outbox").fetchone()[0] or 0),
+                  int((db.execute("SELECT seq FROM sqlite_sequence WHERE name='outbox'").fetchone() or [0])[0]))
+        if self._memory and min(self._memory) <= top:
+            shift = top + 1 - min(self._memory)
+            self._memory = {i + shift: OutboxRow(i + shift, r.topic, r.payload, r.qos) for i, r in self._memory.items()}
+            self._last_memory_id += shift
+            self.rewind = True  # rows in flight were renumbered (re-sent: at least once)
+        if count:
+            self.rewind = True  # rows left from a previous run sit below the sender's cursor
+        self._db.close()
+        self._db, self._count, self._dropped_total = db, count, dropped_total
+        self._file_pending = False
+        if count:
+            log.info("outbox %s: %d event(s) left from a previous run will be sent", self.path, count)
 
     @property
     def journal_mode(self) -> str:
@@ -144,6 +188,8 @@ class Outbox:
                 return 0
             self._last_try_mono = now
             try:
+                if self._file_pending:
+                    self._reopen_file_locked()
                 excess = self._flush_memory_locked()
                 excess += self._put_locked(batch)
             except StorageFull as exc:

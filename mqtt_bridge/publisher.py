@@ -575,6 +575,10 @@ class MqttPublisher:
                         self._inflight[0].row.id, self._inflight_timeout_s)
             self._inflight.clear()
             self._cursor = 0
+        if self.outbox.rewind:  # the outbox reopened its file below our cursor (started on a full disk)
+            self.outbox.rewind = False
+            self._inflight.clear()
+            self._cursor = 0
         room = SEND_WINDOW - len(self._inflight)
         if room <= 0:
             return

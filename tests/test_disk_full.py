@@ -135,3 +135,72 @@ def test_disk_full_loses_no_events_and_recovers(
     assert len(outbox_lines) == 1, [r.getMessage() for r in outbox_lines]  # one clear line, not one per frame
     assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records if r.exc_info]
     assert any("disk space is back" in r.getMessage() for r in caplog.records)
+
+
+def test_outbox_opens_on_a_full_disk_and_moves_to_the_file_when_space_returns(
+    small_disk: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A box restarted on a full disk crashed in Outbox() ('database or disk is full' / 'disk I/O
+    error' on PRAGMA journal_mode=WAL): the store never started (audit of issue 12)."""
+    monkeypatch.setattr(outbox_mod, "DISK_RETRY_S", 0.0)
+    first = outbox_mod.Outbox(small_disk / "outbox.db")
+    first.put("t/left", b"from the last run")
+    first.close()
+    filler = _fill(small_disk)
+    box = outbox_mod.Outbox(small_disk / "outbox.db")  # raised before the fix
+    assert box.disk_full
+    box.put("t/a", b"during")
+    assert [r.topic for r in box.peek()] == ["t/a"] and box.in_memory == 1
+    os.unlink(filler)
+    box.put("t/b", b"after")
+    assert not box.disk_full and box.in_memory == 0 and box.rewind
+    assert [r.topic for r in box.peek()] == ["t/left", "t/a", "t/b"]
+    box.close()
+
+
+def test_a_store_started_on_a_full_disk_runs_and_loses_nothing(
+    small_disk: Path, mosquitto: MosquittoProcess, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A box restarted on a full disk: the outbox and the history file could not be opened and the
+    store exited with a traceback before any camera ran. Now it starts without history, events
+    wait in memory and are delivered, and when space returns the outbox moves to its file and the
+    events a previous run left there are delivered too."""
+    from edge.commands import build_live_sinks
+    from edge.config import parse_config
+
+    monkeypatch.setattr(outbox_mod, "DISK_RETRY_S", 0.2)
+    caplog.set_level(logging.INFO)
+    left = outbox_mod.Outbox(small_disk / "outbox.db")  # the previous run: the broker was down
+    for i in range(3):
+        left.put(T.event("visit"), json.dumps({"event_id": f"left-{i}"}).encode())
+    left.close()
+    filler = _fill(small_disk)
+    cfg_text = (f"version: 1\nstore: {{id: s1}}\ndata_dir: {small_disk}\nmqtt: {{port: {mosquitto.port}, "
+                "keepalive_s: 5, reconnect_max_backoff_s: 1.0}\ncameras:\n  - {id: cam-1, source: x.mp4}\n")
+    cfg = parse_config(cfg_text, "store.yaml")
+    sub = Sub(mosquitto.port)
+    sinks, pub = build_live_sinks(cfg, T, [])  # raised 'database or disk is full' / 'disk I/O error'
+    sink = FanoutSink(sinks)
+    assert [type(s).__name__ for s in sinks] == ["MqttPublisher"]  # history sacrificed, not events
+    pub.start()
+    try:
+        assert wait_until(lambda: pub.ready, 10)
+        sent = []
+        for prefix in ("full-", "after-"):
+            if prefix == "after-":
+                os.unlink(filler)
+                time.sleep(0.3)
+            for i in range(5):
+                sent.append(f"{prefix}{i}")
+                sink.emit([Message("event", "visit", {"event_id": sent[-1]}, "event")])
+                time.sleep(0.02)
+            if prefix == "full-":
+                assert wait_until(lambda: set(sent) <= set(sub.events), 10), sorted(set(sent) - set(sub.events))
+        everything = {f"left-{i}" for i in range(3)} | set(sent)
+        assert wait_until(lambda: everything <= set(sub.events) and len(pub.outbox) == 0, 10), (
+            sorted(everything - set(sub.events)), len(pub.outbox))
+        assert not pub.stats.disk_full and pub.stats.dropped == 0
+    finally:
+        sink.close()
+        sub.close()
+    assert any("running without history" in r.getMessage() for r in caplog.records)
