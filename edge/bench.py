@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.errors import positive_float_arg, positive_int_arg
 from edge.host import cpu_name, int8_note
 from edge.resources import models_dir, videos_dir
 from models.registry import ModelChoice
@@ -281,14 +282,14 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
         "--model", action="append",
         help="NAME[:fp32|int8[:WIDTH_PX]] (repeatable), e.g. yolov8n:int8:640; default: the frontier set",
     )
-    ap.add_argument("--cameras", type=int, action="append", help="open the clip N times at once (repeatable)")
-    ap.add_argument("--frames", type=int, default=300, help="frames per camera")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cameras", type=positive_int_arg, action="append", help="open the clip N times at once (repeatable)")
+    ap.add_argument("--frames", type=positive_int_arg, default=300, help="frames per camera")
+    ap.add_argument("--threads", type=positive_int_arg, default=2)
     ap.add_argument(
-        "--parallel-frames", type=int, default=None,
+        "--parallel-frames", type=positive_int_arg, default=None,
         help="model.parallel_frames (default: the product's for a file analysed flat out, i.e. --threads)",
     )
-    ap.add_argument("--analysis-fps", type=float, default=None, help="decode at this rate (default: every frame)")
+    ap.add_argument("--analysis-fps", type=positive_float_arg, default=None, help="decode at this rate (default: every frame)")
     ap.add_argument("--data-dir", default="storesense-data", help="where int8 copies are cached")
     ap.add_argument("--no-accuracy", action="store_true", help="skip MOTA/IDF1 on the dev clip")
     ap.add_argument("--json", help="also write the rows as JSON")

@@ -73,6 +73,14 @@ def main(argv: Sequence[str] | None = None, extra_modules: Sequence[str] = ()) -
     except UserFacingError as exc:
         logging.getLogger("storesense").error("%s", exc)
         return 2
+    except OSError as exc:
+        # a path the operator gave that the system refuses (a file where a folder must be, no
+        # permission, a full disk at start-up): say which and why; the traceback stays at DEBUG
+        where = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+        log = logging.getLogger("storesense")
+        log.error("cannot use %s: %s", where or "a file", exc.strerror or exc)
+        log.debug("traceback", exc_info=True)
+        return 2
 
 
 if __name__ == "__main__":

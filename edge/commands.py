@@ -16,7 +16,7 @@ from typing import IO, Any
 from edge.config import ConfigError, StoreConfig, load_config, parse_config
 from edge.config_checks import Where
 from edge.contract import Frame, Tracks
-from edge.errors import UserFacingError, tcp_port_arg
+from edge.errors import UserFacingError, positive_float_arg, tcp_port_arg
 from edge.history import history_sink_from_config
 from edge.resources import videos_dir
 from edge.sd_notify import SystemdNotifier
@@ -584,7 +584,7 @@ def register(sub: Any) -> None:
     p.add_argument("--port", type=tcp_port_arg, default=8080)
     p.add_argument("--fast", action="store_true", help="do not pace the clip at real time")
     p.add_argument("--once", action="store_true", help="stop at the end of the clip instead of looping")
-    p.add_argument("--duration-s", type=float, default=None, help="stop after this many seconds")
+    p.add_argument("--duration-s", type=positive_float_arg, default=None, help="stop after this many seconds")
     p.add_argument("--day", action="store_true",
                    help="instead: fill a demo history with a simulated trading day (peaks, lanes opening and "
                    "closing, greetings, browsing, staff) and write the report on it")

@@ -25,3 +25,26 @@ def tcp_port_arg(text: str, *, allow_zero: bool = True) -> int:
 def broker_port_arg(text: str) -> int:
     """``tcp_port_arg`` without 0: 0 means "any free port" for a server, but a broker has a real one."""
     return tcp_port_arg(text, allow_zero=False)
+
+
+def positive_int_arg(text: str) -> int:
+    """argparse ``type=`` for counts that must be 1 or more (``--cameras 0`` gave a
+    ZeroDivisionError in bench's table, ``--frames -1`` was taken as given)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number, 1 or more, found {text!r}")
+    return value
+
+
+def positive_float_arg(text: str) -> float:
+    """argparse ``type=`` for rates and durations that must be above 0 (NaN and inf refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (0.0 < value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a number above 0, found {text!r}")
+    return value

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from edge.errors import positive_int_arg
 from models.onnx_graph import set_input_hw
 from models.registry import ModelResolveError, ResolvedModel, sha256_file, with_file
 
@@ -388,7 +389,7 @@ def register(sub: Any) -> None:
     q.add_argument("name", nargs="?", help="registry name, e.g. yolov8n (default: the config's model)")
     q.add_argument("--config", help="store config: calibrate on its cameras' recordings, cache in its data_dir")
     q.add_argument("--video", action="append", help="calibration video (repeatable; default: shared videos)")
-    q.add_argument("--frames", type=int, default=CALIBRATION_FRAMES, help="calibration frames")
+    q.add_argument("--frames", type=positive_int_arg, default=CALIBRATION_FRAMES, help="calibration frames")
     q.add_argument("--data-dir", help="where the int8 copy is cached (default: the config's data_dir)")
     q.add_argument("--force", action="store_true", help="quantise again even if a cached copy exists")
     q.set_defaults(func=cmd_quantize)

@@ -232,9 +232,13 @@ def test_calibrate_refuses_a_grid_that_would_fill_memory(tmp_path: Path, capsys:
         (["display", "--config", "x.yaml", "--port", "99999"], "expected a port number 0..65535"),  # OverflowError
         (["display", "--config", "x.yaml", "--mqtt-port", "0"], "expected a port number 1..65535"),
         (["demo", "--port", "-1"], "expected a port number 0..65535"),
+        (["bench", "--cameras", "0"], "expected a whole number, 1 or more"),  # was: ZeroDivisionError in the table
+        (["bench", "--parallel-frames", "-1"], "expected a whole number, 1 or more"),
+        (["models", "quantize", "yolov8n", "--frames", "-1"], "expected a whole number, 1 or more"),
+        (["demo", "--duration-s", "-5"], "expected a number above 0"),
     ],
 )
-def test_ports_out_of_range_are_usage_errors(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
+def test_numbers_out_of_range_are_usage_errors(argv: list[str], expected: str, capsys: pytest.CaptureFixture[str]) -> None:
     rc, text = run(capsys, *argv)
     assert rc == 2 and expected in text
 
@@ -252,3 +256,10 @@ def test_hq_with_an_unreachable_database_says_so_without_the_password(tmp_path: 
         assert proc.returncode == 2, proc.stderr  # was: psycopg.OperationalError traceback
         assert "cannot use PostgreSQL" in proc.stderr and "Traceback" not in proc.stderr
         assert "s3cret-pw" not in proc.stderr and "127.0.0.1" in proc.stderr
+
+
+def test_a_file_where_a_folder_must_be_is_named_not_a_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    not_a_folder = tmp_path / "plain-file"
+    not_a_folder.write_text("x")
+    rc, text = run(capsys, "models", "quantize", "yolov8n-320", "--data-dir", str(not_a_folder), "--frames", "4")
+    assert rc == 2 and f"cannot use {not_a_folder}" in text and "Not a directory" in text  # was: NotADirectoryError
