@@ -194,7 +194,7 @@ class CameraConfig(Strict):
         le=120.0,
         description="live: a stream that stays connected but sends no frame this long is reported "
         "'stalled' and reconnected (OpenCV alone would wait ~30 s); opening a stream gives up after "
-        "this long, 5 s at least",
+        "this long, 10 s at least",
     )
     idle_refresh_s: float | None = Field(
         default=None,

@@ -31,8 +31,10 @@ from edge.errors import UserFacingError
 from edge.pipeline import FpsGate
 
 log = logging.getLogger("storesense.sources")
-# FFmpeg's probe of an RTSP stream can take a few seconds on a healthy camera: never cut it shorter
-OPEN_TIMEOUT_MIN_MS = 5000
+# FFmpeg's probe of an RTSP stream waits for the stream's parameters, which cameras with long
+# keyframe intervals ("smart" H.264+/H.265 codecs) send only every several seconds: an open is
+# never cut shorter than this, so a healthy slow camera is not refused over and over
+OPEN_TIMEOUT_MIN_MS = 10_000
 
 SourceState = Literal["starting", "running", "stalled", "reconnecting", "ended", "error"]
 

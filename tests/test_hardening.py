@@ -248,7 +248,7 @@ def test_a_camera_that_could_not_start_is_retried_with_backoff(tmp_path: Path, v
 def test_a_stream_that_answers_but_never_sends_a_frame_is_not_starting_for_30_s() -> None:
     """An HTTP camera that sends its headers and then nothing: OpenCV's open blocked ~30 s, and the
     camera said 'starting' all along, because the open/read timeouts were set after the open.
-    Given to the constructor, the open gives up at the open timeout (5 s at least) and the camera
+    Given to the constructor, the open gives up at the open timeout (10 s at least) and the camera
     reports 'reconnecting' with the reason, then retries."""
     from edge.sources import OPEN_TIMEOUT_MIN_MS, LiveSource
 
