@@ -212,7 +212,9 @@ class ReportData:
 
     def hour_of(self, timestamp_s: float) -> float | None:
         """Start of the local hour containing ``timestamp_s`` (None outside the period)."""
-        if not self.hours or timestamp_s < self.hours[0] or timestamp_s >= self.end_s:
+        # the period's first local hour can start before the period (a chain report's day in a
+        # zone whose offset is not a whole hour from the store's): that part is outside it
+        if not self.hours or timestamp_s < max(self.hours[0], self.start_s) or timestamp_s >= self.end_s:
             return None
         i = int(np.searchsorted(np.asarray(self.hours), timestamp_s, side="right")) - 1
         return self.hours[max(i, 0)]

@@ -10,11 +10,18 @@ silently and never an exception in the ingester.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+import mqtt_bridge.topics
+
+# the published contract (docs/messages.md): every schema whose JSON schema forbids other fields
+_SCHEMA_DIR = Path(mqtt_bridge.topics.__file__).resolve().parent / "schemas"
 
 # the versions this ingester understands; a new major version is dead-lettered until supported
 STATE_SCHEMAS = {
@@ -99,14 +106,47 @@ def _utc(ts_s: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(ts_s, dt.timezone.utc)
 
 
+def _finite(text: str) -> float:
+    v = float(text)
+    if not math.isfinite(v):
+        raise _Bad(f"payload has the out-of-range number {text[:40]!r}")
+    return v
+
+
+def _no_constant(name: str) -> Any:
+    raise _Bad(f"payload has {name}, which is not JSON")
+
+
 def _json_object(raw: bytes) -> dict[str, Any]:
     try:
-        obj = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise _Bad(f"payload is not JSON: {exc}") from None
+        # NaN/Infinity/1e999 would be accepted by json.loads but refused by json.dumps(allow_nan=False)
+        # and by jsonb; an over-long integer or a deeply nested document raises ValueError/RecursionError
+        obj = json.loads(raw.decode("utf-8"), parse_constant=_no_constant, parse_float=_finite)
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+        raise _Bad(f"payload is not JSON: {str(exc)[:200]}") from None
     if not isinstance(obj, dict):
         raise _Bad(f"payload must be a JSON object; found {type(obj).__name__}")
     return obj
+
+
+@functools.cache
+def schema_fields() -> dict[str, frozenset[str]]:
+    """schema id -> the top-level fields its JSON schema allows (``additionalProperties: false``)."""
+    out: dict[str, frozenset[str]] = {}
+    for f in sorted(_SCHEMA_DIR.glob("*.schema.json")):
+        d = json.loads(f.read_text(encoding="utf-8"))
+        const = d.get("properties", {}).get("schema", {}).get("const")
+        if isinstance(const, str) and d.get("additionalProperties") is False:
+            out[const] = frozenset(d["properties"])
+    return out
+
+
+class _Private(_Bad):
+    """Fields outside the published schema: possibly identities or images, never stored as sent."""
+
+    def __init__(self, reason: str, redacted: bytes) -> None:
+        super().__init__(reason)
+        self.redacted = redacted
 
 
 def _check_common(obj: dict[str, Any], schema: str, store: str) -> None:
@@ -115,6 +155,15 @@ def _check_common(obj: dict[str, Any], schema: str, store: str) -> None:
         raise _Bad(f"unknown schema {found!r}; expected {schema!r}")
     if obj.get("store_id") != store:
         raise _Bad(f"store_id {obj.get('store_id')!r} does not match the topic's store {store!r}")
+    allowed = schema_fields().get(schema)
+    if allowed is None:
+        raise _Bad(f"unknown schema {schema!r} (not in the published contract)")
+    extra = sorted(k for k in obj if k not in allowed)
+    if extra:
+        # only the documented aggregate fields may leave a store: park it, without the values
+        redacted = json.dumps({k: ("<removed>" if k in extra else v) for k, v in obj.items()}).encode()
+        raise _Private(f"fields not in {schema}: {', '.join(repr(k[:40]) for k in extra[:10])} "
+                       "(not stored: only documented fields may leave a store)", redacted)
 
 
 def _metrics(obj: dict[str, Any], keep: Collection[str] | None) -> tuple[tuple[str, float], ...]:
@@ -136,8 +185,12 @@ def classify(topic: str, raw: bytes, *, prefix: str, now_s: float, accept_future
     try:
         return _classify(topic, raw, prefix, now_s, accept_future_s, now_s - retention_days * 86400.0,
                          state_metrics or {})
+    except _Private as exc:
+        return DeadLetter(topic, str(exc), exc.redacted)
     except _Bad as exc:
         return DeadLetter(topic, str(exc), bytes(raw))
+    except Exception as exc:  # noqa: BLE001 - a poison message must never stop the ingester (it would be redelivered forever)
+        return DeadLetter(topic, f"not understood: {type(exc).__name__}: {str(exc)[:200]}", bytes(raw))
 
 
 def _classify(topic: str, raw: bytes, prefix: str, now_s: float, accept_future_s: float, oldest_s: float,

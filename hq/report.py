@@ -97,6 +97,7 @@ class StoreFigures:
     offline_h: float = 0.0
     dropped_pct: float | None = None  # of the frames due at the cameras' fps; None: no camera rows
     mean_wait_by_hour: dict[float, float] = field(default_factory=dict)  # chain-tz hour start -> mean wait s
+    footfall_by_hour: dict[float, int] = field(default_factory=dict)  # chain-tz hour start -> entries
     summary: dict[str, Any] = field(default_factory=dict)  # edge.report.summary_numbers of the store
 
     @property
@@ -128,7 +129,8 @@ def _store_cfg(entry: StoreEntry) -> Any:
 
 def store_figures(conn: psycopg.Connection, entry: StoreEntry, start_s: float, end_s: float, cfg: HqConfig,
                   chain_hours: list[float]) -> StoreFigures:
-    data = collect_report_data(PgStoreReader(conn, entry.id), _store_cfg(entry), start_s, end_s)
+    reader = PgStoreReader(conn, entry.id)
+    data = collect_report_data(reader, _store_cfg(entry), start_s, end_s)
     n = summary_numbers(data)
     sla_s = cfg.report.wait_sla_s
     waits = [(t, w) for lane in data.lanes for t, w in lane.waits]
@@ -150,6 +152,14 @@ def store_figures(conn: psycopg.Connection, entry: StoreEntry, start_s: float, e
         if i is not None:
             sums.setdefault(chain_hours[i], []).append(w)
     f.mean_wait_by_hour = {h: sum(v) / len(v) for h, v in sums.items()}
+    # footfall per *chain* hour: the store's own hours (summary_numbers) are its local clock hours,
+    # which do not line up with the chain's when the offsets differ by a non-whole hour
+    for p in reader.payloads("storesense.event.entry", start_s=start_s - 3600.0, end_s=end_s + 3600.0):
+        entered = p.get("entered_s")
+        i = (_hour_index(chain_hours, float(entered))
+             if isinstance(entered, int | float) and start_s <= entered < end_s else None)
+        if i is not None:
+            f.footfall_by_hour[chain_hours[i]] = f.footfall_by_hour.get(chain_hours[i], 0) + 1
     f.offline_h = offline_hours(conn, entry.id, start_s, end_s)
     f.dropped_pct = dropped_pct(conn.execute(
         "SELECT entity_id, metric, sum / n, min, max FROM state_minute WHERE store_id = %s AND kind = 'camera' "
@@ -235,7 +245,7 @@ def build_context(cfg: HqConfig, figures: list[StoreFigures], start_s: float, en
     view = [h for h in hours if busy and busy[0] <= h <= busy[-1]]
     footfall_by_hour: dict[float, float] = {}
     for f in figures:
-        for h, c in f.summary["footfall_per_hour"].items():
+        for h, c in f.footfall_by_hour.items():
             footfall_by_hour[h] = footfall_by_hour.get(h, 0.0) + c
     return {
         "title": cfg.report.title,

@@ -114,3 +114,49 @@ def test_dropped_share_follows_the_cameras_counters_across_minutes_and_restarts(
     # cameras are counted apart: cam-2's counter is not cam-1's
     both = [*over[:2], ("cam-2", "fps_measured", 5.0, 5.0, 5.0), ("cam-2", "frames_dropped", 500.0, 500.0, 500.0)]
     assert dropped_pct(both) == pytest.approx(100.0 * 60.0 / (3.9 * 60.0 + 5.0 * 60.0 + 60.0))
+
+
+@pytest.mark.parametrize("raw", [
+    b'{"schema": "storesense.event.entry/1", "store_id": "s1", "event_id": "x", "timestamp_s": 1800000000, "track_age_s": NaN}',
+    b'{"schema": "storesense.event.entry/1", "store_id": "s1", "event_id": "x", "timestamp_s": 1800000000, "track_age_s": 1e999}',
+    b'{"schema": "storesense.event.entry/1", "store_id": "s1", "event_id": "x", "timestamp_s": 1800000000, "track_age_s": 1'
+    + b"0" * 5000 + b"}",
+    b"[" * 100_000 + b"]" * 100_000,
+    b'{"schema": "storesense.heatmap/1", "store_id": "s1", "event_id": "h", "hour_start_s": 1799996400, "total_person_s": Infinity}',
+], ids=["NaN", "1e999", "5001-digit-int", "deep-nesting", "Infinity"])
+def test_poison_json_is_a_dead_letter_not_an_ingester_crash(raw: bytes) -> None:
+    # json.loads accepts these, json.dumps(allow_nan=False) / int() / the recursion limit then raised in
+    # the ingester: it exited, the unacknowledged message came back on restart, and it exited again
+    topic = "s1/camera/c1/heatmap" if b"heatmap" in raw else "s1/events/entry"
+    row = c(topic, raw)
+    assert isinstance(row, DeadLetter), row
+
+
+def test_fields_outside_the_published_schema_never_reach_hq() -> None:
+    ev = {"schema": "storesense.event.entry/1", "store_id": "s1", "timestamp_s": NOW, "event_id": "e-1",
+          "type": "entry", "camera_id": "c", "zone_id": "door", "entered_s": NOW, "track_age_s": 1.0}
+    assert isinstance(c("s1/events/entry", ev), EventRow)
+    row = c("s1/events/entry", {**ev, "face_jpeg_b64": "/9j/4AAQSkZJRg==", "customer_name": "Alice Example"})
+    assert isinstance(row, DeadLetter) and "face_jpeg_b64" in row.reason, row
+    assert b"Alice" not in row.payload and b"/9j/" not in row.payload  # parked without the values
+
+
+def test_store_in_a_half_hour_zone_counts_only_the_chain_period() -> None:
+    import datetime as dt
+
+    from edge.report import collect_report_data, summary_numbers
+    from hq.config import StoreEntry
+    from hq.report import _store_cfg
+
+    def z(s: str) -> float:
+        return dt.datetime.fromisoformat(s).timestamp()
+
+    class Reader:
+        def payloads(self, schema: str, *, start_s: float, end_s: float) -> list[dict]:
+            ts = [z("2026-10-31T23:45:00+00:00"), z("2026-11-01T10:10:00+00:00")]  # the first is the day before
+            return [{"type": "entry", "zone_id": "door", "entered_s": t, "timestamp_s": t}
+                    for t in ts if schema == "storesense.event.entry" and start_s <= t < end_s]
+
+    start, end = z("2026-11-01T00:00:00+00:00"), z("2026-11-02T00:00:00+00:00")  # a UTC chain day
+    data = collect_report_data(Reader(), _store_cfg(StoreEntry(id="s1", timezone="Asia/Kolkata")), start, end)
+    assert summary_numbers(data)["footfall_total"] == 1
