@@ -81,7 +81,9 @@ def register(sub: Any) -> None:
     mig.set_defaults(func=cmd_migrate)
     rep = hq_sub.add_parser("report", help="one self-contained HTML chain report for a period")
     rep.add_argument("--config", required=True)
-    rep.add_argument("--from", dest="start", default="yesterday", help="YYYY-MM-DD[THH:MM], 'today', 'yesterday'")
-    rep.add_argument("--to", dest="end", default=None, help="end (exclusive); default: one day after --from")
+    rep.add_argument("--from", dest="start", default="yesterday",
+                     help="start, chain time zone: YYYY-MM-DD[THH:MM], today, yesterday, or -24h / -7d")
+    rep.add_argument("--to", dest="end", default=None,
+                     help="end; a bare date includes that day (default: the end of --from's day)")
     rep.add_argument("--out", default="chain-report.html")
     rep.set_defaults(func=cmd_report)
