@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import re
 import shutil
 import socket
@@ -23,7 +24,32 @@ from pathlib import Path
 from edge.errors import UserFacingError
 
 
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
 def free_port() -> int:
+    """A loopback TCP port that is free now, chosen below the kernel's ephemeral range.
+
+    Why not ``bind(0)``: that port lies in the ephemeral range, so between this check and the
+    broker's own bind any outgoing connection on the box (every MQTT client) may take it as its
+    local port, and Mosquitto stops with "Unable to create websockets listener" (seen once in CI
+    with 8 brokers' ports and parallel tests). Outgoing connections never use ports below the
+    range."""
+    low = _ephemeral_low()
+    start = max(10_000, low - 12_000)
+    rng = random.SystemRandom()
+    for _ in range(64 if start < low else 0):
+        port = rng.randrange(start, low)
+        with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
