@@ -673,12 +673,20 @@ def period_text(start_s: float, end_s: float, tz: ZoneInfo) -> str:
     return f"{a:%Y-%m-%d %H:%M} → {b:%Y-%m-%d %H:%M}"
 
 
+def clock_label(ts_s: float, tz: ZoneInfo, fmt: str = "%H:%M") -> str:
+    """Local clock time of ``ts_s``; next to a clock change, with the zone's abbreviation, so the
+    repeated 01:00 of the day daylight saving ends reads "01:00 EDT" and "01:00 EST", not
+    01:00 twice."""
+    t = datetime.fromtimestamp(ts_s, tz)
+    offsets = {datetime.fromtimestamp(ts_s + d, tz).utcoffset() for d in (-3600.0, 0.0, 3600.0)}
+    return t.strftime(fmt) + (f" {t.tzname()}" if len(offsets) > 1 else "")
+
+
 def _hour_text(data: ReportData, h: float) -> str:
     tz = data.tz
-    a = datetime.fromtimestamp(h, tz)
-    b = datetime.fromtimestamp(h + 3600, tz)
     multi_day = data.end_s - data.start_s > 86400.0 + 3600.0
-    return (a.strftime("%m-%d ") if multi_day else "") + f"{a:%H:%M}–{b:%H:%M}"
+    date = datetime.fromtimestamp(h, tz).strftime("%m-%d ") if multi_day else ""
+    return f"{date}{clock_label(h, tz)}–{clock_label(h + 3600, tz)}"
 
 
 def summary_numbers(data: ReportData) -> dict[str, Any]:

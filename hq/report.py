@@ -29,6 +29,7 @@ from edge.ops_cli import parse_range, store_zone
 from edge.report import (
     CSS,
     bi,
+    clock_label,
     collect_report_data,
     local_hour_starts,
     peak_hours,
@@ -268,10 +269,10 @@ def build_context(cfg: HqConfig, figures: list[StoreFigures], start_s: float, en
             "offline_h": sum(f.offline_h for f in figures),
         },
         "ranked": ranked,
-        "hour_labels": [dt.datetime.fromtimestamp(h, tz).strftime("%H:00") for h in view],
+        "hour_labels": [clock_label(h, tz, "%H:00") for h in view],
         "matrix": [(f, [(f.mean_wait_by_hour.get(h), _cell_colour(f.mean_wait_by_hour.get(h), sla_s)) for h in view])
                    for f in sorted(figures, key=lambda f: f.store_id)],
-        "peaks": [(dt.datetime.fromtimestamp(p.hour_start_s, tz).strftime("%m-%d %H:00"), int(p.value))
+        "peaks": [(clock_label(p.hour_start_s, tz, "%m-%d %H:00"), int(p.value))
                   for p in peak_hours(footfall_by_hour)],
     }
 

@@ -435,3 +435,17 @@ def test_footfall_counts_entry_events_when_the_history_has_them(tmp_path: Path) 
     assert data.footfall.get(h9) == 2 and data.footfall.get(h10) == 1
     assert data.footfall.get(hour_start(11), 0) == 0
     assert data.sla["greeting"][hour_start(11)] == (1, 1)  # the greeting was read, for the SLA only
+
+
+def test_the_hour_repeated_when_daylight_saving_ends_is_told_apart() -> None:
+    """On 2026-11-01 New York's clocks go 01:59 EDT -> 01:00 EST: the report and the chain
+    report labelled both hours "01:00"; now the hours next to the change carry the zone."""
+    from zoneinfo import ZoneInfo
+
+    from edge.report import clock_label
+
+    tz = ZoneInfo("America/New_York")
+    first = datetime.fromisoformat("2026-11-01T05:00:00+00:00").timestamp()  # 01:00 EDT
+    labels = [clock_label(first + k * 3600.0, tz) for k in (-1, 0, 1, 2)]
+    assert labels == ["00:00", "01:00 EDT", "01:00 EST", "02:00"], labels
+    assert clock_label(datetime.fromisoformat("2026-07-01T16:00:00+00:00").timestamp(), tz) == "12:00"
