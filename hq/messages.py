@@ -9,19 +9,21 @@ silently and never an exception in the ingester.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
-import functools
 import json
 import math
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-import mqtt_bridge.topics
+from edge.payloads import PAYLOAD_TYPES
 
-# the published contract (docs/messages.md): every schema whose JSON schema forbids other fields
-_SCHEMA_DIR = Path(mqtt_bridge.topics.__file__).resolve().parent / "schemas"
+# the published contract: the typed payloads (one per JSON schema, checked equal in
+# tests/test_payload_types.py) -> the top-level fields each may carry
+SCHEMA_FIELDS: dict[str, frozenset[str]] = {
+    cls.SCHEMA: frozenset({"schema", *(f.name for f in dataclasses.fields(cls))}) for cls in PAYLOAD_TYPES
+}
 
 # the versions this ingester understands; a new major version is dead-lettered until supported
 STATE_SCHEMAS = {
@@ -129,18 +131,6 @@ def _json_object(raw: bytes) -> dict[str, Any]:
     return obj
 
 
-@functools.cache
-def schema_fields() -> dict[str, frozenset[str]]:
-    """schema id -> the top-level fields its JSON schema allows (``additionalProperties: false``)."""
-    out: dict[str, frozenset[str]] = {}
-    for f in sorted(_SCHEMA_DIR.glob("*.schema.json")):
-        d = json.loads(f.read_text(encoding="utf-8"))
-        const = d.get("properties", {}).get("schema", {}).get("const")
-        if isinstance(const, str) and d.get("additionalProperties") is False:
-            out[const] = frozenset(d["properties"])
-    return out
-
-
 class _Private(_Bad):
     """Fields outside the published schema: possibly identities or images, never stored as sent."""
 
@@ -155,7 +145,7 @@ def _check_common(obj: dict[str, Any], schema: str, store: str) -> None:
         raise _Bad(f"unknown schema {found!r}; expected {schema!r}")
     if obj.get("store_id") != store:
         raise _Bad(f"store_id {obj.get('store_id')!r} does not match the topic's store {store!r}")
-    allowed = schema_fields().get(schema)
+    allowed = SCHEMA_FIELDS.get(schema)
     if allowed is None:
         raise _Bad(f"unknown schema {schema!r} (not in the published contract)")
     extra = sorted(k for k in obj if k not in allowed)
