@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import logging
-import math
 import os
 import signal
 import sys
@@ -16,7 +15,7 @@ from typing import IO, Any
 from edge.config import ConfigError, StoreConfig, load_config, parse_config
 from edge.config_checks import Where
 from edge.contract import Frame, Tracks
-from edge.errors import UserFacingError, positive_float_arg, tcp_port_arg
+from edge.errors import UserFacingError, fps_arg, open_output, positive_float_arg, tcp_port_arg
 from edge.history import history_sink_from_config
 from edge.resources import videos_dir
 from edge.sd_notify import SystemdNotifier
@@ -164,11 +163,7 @@ class MotWriter:
 
     def __init__(self, path: str | Path, *, interpolate: bool = True, max_unheld_gap_frames: int = 0) -> None:
         self.path = Path(path)
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh: IO[str] = self.path.open("w", encoding="utf-8")
-        except OSError as exc:
-            raise UserFacingError(f"--mot {self.path}: cannot write: {exc.strerror}") from None
+        self._fh: IO[str] = open_output(self.path, "--mot")
         self.rows = 0
         self.filled = 0
         self.ids: set[int] = set()
@@ -260,9 +255,6 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         camera = cfg.camera(args.camera) if args.camera else cfg.cameras[0]
     except KeyError as exc:
         raise UserFacingError(str(exc.args[0])) from None
-    for flag, value in (("--analysis-fps", args.analysis_fps), ("--fps", args.fps)):
-        if value is not None and not (math.isfinite(value) and 0.0 < value <= 240.0):
-            raise UserFacingError(f"{flag}: expected frames per second in (0, 240], found {value!r}")
     if args.analysis_fps is not None:
         camera = camera.model_copy(update={"fps": args.analysis_fps})
     topics = Topics(cfg.store.id, cfg.mqtt.prefix)
@@ -556,8 +548,8 @@ def register(sub: Any) -> None:
     p.add_argument("video")
     p.add_argument("--config", help="store config (default: one camera, no zones, no MQTT)")
     p.add_argument("--camera", help="camera id in the config whose zones/calibration apply (default: first)")
-    p.add_argument("--fps", type=float, help="the video's real frame rate, if its container is wrong")
-    p.add_argument("--analysis-fps", type=float, help="override the camera's analysis fps")
+    p.add_argument("--fps", type=fps_arg, help="the video's real frame rate, if its container is wrong")
+    p.add_argument("--analysis-fps", type=fps_arg, help="override the camera's analysis fps")
     p.add_argument("--start", help="wall-clock time of the first frame (ISO), default now")
     p.add_argument("--mot", help="write tracks in MOTChallenge format to this file")
     p.add_argument("--events", help="write messages as JSONL {topic, payload} to this file")

@@ -34,7 +34,7 @@ from scipy.optimize import linear_sum_assignment
 
 from edge.config import CameraConfig, ModelConfig, StoreConfig, load_config
 from edge.contract import Frame, Tracks
-from edge.errors import UserFacingError
+from edge.errors import UserFacingError, fps_arg, open_output
 from models.registry import ModelChoice
 
 F64 = npt.NDArray[np.float64]
@@ -601,9 +601,6 @@ def evaluate(
         cam = cfg.camera(camera) if camera else cfg.cameras[0]
     except KeyError as exc:
         raise EvaluationInputError(str(exc.args[0])) from None
-    for flag, value in (("--analysis-fps", analysis_fps), ("--fps", fps)):
-        if value is not None and not (math.isfinite(value) and 0.0 < value <= 240.0):
-            raise EvaluationInputError(f"{flag}: expected frames per second in (0, 240], found {value!r}")
     if frame_step is not None and frame_step < 1:
         raise EvaluationInputError(f"--frame-step: expected 1 or more, found {frame_step}")
     if analysis_fps is not None:
@@ -667,12 +664,7 @@ def _load_cfg(config: str | Path | StoreConfig | None, video: Path) -> StoreConf
 
 def _write_mot(seq: MotSequence, path: str | Path) -> None:
     p = Path(path)
-    try:
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fh = p.open("w", encoding="utf-8")
-    except OSError as exc:
-        raise EvaluationInputError(f"--mot {p}: cannot write: {exc.strerror}") from None
-    with fh:
+    with open_output(p, "--mot") as fh:
         for f in sorted(seq.frames):
             ids, boxes = seq.frames[f]
             for tid, (x1, y1, x2, y2) in zip(ids.tolist(), boxes.tolist(), strict=True):
@@ -753,8 +745,8 @@ def register(sub: Any) -> None:
     p.add_argument("--frame-step", type=int,
                    help="--pred: it was computed on every N-th frame (default: the camera's analysis fps, "
                    "or every frame if it has rows elsewhere)")
-    p.add_argument("--fps", type=float, help="the video's real frame rate, if its container is wrong")
-    p.add_argument("--analysis-fps", type=float, help="override the camera's analysis fps")
+    p.add_argument("--fps", type=fps_arg, help="the video's real frame rate, if its container is wrong")
+    p.add_argument("--analysis-fps", type=fps_arg, help="override the camera's analysis fps")
     p.add_argument("--min-height-px", type=float, default=0.0, help="ignore boxes shorter than this (unannotated)")
     p.add_argument("--ignore-region", action="append", metavar="'x,y x,y x,y ...'",
                    help="pixel polygon with no annotations: boxes with feet inside are not scored (repeatable)")

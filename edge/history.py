@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from edge.contract import Message
-from edge.errors import UserFacingError
+from edge.errors import UserFacingError, is_disk_full
 from mqtt_bridge.topics import Topics
 
 log = logging.getLogger("storesense.history")
@@ -178,7 +178,7 @@ class HistorySink:
             self._conn = _connect(self.path, synchronous=synchronous)
             migrate(self._conn, self.path)
         except sqlite3.DatabaseError as exc:
-            if any(t in str(exc).lower() for t in ("full", "disk i/o", "no space")):
+            if is_disk_full(exc):
                 raise HistoryDiskFull(f"history database {self.path} cannot be opened: {exc}") from None
             raise UserFacingError(f"history database {self.path} cannot be opened: {exc}") from None
         self.written = 0
@@ -301,7 +301,7 @@ class HistorySink:
         try:
             self._write(batch)
         except sqlite3.Error as exc:
-            if not any(s in str(exc).lower() for s in ("full", "disk i/o", "no space")):
+            if not is_disk_full(exc):
                 raise
             if not self.disk_full:
                 log.error("history %s: disk full (%s): history is dropped, events keep priority; "

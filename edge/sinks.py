@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from edge.contract import Message
+from edge.errors import open_output
 from mqtt_bridge.topics import Topics
 
 
@@ -27,13 +28,7 @@ class JsonlSink:
     def __init__(self, path: str | Path, topics: Topics) -> None:
         self.path = Path(path)
         self.topics = topics
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh: IO[str] = self.path.open("w", encoding="utf-8")
-        except OSError as exc:
-            from edge.errors import UserFacingError
-
-            raise UserFacingError(f"--events {self.path}: cannot write: {exc.strerror}") from None
+        self._fh: IO[str] = open_output(self.path, "--events")
         self.count = 0
 
     def emit(self, messages: Sequence[Message]) -> None:

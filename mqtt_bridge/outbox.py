@@ -32,6 +32,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from edge.errors import is_storage_error
+
 log = logging.getLogger("storesense.mqtt.outbox")
 
 DISK_RETRY_S = 5.0
@@ -50,14 +52,6 @@ CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 
 class StorageFull(Exception):
     """The outbox file could not be written (disk full, or an I/O error): nothing was stored."""
-
-
-def is_storage_error(exc: BaseException) -> bool:
-    """SQLite's way of saying the disk (or the file system under it) refused a write."""
-    text = str(exc).lower()
-    return isinstance(exc, sqlite3.OperationalError | sqlite3.DatabaseError | OSError) and any(
-        s in text for s in ("full", "disk i/o", "no space", "read-only", "readonly")
-    )
 
 
 def _rollback(db: sqlite3.Connection) -> None:
