@@ -150,8 +150,10 @@ def test_the_int8_speed_warning_is_logged_once_for_all_workers(
     """Every camera worker and frame in flight builds its own detector; the journal said the
     same 'no VNNI' advice once per detector."""
     import edge.detector as detector_module
+    import edge.host
 
-    monkeypatch.setattr(detector_module, "int8_dot_product", lambda: False)
+    # a CPU without VNNI, whatever this machine has (the advice and its text both read the flags)
+    monkeypatch.setattr(edge.host, "cpu_flags", lambda: frozenset({"avx2", "fma"}))
     monkeypatch.setattr(detector_module, "_INT8_WARNED", set())
     data_dir = int8_320[0].parent.parent
     with caplog.at_level(logging.WARNING, logger="edge.detector"):
@@ -296,3 +298,53 @@ def test_a_file_cameras_geometry_is_opened_before_its_first_frame(tmp_path: Path
         assert (256, 416) in detector.geometries
     finally:
         worker.source.close()
+
+
+@pytest.mark.parametrize("opset", [17, 18])
+def test_inner_softmax_is_rewritten_to_the_same_values(opset: int) -> None:
+    """ORT's Softmax over an inner axis (YOLOv8's DFL) is slow; the rewrite must keep its values,
+    large logits included, and leave a last-axis Softmax (YOLO11's attention) alone."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from models.onnx_graph import explicit_inner_softmax
+
+    graph = helper.make_graph(
+        [helper.make_node("Softmax", ["x"], ["s"], axis=1), helper.make_node("Softmax", ["s"], ["y"], axis=-1)],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 16, 4, "anchors"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    x = (np.random.default_rng(0).standard_normal((1, 16, 4, 300)) * 40).astype(np.float32)
+    x[0, 3, 0, 0] = 500.0  # exp(500) overflows float32 unless the max is subtracted first
+
+    def run(m: onnx.ModelProto) -> np.ndarray:
+        session = ort.InferenceSession(m.SerializeToString(), providers=["CPUExecutionProvider"])
+        return np.asarray(session.run(None, {"x": x})[0])
+
+    expected = run(model)
+    assert explicit_inner_softmax(model) == 1
+    assert [n.op_type for n in model.graph.node].count("Softmax") == 1  # the last-axis one stays
+    got = run(model)
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+
+
+def test_detector_runs_yolov8_without_the_inner_softmax_and_gives_the_exported_output(
+    zidane: np.ndarray, models_path: Path
+) -> None:
+    import onnxruntime as ort
+
+    for name in ("yolov8n-640", "yolov8n"):
+        det = OnnxDetector.from_config(ModelConfig(name=name))
+        tensor, _ = det.preprocess(zidane)
+        slot = det._slots[det.geometry_for(zidane.shape[1], zidane.shape[0])]
+        ours = det.infer(tensor)
+        source = models_path / slot.source
+        exported = ort.InferenceSession(str(source), providers=["CPUExecutionProvider"])
+        assert any(n.op_type == "Softmax" for n in onnx.load(str(source)).graph.node)
+        reference = exported.run(None, {exported.get_inputs()[0].name: tensor})[0]
+        np.testing.assert_allclose(ours[:, 4:], reference[:, 4:], atol=1e-5)  # scores
+        np.testing.assert_allclose(ours[:, :4], reference[:, :4], atol=1e-2)  # box px
+        assert slot.source in det.inner_softmax_rewritten
