@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from edge.config_base import Strict
 
 Point = tuple[float, float]
 MAX_COORDINATE = 100_000.0  # px or m
 
 
-class CalibrationConfig(BaseModel):
+class CalibrationConfig(Strict):
     """Four or more pairs: where a floor mark is in the image (px) and on the floor (m).
 
     Either inline (``image_points_px`` + ``floor_points_m``) or in a small YAML ``file`` with
     the same two keys, relative to the store config.
     """
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     image_points_px: list[Point] | None = Field(default=None, description="where floor marks are in the image")
     floor_points_m: list[Point] | None = Field(default=None, description="the same marks on the floor, same order")

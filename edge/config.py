@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from calibration.config import CalibrationConfig
+from edge.config_base import BOOL_FOR_NUMBER, Strict
 from edge.config_checks import RawCheck, Where, did_you_mean, raw_problems, short
 from edge.errors import UserFacingError
 from mqtt_bridge.config import DisplayConfig, HistoryConfig, MqttConfig
@@ -27,9 +28,6 @@ from zones.config import ZONE_MODELS, AnalyticsConfig, StaffConfig, ZoneConfig
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 
-class Strict(BaseModel):
-    # NaN and inf pass every gt/lt bound check silently (NaN compares False), so they are refused
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class StoreInfo(Strict):
@@ -491,7 +489,7 @@ def _describe_error(err: Any) -> str:
     if etype == "finite_number":
         return f"expected a finite number; found {found_s}"
     msg = str(err["msg"]).removeprefix("Value error, ")
-    if etype in {"value_error", "assertion_error"}:
+    if etype in {"value_error", "assertion_error", BOOL_FOR_NUMBER}:
         return msg
     if msg.startswith("Input should be "):
         rest = msg.removeprefix("Input should be ")
@@ -534,6 +532,9 @@ def validation_problems(exc: ValidationError, filename: str, lines: dict[tuple[A
         loc = _clean_loc(tuple(err["loc"]))
         if err["type"] in ("union_tag_invalid", "union_tag_not_found"):  # the zone's kind itself
             loc = (*loc, "kind")
+        if err["type"] == BOOL_FOR_NUMBER:  # raised by the model, about one of its keys
+            ctx = err.get("ctx", {})
+            loc = (*loc, ctx.get("key", "?"), *ctx.get("at", ()))
         err = {**err, "loc": loc, "zone_kind": kind}  # type: ignore[typeddict-unknown-key]
         line = None
         for cut in range(len(loc), -1, -1):

@@ -9,16 +9,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from edge.config import ID_PATTERN, ConfigError, expand_env, load_yaml_mapping, validation_problems
+from edge.config_base import Strict
 from edge.config_checks import Where
 from mqtt_bridge.config import TlsConfig
 from mqtt_bridge.topics import DEFAULT_PREFIX
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
 
 
 class HqMqttConfig(Strict):

@@ -80,6 +80,17 @@ CASES = [
     ("unknown key suggestion", BASE.replace("  timezone:", "  timezon:"),
      ["store.yaml:4:", "store.timezon", "did you mean 'timezone'?"]),
     ("zone kind typo", BASE.replace("kind: entrance", "kind: entrence"), ["did you mean 'entrance'?"]),
+    # YAML's true/false where a number goes: pydantic read them as 1/0 and the config validated
+    ("camera fps true", BASE.replace("    source: clip.mp4\n", "    source: clip.mp4\n    fps: true\n"),
+     ["store.yaml:8:", "cameras[0].fps", "found true"]),
+    ("calibration point true",
+     BASE.replace("    source: clip.mp4\n", "    source: clip.mp4\n    calibration:\n"
+                  "      image_points_px: [[0, 0], [100, 0], [100, 100], [true, 100]]\n"
+                  "      floor_points_m: [[0, 0], [1, 0], [1, 1], [0, 1]]\n"),
+     ["store.yaml:9:", "cameras[0].calibration.image_points_px[3][0]", "found true"]),
+    ("zone polygon point false", BASE.replace("[[0.0, 0.0], [0.3, 0.0], [0.3, 0.2]]", "[[false, 0.0], [0.3, 0.0], [0.3, 0.2]]"),
+     ["store.yaml:11:", "zones[2].polygon[0][0]", "found false"]),
+    ("broker port true", BASE + "mqtt: {port: true}\n", ["store.yaml:12:", "mqtt.port", "found true"]),
 ]
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     TypeAdapter,
     ValidationInfo,
@@ -19,12 +17,11 @@ from pydantic import (
     model_validator,
 )
 
+from edge.config_base import Strict
+
 Point = tuple[float, float]
 
 
-class Strict(BaseModel):
-    # NaN and inf pass every gt/lt bound check silently (NaN compares False), so they are refused
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"  # one MQTT topic level: no '/', '+', '#'
