@@ -20,6 +20,22 @@ def _need(path: Path) -> Path:
     return path
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cwd_outside_the_checkout(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """A config built in memory has no file to resolve ``data_dir`` against, so its default
+    ``storesense-data`` lands in the working directory: tests ran from the checkout wrote
+    ``flow/`` and ``reference/`` files there, and parallel tests with the same camera id shared
+    them. Each test session (each xdist worker) works in its own empty folder instead."""
+    import os
+
+    before = Path.cwd()
+    os.chdir(tmp_path_factory.mktemp("cwd"))
+    try:
+        yield
+    finally:
+        os.chdir(before)
+
+
 @pytest.fixture(scope="session")
 def models_path() -> Path:
     return _need(models_dir())

@@ -215,7 +215,7 @@ def test_cameras_due_together_share_one_batched_run_with_the_same_tracks(tmp_pat
     clip = _short_clip(table_video, tmp_path / "clip.avi", 40, skip=80)  # someone walks in
     text = (
         "version: 1\nstore: {id: s}\nmodel: {name: yolov8n, input_width_px: 320, batch_cameras: %s}\ncameras:\n"
-        f"  - {{id: a, source: {clip}, fps: 5}}\n  - {{id: b, source: {clip}, fps: 5}}\n"
+        f"  - {{id: a, source: {clip}, fps: 5}}\n  - {{id: b, source: {clip}, fps: 5}}\ndata_dir: {tmp_path / 'data'}\n"
     )
     results = {}
     for batch in ("true", "false"):
