@@ -267,6 +267,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         fps_override=args.fps,
         source_override=str(video),
         start_epoch_s=parse_start(args.start),
+        # a recording analysed on a live box must not replace the live camera's /setup files
+        # (track flow, static places) any more than its history: both only with --history
+        setup_reports=bool(args.history),
     )
     sinks: list[Sink] = []
     events = JsonlSink(args.events, topics) if args.events else None
@@ -294,7 +297,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         progress.update_to(frame.index)
 
     analytics = build_analytics(cfg) if not args.no_analytics else None
-    runtime = Runtime(cfg, [worker], FanoutSink(sinks) if sinks else MemorySink(), analytics, on_tracks=on_tracks)
+    runtime = Runtime(cfg, [worker], FanoutSink(sinks) if sinks else MemorySink(), analytics, on_tracks=on_tracks,
+                      save_reference_frames=bool(args.history))
     _install_signal_handlers(runtime.stop)
     summary = runtime.run()
     progress.close()
@@ -557,8 +561,9 @@ def register(sub: Any) -> None:
                    help="--mot: keep only observed boxes (default: fill gaps of re-associated tracks)")
     p.add_argument("--no-analytics", action="store_true", help="detect and track only")
     p.add_argument("--history", action="store_true",
-                   help="also add the results to the store's history database (for `storesense report`); "
-                   "off by default so a test recording never mixes with the store's real figures")
+                   help="also add the results to the store's history database (for `storesense report`) and "
+                   "refresh the camera's /setup files (reference frame, track flow, static places); off by default "
+                   "so a test recording never mixes with the store's real figures")
     p.add_argument("--no-history", action="store_true", help=argparse.SUPPRESS)  # the old default, kept for scripts
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_analyze)

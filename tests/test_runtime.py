@@ -154,6 +154,9 @@ def test_analyze_keeps_out_of_the_store_history_unless_asked(tmp_path: Path, vid
     proc = subprocess.run(base, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert not (tmp_path / "data" / "history.db").exists()
+    # nor the live camera's /setup files: its reference frame, track flow and static places
+    for setup_file in ("reference/aisle.jpg", "flow/aisle.json", "static/aisle.json"):
+        assert not (tmp_path / "data" / setup_file).exists(), setup_file
     no_cfg = subprocess.run([*base[:5], "--history", "--no-progress"], capture_output=True, text=True, timeout=300)
     assert no_cfg.returncode == 2 and "--history needs --config" in no_cfg.stderr
 
