@@ -180,7 +180,8 @@ def quantize(
     out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{resolved.path.stem}-int8.onnx"
     log.info(
-        "quantising %s to int8 on %d frames at %dx%d (%d decode nodes stay float); this takes a minute",
+        "quantising %s to int8 on %d frames at %dx%d (%d decode nodes stay float); this takes seconds to a "
+        "minute and about 1 GB of memory",
         resolved.path.name, len(tensors), hw[1], hw[0], len(tail),
     )
     with tempfile.TemporaryDirectory(dir=out_dir) as tmp:
@@ -322,7 +323,7 @@ def int8_variant(
     if found is None:
         sources = list(videos or []) or video_files(videos_dir())
         log.warning(
-            "model %s: no int8 copy in %s yet; quantising it now on %d video(s) (first use only; "
+            "model %s: no usable int8 copy in %s; quantising it now on %d video(s) (first use only; "
             "`storesense models quantize %s` does this ahead of time)",
             resolved.name or resolved.path.name, out_dir, len(sources), resolved.name or resolved.path,
         )
