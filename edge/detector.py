@@ -160,7 +160,10 @@ class Yolov8Decoder(Decoder):
         self.num_classes = output_shape[1] - 4
 
     def fill(self, canvas: npt.NDArray[np.uint8], plane: FloatArray) -> None:
-        np.multiply(canvas.transpose(2, 0, 1)[::-1], np.float32(1.0 / 255.0), out=plane, casting="unsafe")
+        # RGB, 0..1. Per-plane, as YOLOX's fill below: 0.19 against 0.30 ms at 480x640 for one
+        # strided transposed multiply, the same values
+        for dst, channel in zip(plane[::-1], cv2.split(canvas), strict=True):  # B, G, R -> planes 2, 1, 0
+            np.multiply(channel, np.float32(1.0 / 255.0), out=dst, casting="unsafe")
 
     def candidates(self, raw: FloatArray, thr: float) -> Candidates | None:
         p = raw  # (4 + classes, N): each row is contiguous, so thresholding one row is cheap
