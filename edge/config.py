@@ -28,8 +28,6 @@ from zones.config import ZONE_MODELS, AnalyticsConfig, StaffConfig, ZoneConfig
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 
 
-
-
 class StoreInfo(Strict):
     id: str = Field(pattern=ID_PATTERN, description="store id; part of every MQTT topic")
     name: str | None = Field(default=None, description="store name shown on reports")

@@ -6,7 +6,7 @@ Foundation layer: imports only pydantic.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ConfigDict, model_validator
 from pydantic_core import PydanticCustomError
@@ -29,8 +29,10 @@ def _bool_at(value: Any) -> tuple[int, ...] | None:
 
 
 def _takes_bool(annotation: Any) -> bool:
-    text = repr(annotation)
-    return "bool" in text or "Any" in text
+    """``bool`` or ``Any`` anywhere in the field's type (``bool | None``, ``dict[str, Any]``...)."""
+    if annotation is bool or annotation is Any:
+        return True
+    return any(_takes_bool(arg) for arg in get_args(annotation))
 
 
 class Strict(BaseModel):

@@ -357,7 +357,7 @@ class OnnxDetector:
         self.licence: str | None = None
         self.precision = "fp32"
         self._proto: Any = None  # the resizable graph, parsed once when a geometry needs it
-        # files whose inner-axis Softmax (YOLOv8/YOLO11's DFL) runs as explicit nodes: 11 % faster here
+        # files whose inner-axis Softmax (YOLOv8/YOLO11's DFL) runs as explicit nodes (an int8 run 11 % shorter)
         self.inner_softmax_rewritten: set[str] = set()
         self._slots: dict[tuple[int, int], _Slot] = {}
         self._frame_geometry: dict[tuple[int, int], tuple[int, int]] = {}

@@ -93,10 +93,9 @@ def explicit_inner_softmax(model: Any) -> int:
             helper.make_node("ReduceSum", [f"{base}/exp", axes], [f"{base}/sum"], keepdims=1),
             helper.make_node("Div", [f"{base}/exp", f"{base}/sum"], [y]),
         ]
-        for j, n in enumerate(new):
-            n.name = f"{base}/explicit_{j}"
         del model.graph.node[k]
         for j, n in enumerate(new):
+            n.name = f"{base}/explicit_{j}"
             model.graph.node.insert(k + j, n)
         replaced += 1
     return replaced

@@ -14,8 +14,6 @@ DEFAULT_PREFIX = "storesense/v1"
 _HOST_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 
 
-
-
 class TlsConfig(Strict):
     ca_file: str | None = Field(default=None, description="CA bundle that signed the broker's certificate")
     cert_file: str | None = Field(default=None, description="client certificate (mutual TLS)")

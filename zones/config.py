@@ -22,8 +22,6 @@ from edge.config_base import Strict
 Point = tuple[float, float]
 
 
-
-
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"  # one MQTT topic level: no '/', '+', '#'
 
 
